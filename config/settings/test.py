@@ -1,0 +1,12 @@
+"""The test suite: PostgreSQL when DATABASE_URL says so (CI), SQLite otherwise; fast hashing."""
+
+import os
+import tempfile
+
+from .base import *
+
+SECRET_KEY = "django-insecure-test-only"  # noqa: S105
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", tempfile.mkdtemp(prefix="imagetagger-media-")))
+FETCH_ALLOW_NETWORKS = env_list("FETCH_ALLOW_NETWORKS", "127.0.0.0/8")
+LOGGING = {"version": 1, "disable_existing_loggers": False}
