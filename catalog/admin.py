@@ -47,24 +47,18 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "advertiser"]
 
 
+RUN_COUNTERS = ("urls", "not_modified", "cache_hits", "downloaded", "failed", "classified")
+RUN_INLINE_FIELDS = ("status", "trigger", *RUN_COUNTERS, "started_at", "finished_at")
+PLACEMENT_INLINE_FIELDS = ("thumbnail", "position", "url", "status", "failure_reason", "is_gone")
+
+
 class RunInline(admin.TabularInline):
     model = Run
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = [
-        "status",
-        "trigger",
-        "urls",
-        "not_modified",
-        "cache_hits",
-        "downloaded",
-        "failed",
-        "classified",
-        "started_at",
-        "finished_at",
-    ]
-    readonly_fields = fields
+    fields = RUN_INLINE_FIELDS
+    readonly_fields = RUN_INLINE_FIELDS
     ordering = ["-created_at"]
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -87,8 +81,8 @@ class SitemapAdmin(admin.ModelAdmin):
 class PlacementInline(admin.TabularInline):
     model = Placement
     extra = 0
-    fields = ["thumbnail", "position", "url", "status", "failure_reason", "is_gone"]
-    readonly_fields = fields
+    fields = PLACEMENT_INLINE_FIELDS
+    readonly_fields = PLACEMENT_INLINE_FIELDS
     can_delete = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Placement]:
@@ -158,12 +152,7 @@ class RunAdmin(admin.ModelAdmin):
         "trigger",
         "status",
         "step",
-        "urls",
-        "not_modified",
-        "cache_hits",
-        "downloaded",
-        "failed",
-        "classified",
+        *RUN_COUNTERS,
         "started_at",
         "finished_at",
     ]

@@ -86,9 +86,7 @@ class Sitemap(TimeStampedModel):
     url = models.URLField(max_length=2048, blank=True)
     schedule = models.CharField(max_length=20, choices=Schedule.choices, default=Schedule.NIGHTLY)
     is_enabled = models.BooleanField(default=True)
-    tasks_enabled = models.JSONField(
-        default=all_tasks, help_text='Tasks to tag, e.g. ["image_type", "color"].'
-    )
+    tasks_enabled = models.JSONField(default=all_tasks, help_text='Tasks to tag, e.g. ["image_type", "color"].')
 
     class Meta:
         ordering = ["advertiser__name", "id"]
@@ -96,9 +94,7 @@ class Sitemap(TimeStampedModel):
             models.UniqueConstraint(
                 fields=["advertiser", "url"], condition=~Q(url=""), name="sitemap_unique_advertiser_url"
             ),
-            models.CheckConstraint(
-                condition=Q(kind="feed") | ~Q(url=""), name="sitemap_url_required_unless_feed"
-            ),
+            models.CheckConstraint(condition=Q(kind="feed") | ~Q(url=""), name="sitemap_url_required_unless_feed"),
         ]
 
     def __str__(self) -> str:
@@ -154,6 +150,15 @@ class ImageAsset(TimeStampedModel):
         return f"{self.sha256[:12]} {self.width}x{self.height} {self.format}"
 
 
+class Outcome(models.TextChoices):
+    """What a Run did with one image URL."""
+
+    NOT_MODIFIED = "not_modified", "Not modified (304)"
+    CACHE_HIT = "cache_hit", "Bytes already known"
+    DOWNLOADED = "downloaded", "New image"
+    FAILED = "failed", "Failed"
+
+
 class Placement(TimeStampedModel):
     """An image URL as it appears in a listing, with the HTTP validators last seen for it."""
 
@@ -165,9 +170,7 @@ class Placement(TimeStampedModel):
     listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="placements")
     url = models.URLField(max_length=2048)
     position = models.PositiveIntegerField()
-    asset = models.ForeignKey(
-        ImageAsset, on_delete=models.PROTECT, null=True, blank=True, related_name="placements"
-    )
+    asset = models.ForeignKey(ImageAsset, on_delete=models.PROTECT, null=True, blank=True, related_name="placements")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     failure_reason = models.CharField(max_length=40, blank=True)
     failure_detail = models.TextField(blank=True)
@@ -175,17 +178,22 @@ class Placement(TimeStampedModel):
     last_modified = models.CharField(max_length=100, blank=True)
     content_length = models.BigIntegerField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     is_gone = models.BooleanField(default=False)
+    # What the last Run did with this URL: a resumed Run skips the placements it already handled.
+    last_run = models.ForeignKey("Run", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
 
     class Meta:
         ordering = ["listing_id", "position"]
         constraints = [
             models.UniqueConstraint(fields=["listing", "url"], name="placement_unique_listing_url"),
-            models.CheckConstraint(
-                condition=~Q(status="ok") | Q(asset__isnull=False), name="placement_ok_has_asset"
-            ),
+            models.CheckConstraint(condition=~Q(status="ok") | Q(asset__isnull=False), name="placement_ok_has_asset"),
         ]
-        indexes = [models.Index(fields=["url"], name="placement_url_idx")]
+        indexes = [
+            models.Index(fields=["url"], name="placement_url_idx"),
+            models.Index(fields=["last_run", "outcome"], name="placement_run_outcome_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.url
@@ -241,6 +249,9 @@ class Run(TimeStampedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started this Run.")
+    # The lease: which worker process runs it, and when it last showed signs of life.
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,3 +1,10 @@
+from django.urls import path
+
+from .apis import RunDetailApi, RunStartApi
+
 app_name = "catalog"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("sitemaps/<int:sitemap_id>/runs/", RunStartApi.as_view(), name="sitemap-run-start"),
+    path("runs/<int:run_id>/", RunDetailApi.as_view(), name="run-detail"),
+]

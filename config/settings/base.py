@@ -78,7 +78,11 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several worker threads write counters while a Run goes on: wait for the lock instead of failing.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -119,6 +123,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "imagetagger API",
@@ -174,4 +179,17 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # One line per image request is noise; failures are recorded on the placements.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# Runs (catalog.services.runs)
+RUN_FETCH_CONCURRENCY = int(os.environ.get("RUN_FETCH_CONCURRENCY", "8"))
+RUN_FETCH_PER_HOST = int(os.environ.get("RUN_FETCH_PER_HOST", "6"))
+RUN_FETCH_RETRIES = int(os.environ.get("RUN_FETCH_RETRIES", "2"))
+RUN_RETRY_BACKOFF = float(os.environ.get("RUN_RETRY_BACKOFF", "1.0"))
+RUN_PROGRESS_SECONDS = float(os.environ.get("RUN_PROGRESS_SECONDS", "1.0"))
+# A running Run whose worker has not shown signs of life for this long is resumed by another worker.
+RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
+# Steps after the images are in, each called as step(run=run, progress=callback).
+RUN_POST_FETCH_STEPS: list[str] = []

@@ -11,9 +11,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="staff")
-        parser.add_argument(
-            "--base-url", default="http://127.0.0.1:8000", help="Where the dev server listens."
-        )
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the dev server listens.")
 
     def handle(self, *args: object, username: str, base_url: str, **options: object) -> None:
         advertiser = advertiser_get_or_create(slug="demo-motors", name="Demo Motors")
@@ -24,9 +22,7 @@ class Command(BaseCommand):
         )
         password = secrets.token_urlsafe(12)
         user_model = get_user_model()
-        user, _ = user_model.objects.get_or_create(
-            username=username, defaults={"email": f"{username}@example.com"}
-        )
+        user, _ = user_model.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
         user.is_staff = True
         user.is_superuser = True
         user.set_password(password)

@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from .models import Advertiser, Sitemap
+from catalog.models import Advertiser, Sitemap
 
 
 @transaction.atomic
@@ -17,7 +17,5 @@ def sitemap_get_or_create(
     *, advertiser: Advertiser, url: str, kind: str = Sitemap.Kind.SITEMAP, name: str = ""
 ) -> Sitemap:
     """The advertiser's sitemap at this URL, created with every task enabled if missing."""
-    sitemap, _ = Sitemap.objects.get_or_create(
-        advertiser=advertiser, url=url, defaults={"kind": kind, "name": name}
-    )
+    sitemap, _ = Sitemap.objects.get_or_create(advertiser=advertiser, url=url, defaults={"kind": kind, "name": name})
     return sitemap

@@ -1,0 +1,66 @@
+"""The catalog's API: the scraper's "scrape finished" call and Run status."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from .models import Run
+from .selectors import runs_visible_to, sitemaps_visible_to
+from .services.runs import run_start
+
+
+class RunOutputSerializer(serializers.ModelSerializer):
+    run = serializers.IntegerField(source="pk")
+    sitemap = serializers.IntegerField(source="sitemap_id")
+    duration_seconds = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "run", "sitemap", "status", "step", "trigger", "listings", "urls", "not_modified", "cache_hits",
+            "downloaded", "failed", "classified", "failure_reasons", "source_errors", "error", "health_flags",
+            "created_at", "started_at", "finished_at", "duration_seconds",
+        ]  # fmt: skip
+
+
+class RunStartApi(APIView):
+    """Starts a Run of a sitemap (the scraper calls this when a scrape finishes).
+
+    For a scrape-feed sitemap the request body is the feed document (see the README). Answers 202 with the
+    Run, 409 when the sitemap already has a Run under way, 400 with every problem of an invalid feed.
+    """
+
+    class OutputSerializer(serializers.Serializer):
+        run = serializers.IntegerField()
+        status = serializers.CharField()
+        url = serializers.URLField()
+
+    @extend_schema(
+        request={"application/json": {"type": "object", "description": "The scrape feed document (feed sitemaps)"}},
+        parameters=[OpenApiParameter("trigger", str, enum=["scrape", "api"], description="Default: scrape")],
+        responses={202: OutputSerializer},
+    )
+    def post(self, request: Request, sitemap_id: int) -> Response:
+        sitemap = get_object_or_404(sitemaps_visible_to(request.user), pk=sitemap_id)
+        document = request.data if isinstance(request.data, dict) and request.data else None
+        if document is not None and sitemap.kind != sitemap.Kind.FEED:
+            raise serializers.ValidationError({"detail": "only a scrape-feed sitemap takes a feed document"})
+        trigger = Run.Trigger.API if request.query_params.get("trigger") == "api" else Run.Trigger.SCRAPE
+        run = run_start(sitemap=sitemap, trigger=trigger, user=request.user, feed_document=document)
+        url = reverse("catalog:run-detail", args=[run.pk], request=request)
+        return Response(self.OutputSerializer({"run": run.pk, "status": run.status, "url": url}).data, status=202)
+
+
+class RunDetailApi(APIView):
+    """A Run's status and counters."""
+
+    @extend_schema(responses=RunOutputSerializer)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = get_object_or_404(runs_visible_to(request.user), pk=run_id)
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_200_OK)

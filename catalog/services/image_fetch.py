@@ -1,0 +1,270 @@
+"""Bringing a Run's image URLs in: revalidate or download each one, key it by content, record the outcome.
+
+Threads do the network and decoding work (httpx and Pillow release the GIL) and create new assets at
+once (so that the same bytes under two URLs make one asset); the calling thread records the outcomes on
+the placements in small batches, one transaction each, so a worker that dies loses at most the URLs of
+one batch, which the resumed Run handles again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from catalog.fetching import FetchError, FetchResult, SafeFetcher
+from catalog.imaging import ImageRefused, inspect_image, sha256_hex
+from catalog.models import ImageAsset, Outcome, Placement, Run
+
+from .assets import asset_get_or_create
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class UrlJob:
+    """One distinct image URL of a Run and the placements that show it."""
+
+    url: str
+    placement_ids: list[int] = field(default_factory=list)
+    etag: str = ""
+    last_modified: str = ""
+    content_length: int | None = None
+    asset_id: int | None = None
+    # What each placement holds now (asset, etag, last_modified, content_length): only changes are written.
+    current: dict[int, tuple[int | None, str, str, int | None]] = field(default_factory=dict)
+
+
+@dataclass
+class UrlResult:
+    outcome: Outcome
+    asset_id: int | None = None
+    reason: str = ""
+    detail: str = ""
+    fetch: FetchResult | None = None
+
+
+class HostLimiter:
+    """At most `per_host` requests at once to one host, so one CDN is not hammered."""
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._lock = threading.Lock()
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+
+    def __call__(self, url: str) -> threading.BoundedSemaphore:
+        host = (urlsplit(url).hostname or "").lower()
+        with self._lock:
+            semaphore = self._semaphores.get(host)
+            if semaphore is None:
+                semaphore = self._semaphores[host] = threading.BoundedSemaphore(self._per_host)
+            return semaphore
+
+
+def url_jobs_for_run(run: Run) -> tuple[int, list[UrlJob]]:
+    """(distinct live image URLs of the Run's sitemap, the jobs for those this Run has not handled yet)."""
+    rows = Placement.objects.filter(
+        listing__sitemap_id=run.sitemap_id, is_gone=False, listing__is_gone=False
+    ).values_list("id", "url", "etag", "last_modified", "content_length", "asset_id", "last_run_id")
+    jobs: dict[str, UrlJob] = {}
+    done: set[str] = set()
+    for placement_id, url, etag, last_modified, content_length, asset_id, last_run_id in rows:
+        if last_run_id == run.pk:
+            done.add(url)
+            continue
+        job = jobs.get(url)
+        if job is None:
+            job = jobs[url] = UrlJob(url=url)
+        job.placement_ids.append(placement_id)
+        job.current[placement_id] = (asset_id, etag, last_modified, content_length)
+        if asset_id is not None and (etag or last_modified) and job.asset_id is None:
+            job.etag, job.last_modified, job.asset_id = etag, last_modified, asset_id
+            job.content_length = content_length
+    pending = [job for url, job in jobs.items() if url not in done]
+    # Placements of a URL already handled in this Run (a resumed Run) take the same outcome again.
+    return len(done) + len(pending), pending
+
+
+class ImageFetchPool:
+    """Runs the URL jobs of one Run on a bounded pool of threads with a per-host limit."""
+
+    BATCH = 200
+
+    def __init__(self, *, run: Run, fetcher: SafeFetcher, on_tick: Callable[[Counter[str]], None]) -> None:
+        self.run = run
+        self.fetcher = fetcher
+        self.on_tick = on_tick
+        self.counts: Counter[str] = Counter()
+        self.stop = threading.Event()
+        self._jobs: queue.SimpleQueue[UrlJob | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[UrlJob, UrlResult]] = queue.SimpleQueue()
+        self._limiter = HostLimiter(settings.RUN_FETCH_PER_HOST)
+        self._retries = settings.RUN_FETCH_RETRIES
+
+    def run_jobs(self, jobs: list[UrlJob]) -> Counter[str]:
+        threads = [
+            threading.Thread(target=self._work, name=f"run-{self.run.pk}-fetch-{n}", daemon=True)
+            for n in range(max(1, min(settings.RUN_FETCH_CONCURRENCY, len(jobs))))
+        ]
+        # Interleave hosts so that one slow CDN does not hold every thread.
+        for job in _round_robin_by_host(jobs):
+            self._jobs.put(job)
+        for _ in threads:
+            self._jobs.put(None)
+        for thread in threads:
+            thread.start()
+        try:
+            next_tick = time.monotonic() + settings.RUN_PROGRESS_SECONDS
+            while any(thread.is_alive() for thread in threads) or not self._results.empty():
+                self._record(self._drain(timeout=min(0.2, settings.RUN_PROGRESS_SECONDS)))
+                if time.monotonic() >= next_tick:
+                    self.on_tick(Counter(self.counts))
+                    next_tick = time.monotonic() + settings.RUN_PROGRESS_SECONDS
+        finally:
+            self.stop.set()  # e.g. a soft time limit here: the threads finish their URL and leave
+            for thread in threads:
+                thread.join(timeout=60)
+        self.on_tick(Counter(self.counts))
+        return Counter(self.counts)
+
+    def _drain(self, *, timeout: float) -> list[tuple[UrlJob, UrlResult]]:
+        batch = []
+        try:
+            batch.append(self._results.get(timeout=timeout))
+            while len(batch) < self.BATCH:
+                batch.append(self._results.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _work(self) -> None:
+        try:
+            while not self.stop.is_set():
+                job = self._jobs.get()
+                if job is None:
+                    return
+                try:
+                    result = self._process(job)
+                except Exception as exc:  # a bug or a database hiccup on one URL never stops the Run
+                    logger.exception("run %s: %s failed unexpectedly", self.run.pk, job.url)
+                    result = UrlResult(Outcome.FAILED, reason="internal_error", detail=f"{type(exc).__name__}: {exc}")
+                self._results.put((job, result))
+        finally:
+            connection.close()
+
+    def _fetch(self, job: UrlJob) -> FetchResult:
+        attempt = 0
+        while True:
+            try:
+                with self._limiter(job.url):
+                    return self.fetcher.fetch(
+                        job.url,
+                        etag=job.etag or None,
+                        last_modified=job.last_modified or None,
+                        expect_image=True,
+                        max_bytes=settings.FETCH_MAX_IMAGE_BYTES,
+                    )
+            except FetchError as exc:
+                if not exc.transient or attempt >= self._retries or self.stop.is_set():
+                    raise
+                attempt += 1
+                time.sleep(min(8.0, settings.RUN_RETRY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2))  # noqa: S311
+
+    def _process(self, job: UrlJob) -> UrlResult:
+        try:
+            fetched = self._fetch(job)
+        except FetchError as exc:
+            return UrlResult(Outcome.FAILED, reason=_reason(exc), detail=str(exc))
+        if fetched.not_modified and job.asset_id is not None:
+            return UrlResult(Outcome.NOT_MODIFIED, asset_id=job.asset_id, fetch=fetched)
+        if fetched.not_modified:
+            return UrlResult(Outcome.FAILED, reason="unexpected_304", detail="304 Not Modified to an unconditional GET")
+        data = fetched.content
+        known = ImageAsset.objects.filter(sha256=sha256_hex(data)).values_list("id", flat=True).first()
+        if known is not None:
+            return UrlResult(Outcome.CACHE_HIT, asset_id=known, fetch=fetched)
+        try:
+            facts = inspect_image(data)
+        except ImageRefused as exc:
+            return UrlResult(Outcome.FAILED, reason=exc.reason, detail=str(exc), fetch=fetched)
+        asset, created = asset_get_or_create(facts=facts, data=data)
+        return UrlResult(Outcome.DOWNLOADED if created else Outcome.CACHE_HIT, asset_id=asset.pk, fetch=fetched)
+
+    def _record(self, batch: list[tuple[UrlJob, UrlResult]]) -> None:
+        """Writes a batch of outcomes on their placements in one transaction, then counts them.
+
+        The fields every handled placement shares go in one UPDATE per outcome; an image's own fields
+        (asset, validators, failure) only where they changed, so an unchanged re-run costs a few queries
+        per batch instead of one per URL.
+        """
+        if not batch:
+            return
+        now = timezone.now()
+        common = {"last_checked_at": now, "last_run_id": self.run.pk, "updated_at": now}
+        by_outcome: dict[str, list[int]] = {}
+        own_fields: list[tuple[list[int], dict[str, object]]] = []
+        for job, result in batch:
+            by_outcome.setdefault(result.outcome, []).extend(job.placement_ids)
+            if result.outcome == Outcome.FAILED:
+                own_fields.append(
+                    (
+                        job.placement_ids,
+                        {"failure_reason": result.reason[:40], "failure_detail": result.detail[:2000]},
+                    )
+                )
+                continue
+            fetched = result.fetch
+            assert fetched is not None  # noqa: S101 - every handled result carries its response
+            # A 304 may omit validators and has no body: keep what we knew unless it sent new ones.
+            wanted = (
+                result.asset_id,
+                (fetched.etag or ("" if not fetched.not_modified else job.etag))[:500],
+                (fetched.last_modified or ("" if not fetched.not_modified else job.last_modified))[:100],
+                job.content_length if fetched.not_modified else len(fetched.content),
+            )
+            changed = [pid for pid in job.placement_ids if job.current.get(pid) != wanted]
+            if changed:
+                own_fields.append((changed, dict(zip(OWN_FIELDS, wanted, strict=True))))
+        with transaction.atomic():
+            for ids, values in own_fields:  # first: an ok placement must have its asset (a check constraint)
+                Placement.objects.filter(id__in=ids).update(**values)
+            for outcome, ids in by_outcome.items():
+                if outcome == Outcome.FAILED:
+                    values = {"status": Placement.Status.FAILED}
+                else:
+                    values = {"status": Placement.Status.OK, "failure_reason": "", "failure_detail": ""}
+                Placement.objects.filter(id__in=ids).update(outcome=outcome, **values, **common)
+        for _job, result in batch:
+            self.counts[result.outcome] += 1
+            if result.outcome == Outcome.FAILED:
+                self.counts[f"reason:{result.reason}"] += 1
+
+
+OWN_FIELDS = ("asset_id", "etag", "last_modified", "content_length")
+
+
+def _reason(exc: FetchError) -> str:
+    if exc.reason == "http_error" and exc.status:
+        return f"http_{exc.status}"
+    return exc.reason
+
+
+def _round_robin_by_host(jobs: list[UrlJob]) -> list[UrlJob]:
+    by_host: dict[str, list[UrlJob]] = {}
+    for job in jobs:
+        by_host.setdefault(urlsplit(job.url).hostname or "", []).append(job)
+    lanes = list(by_host.values())
+    ordered: list[UrlJob] = []
+    for index in range(max((len(lane) for lane in lanes), default=0)):
+        ordered.extend(lane[index] for lane in lanes if index < len(lane))
+    return ordered

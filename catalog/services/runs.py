@@ -1,0 +1,279 @@
+"""Runs: one pass over a sitemap, from reading its source to every image in (and, later, classified).
+
+A Run is resumable by design. Its steps are re-runnable (upserts keyed by natural keys, placements
+stamped with the Run that handled them), and the executing worker holds a lease (worker id and heartbeat):
+when a worker dies mid-run, the next worker to start, or the periodic sweep, re-enqueues the Run and it
+continues where it stopped, with no duplicate assets or placements.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from catalog.fetching import FetchError, SafeFetcher
+from catalog.inventory import InventoryRefused, parse_feed
+from catalog.models import Outcome, Placement, Run, Sitemap
+from catalog.sources import SourceResult, fetch_policy, source_read_feed, source_read_url
+
+from .image_fetch import ImageFetchPool, url_jobs_for_run
+from .sync import inventory_sync
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Run], None]
+OUTCOME_FIELDS = {
+    Outcome.NOT_MODIFIED: "not_modified",
+    Outcome.CACHE_HIT: "cache_hits",
+    Outcome.DOWNLOADED: "downloaded",
+    Outcome.FAILED: "failed",
+}
+
+
+class RunError(Exception):
+    """A Run cannot be started or carried on; the message says why."""
+
+
+class RunAlreadyActive(RunError):
+    def __init__(self, active: Run) -> None:
+        super().__init__(
+            f"sitemap {active.sitemap_id} already has run {active.pk} {active.status}; "
+            "two Runs of one sitemap never overlap: try again when it has finished"
+        )
+        self.active = active
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_start(
+    *,
+    sitemap: Sitemap,
+    trigger: str = Run.Trigger.MANUAL,
+    user: User | AnonymousUser | None = None,
+    feed_document: object | None = None,
+    enqueue: bool = True,
+) -> Run:
+    """Creates a queued Run of the sitemap and, once committed, hands it to a worker.
+
+    A feed document is validated first (FeedInvalid with every problem). Raises RunAlreadyActive when the
+    sitemap has a queued or running Run: the database keeps that rule, so two callers cannot race past it.
+    """
+    if feed_document is not None:
+        parse_feed(feed_document)  # type: ignore[arg-type]
+    elif sitemap.kind == Sitemap.Kind.FEED and not sitemap.url:
+        raise RunError(f"sitemap {sitemap.pk} is a scrape feed without a URL: post the feed document with the Run")
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                sitemap=sitemap,
+                trigger=trigger,
+                requested_by=user if isinstance(user, User) else None,
+                feed_document=feed_document,
+            )
+    except IntegrityError:
+        active = Run.objects.filter(sitemap=sitemap, status__in=Run.ACTIVE_STATUSES).first()
+        if active is None:  # finished in between: one more try is enough
+            return run_start(sitemap=sitemap, trigger=trigger, user=user, feed_document=feed_document, enqueue=enqueue)
+        raise RunAlreadyActive(active) from None
+    if enqueue:
+        from catalog.tasks import run_execute_task
+
+        run_execute_task.delay_on_commit(run.pk)  # type: ignore[attr-defined]  # celery-types lags Celery 5.4
+    return run
+
+
+def run_claim(*, run_id: int, worker: str) -> Run | None:
+    """Takes the Run's lease for this worker; None when it is finished or another live worker holds it."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("sitemap").filter(pk=run_id).first()
+        if run is None or run.status not in Run.ACTIVE_STATUSES:
+            return None
+        if run.status == Run.Status.RUNNING and run.worker != worker and not run_lease_expired(run):
+            return None
+        now = timezone.now()
+        run.status = Run.Status.RUNNING
+        run.worker = worker
+        run.heartbeat_at = now
+        run.attempts += 1
+        run.started_at = run.started_at or now
+        run.save(update_fields=["status", "worker", "heartbeat_at", "attempts", "started_at", "updated_at"])
+        return run
+
+
+def run_lease_expired(run: Run) -> bool:
+    """True when the worker holding the Run is gone: no heartbeat for a while, or its process died here."""
+    if run.heartbeat_at is None or run.heartbeat_at < timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS):
+        return True
+    host, _, pid = run.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def run_execute(*, run_id: int, worker: str | None = None, progress: ProgressCallback | None = None) -> Run | None:
+    """Carries the Run through its steps, from wherever it stopped. Idempotent: safe to call twice."""
+    run = run_claim(run_id=run_id, worker=worker or worker_identity())
+    if run is None:
+        return None
+    try:
+        if run.step in (Run.Step.QUEUED, Run.Step.READ) and not _read_and_sync(run):
+            return run
+        if run.step == Run.Step.FETCH:
+            _fetch_images(run, progress)
+            _set_step(run, Run.Step.CLASSIFY)
+        if run.step == Run.Step.CLASSIFY:
+            for dotted_path in settings.RUN_POST_FETCH_STEPS:
+                import_string(dotted_path)(run=run, progress=progress)
+        run_finish(run=run)
+    except SoftTimeLimitExceeded:
+        _fail(run, "the Run reached its time limit; the next Run carries on with what is left")
+    except Exception as exc:
+        logger.exception("run %s failed", run.pk)
+        _fail(run, f"internal error: {type(exc).__name__}: {exc}")
+    if progress is not None:
+        progress(run)
+    return run
+
+
+def _read_and_sync(run: Run) -> bool:
+    _set_step(run, Run.Step.READ)
+    try:
+        source = _read_source(run)
+    except (InventoryRefused, FetchError) as exc:
+        _fail(run, f"the source could not be read: {exc}")
+        return False
+    assert run.started_at is not None  # noqa: S101 - set by run_claim
+    run.listings = inventory_sync(
+        sitemap=run.sitemap, pages=source.pages, seen_at=run.started_at, complete=not source.errors
+    )
+    run.source_errors = source.errors[:200]
+    run.step = Run.Step.FETCH
+    run.save(update_fields=["listings", "source_errors", "step", "updated_at"])
+    return True
+
+
+def _read_source(run: Run) -> SourceResult:
+    if run.feed_document is not None:
+        return source_read_feed(run.feed_document)
+    with SafeFetcher(fetch_policy(max_bytes=settings.FETCH_MAX_DOCUMENT_BYTES)) as fetcher:
+        return source_read_url(run.sitemap.url, fetcher=fetcher, follow_children=True)
+
+
+def _fetch_images(run: Run, progress: ProgressCallback | None) -> None:
+    total, jobs = url_jobs_for_run(run)
+    base = _outcome_counts(run)  # what an earlier attempt of this Run already did
+    run.urls = total
+    _apply_counts(run, base)
+    run.save(update_fields=["urls", *OUTCOME_FIELDS.values(), "failure_reasons", "updated_at"])
+
+    def on_tick(counts: Counter[str]) -> None:
+        _apply_counts(run, base + counts)
+        run.heartbeat_at = timezone.now()
+        run.save(update_fields=[*OUTCOME_FIELDS.values(), "failure_reasons", "heartbeat_at", "updated_at"])
+        if progress is not None:
+            progress(run)
+
+    if jobs:
+        with SafeFetcher(fetch_policy()) as fetcher:
+            ImageFetchPool(run=run, fetcher=fetcher, on_tick=on_tick).run_jobs(jobs)
+
+
+def _outcome_counts(run: Run) -> Counter[str]:
+    """Distinct URLs per outcome (and failure reason) that this Run has recorded on its placements."""
+    counts: Counter[str] = Counter()
+    handled = Placement.objects.filter(last_run=run)
+    for row in handled.values("outcome").annotate(urls=Count("url", distinct=True)):
+        counts[row["outcome"]] = row["urls"]
+    failed = handled.filter(outcome=Outcome.FAILED)
+    for reason, urls in failed.values_list("failure_reason").annotate(urls=Count("url", distinct=True)):
+        counts[f"reason:{reason}"] = urls
+    return counts
+
+
+def _apply_counts(run: Run, counts: Counter[str]) -> None:
+    for outcome, field_name in OUTCOME_FIELDS.items():
+        setattr(run, field_name, counts[outcome])
+    run.failure_reasons = dict(
+        sorted(((key[7:], n) for key, n in counts.items() if key.startswith("reason:")), key=lambda kv: -kv[1])
+    )
+
+
+def run_finish(*, run: Run) -> Run:
+    """Counts exactly what the Run did (from its placements, whatever attempt did it) and sets its status."""
+    _apply_counts(run, _outcome_counts(run))
+    if run.urls and run.failed == run.urls:
+        run.status = Run.Status.FAILED
+        run.error = run.error or "every image failed: " + ", ".join(f"{k} x{n}" for k, n in run.failure_reasons.items())
+    elif run.failed or run.source_errors:
+        run.status = Run.Status.PARTIAL
+    else:
+        run.status = Run.Status.SUCCEEDED
+    run.step = Run.Step.DONE
+    run.finished_at = timezone.now()
+    run.save()
+    return run
+
+
+def _fail(run: Run, error: str) -> None:
+    run.status = Run.Status.FAILED
+    run.error = error[:5000]
+    run.finished_at = timezone.now()
+    run.save()
+
+
+def _set_step(run: Run, step: str) -> None:
+    run.step = step
+    run.heartbeat_at = timezone.now()
+    run.save(update_fields=["step", "heartbeat_at", "updated_at"])
+
+
+def runs_resume_orphaned() -> list[int]:
+    """Re-enqueues Runs whose worker died (lease expired) and queued Runs that no worker has taken."""
+    from catalog.tasks import run_execute_task
+
+    stale_queue = timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS)
+    orphaned = [
+        run.pk
+        for run in Run.objects.filter(status__in=Run.ACTIVE_STATUSES).only(
+            "id", "status", "worker", "heartbeat_at", "created_at"
+        )
+        if (run.status == Run.Status.RUNNING and run_lease_expired(run))
+        or (run.status == Run.Status.QUEUED and run.created_at < stale_queue)
+    ]
+    for run_id in orphaned:
+        logger.warning("resuming orphaned run %s", run_id)
+        run_execute_task.delay(run_id)
+    return orphaned
+
+
+def runs_start_nightly() -> list[int]:
+    """Starts a Run for every enabled nightly sitemap of an active advertiser; skips those already running."""
+    started = []
+    sitemaps = Sitemap.objects.filter(
+        is_enabled=True, schedule=Sitemap.Schedule.NIGHTLY, advertiser__is_active=True
+    ).exclude(kind=Sitemap.Kind.FEED, url="")
+    for sitemap in sitemaps:
+        try:
+            started.append(run_start(sitemap=sitemap, trigger=Run.Trigger.NIGHTLY).pk)
+        except RunAlreadyActive as exc:
+            logger.info("nightly: %s", exc)
+    return started
