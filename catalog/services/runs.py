@@ -14,6 +14,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -90,10 +91,18 @@ def run_start(
             return run_start(sitemap=sitemap, trigger=trigger, user=user, feed_document=feed_document, enqueue=enqueue)
         raise RunAlreadyActive(active) from None
     if enqueue:
-        from catalog.tasks import run_execute_task
-
-        run_execute_task.delay_on_commit(run.pk)  # type: ignore[attr-defined]  # celery-types lags Celery 5.4
+        transaction.on_commit(partial(run_enqueue, run_id=run.pk))
     return run
+
+
+def run_enqueue(*, run_id: int) -> None:
+    """Hands the Run to a worker. A broker that is down leaves it queued: the periodic sweep sends it later."""
+    from catalog.tasks import run_execute_task
+
+    try:
+        run_execute_task.delay(run_id)
+    except Exception:
+        logger.exception("run %s: the broker refused the task; the sweep will send it again", run_id)
 
 
 def run_claim(*, run_id: int, worker: str) -> Run | None:
@@ -248,8 +257,6 @@ def _set_step(run: Run, step: str) -> None:
 
 def runs_resume_orphaned() -> list[int]:
     """Re-enqueues Runs whose worker died (lease expired) and queued Runs that no worker has taken."""
-    from catalog.tasks import run_execute_task
-
     stale_queue = timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS)
     orphaned = [
         run.pk
@@ -261,7 +268,7 @@ def runs_resume_orphaned() -> list[int]:
     ]
     for run_id in orphaned:
         logger.warning("resuming orphaned run %s", run_id)
-        run_execute_task.delay(run_id)
+        run_enqueue(run_id=run_id)
     return orphaned
 
 
