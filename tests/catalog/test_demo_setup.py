@@ -14,6 +14,7 @@ def test_demo_setup_creates_the_demo_and_a_working_staff_login(capsys):
     password = out.split("Staff login: staff / ")[-1].split()[0]
 
     user = authenticate(username="staff", password=password)
-    assert user is not None and user.is_staff
+    assert user is not None
+    assert user.is_staff
     sitemap = Sitemap.objects.get()
     assert (sitemap.advertiser.slug, sitemap.url) == ("demo-motors", "http://127.0.0.1:8001/sitemap.xml")
