@@ -31,6 +31,19 @@ class Task(models.TextChoices):
     SENSITIVE = "sensitive", "Sensitivity"
 
 
+# The labels of each task (DESIGN.md). Models may be trained with others; fixes use these.
+TASK_LABELS: dict[str, tuple[str, ...]] = {
+    Task.IMAGE_TYPE: ("Dealer", "Stock", "Placeholder"),
+    Task.COLOR: (
+        "Black", "Blue", "Brown", "Burgundy", "Green", "Grey", "Orange", "Pink", "Purple", "Red", "White", "Yellow"
+    ),
+    Task.INTENT: (
+        "No Shopping Intent", "Fashion & Style", "Home & Garden", "Tools, Vehicles, Electronics & Appliances"
+    ),
+    Task.SENSITIVE: ("not sensitive", "sensitive"),
+}  # fmt: skip
+
+
 def all_tasks() -> list[str]:
     return [task.value for task in Task]
 

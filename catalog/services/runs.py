@@ -138,8 +138,14 @@ def run_lease_expired(run: Run) -> bool:
     return False
 
 
-def run_execute(*, run_id: int, worker: str | None = None, progress: ProgressCallback | None = None) -> Run | None:
-    """Carries the Run through its steps, from wherever it stopped. Idempotent: safe to call twice."""
+def run_execute(
+    *, run_id: int, worker: str | None = None, progress: ProgressCallback | None = None, inline: bool = False
+) -> Run | None:
+    """Carries the Run through its steps, from wherever it stopped. Idempotent: safe to call twice.
+
+    The classify step (settings.RUN_CLASSIFY_STEP) finishes the Run itself: here when `inline`, else
+    through batch tasks on the inference queue.
+    """
     run = run_claim(run_id=run_id, worker=worker or worker_identity())
     if run is None:
         return None
@@ -148,11 +154,14 @@ def run_execute(*, run_id: int, worker: str | None = None, progress: ProgressCal
             return run
         if run.step == Run.Step.FETCH:
             _fetch_images(run, progress)
+            for dotted_path in settings.RUN_AFTER_FETCH:
+                import_string(dotted_path)(run=run)
             _set_step(run, Run.Step.CLASSIFY)
-        if run.step == Run.Step.CLASSIFY:
-            for dotted_path in settings.RUN_POST_FETCH_STEPS:
-                import_string(dotted_path)(run=run, progress=progress)
-        run_finish(run=run)
+        if run.step == Run.Step.CLASSIFY and settings.RUN_CLASSIFY_STEP:
+            import_string(settings.RUN_CLASSIFY_STEP)(run=run, inline=inline, progress=progress)
+            run.refresh_from_db()
+        else:
+            run_finish(run=run)
     except SoftTimeLimitExceeded:
         _fail(run, "the Run reached its time limit; the next Run carries on with what is left")
     except Exception as exc:

@@ -192,5 +192,10 @@ RUN_RETRY_BACKOFF = float(os.environ.get("RUN_RETRY_BACKOFF", "1.0"))
 RUN_PROGRESS_SECONDS = float(os.environ.get("RUN_PROGRESS_SECONDS", "1.0"))
 # A running Run whose worker has not shown signs of life for this long is resumed by another worker.
 RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
-# Steps after the images are in, each called as step(run=run, progress=callback).
-RUN_POST_FETCH_STEPS: list[str] = []
+# The step after the images are in: step(run=run, inline=bool, progress=callback); it finishes the Run.
+RUN_CLASSIFY_STEP = "classifier.services.pipeline.run_classify_step"
+# Called with run=run once the images are in (idempotent: a resumed Run calls them again).
+RUN_AFTER_FETCH = ["reviews.services.fixes_carry_forward"]
+# Re-encodes and resizes of one photo land within ~6-8 bits of pHash; different photos rarely under 20.
+CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
+CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))

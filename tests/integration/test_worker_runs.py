@@ -82,3 +82,23 @@ def test_a_worker_killed_mid_run_loses_nothing(worker_factory):
     # Content-addressed storage: no second copy of any file.
     originals = {asset.original.name for asset in ImageAsset.objects.all()}
     assert len(originals) == 60
+
+
+def test_the_worker_classifies_in_batches_on_the_inference_queue_and_finishes_once(worker_factory):
+    from django.core.management import call_command
+
+    from classifier.models import Classification
+
+    call_command("register_starter_models")
+    worker = worker_factory(CLASSIFY_BATCH_SIZE="4")
+    with InventoryServer(images=make_inventory_images(10, seed=21), images_per_listing=5) as server:
+        sitemap = SitemapFactory(url=server.sitemap_url)
+        run = run_start(sitemap=sitemap)
+        wait_for(lambda: finished(run), timeout=120, what="the classified run", worker=worker)
+
+    assert (run.status, run.urls, run.downloaded, run.classified) == ("succeeded", 10, 10, 10), run.counters()
+    assert run.step == "done"
+    results = Classification.objects.filter(status="ok")
+    assert results.count() == 10 * 4  # image_type, color, intent, sensitive for each image
+    assert set(results.values_list("task", flat=True)) == {"image_type", "color", "intent", "sensitive"}
+    assert set(results.filter(task="color").values_list("crop_source", flat=True)) <= {"detector", "no_vehicle"}

@@ -17,8 +17,8 @@ from catalog.models import Advertiser, ImageAsset, Run
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
 from catalog.services.runs import run_execute, run_start
 
-COLUMNS = ["pass", "status", "urls", "not_modified", "cache_hits", "downloaded", "failed", "new_assets",
-           "server_200s", "server_304s", "seconds", "images/s"]  # fmt: skip
+COLUMNS = ["pass", "status", "urls", "not_modified", "cache_hits", "downloaded", "failed", "classified",
+           "new_assets", "server_200s", "server_304s", "seconds", "images/s"]  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -76,7 +76,7 @@ class Command(BaseCommand):
         server.control("reset")
         run = run_start(sitemap=sitemap, trigger=Run.Trigger.MANUAL, enqueue=False)
         started = time.perf_counter()
-        run_execute(run_id=run.pk)
+        run_execute(run_id=run.pk, inline=True)
         seconds = time.perf_counter() - started
         run.refresh_from_db()
         served = server.control("stats")
@@ -88,6 +88,7 @@ class Command(BaseCommand):
             "cache_hits": run.cache_hits,
             "downloaded": run.downloaded,
             "failed": run.failed,
+            "classified": run.classified,
             "new_assets": ImageAsset.objects.count() - assets_before,
             "server_200s": served["image_downloads"],
             "server_304s": served["not_modified"],

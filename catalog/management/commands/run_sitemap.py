@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 bar.refresh()
 
             if options["sync"]:
-                run_execute(run_id=run.pk, progress=show)
+                run_execute(run_id=run.pk, progress=show, inline=True)
                 run.refresh_from_db()
             else:
                 run = self._wait(run, show)

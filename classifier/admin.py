@@ -1,0 +1,89 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from catalog.admin import thumbnail_tag
+
+from .models import Classification, Detection, ModelHead, ModelVersion
+
+
+class ModelHeadInline(admin.TabularInline):
+    model = ModelHead
+    extra = 0
+    can_delete = False
+    fields = ("task", "output", "labels", "is_active")
+    readonly_fields = ("task", "output", "labels", "is_active")
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "status", "active_tasks", "short_sha", "activated_at", "created_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["name", "=sha256"]
+    readonly_fields = ["name", "kind", "file", "sha256", "contract", "status", "metrics", "activated_at"]
+    inlines = [ModelHeadInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
+        return super().get_queryset(request).prefetch_related("heads")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # registration checks the contract against the graph: use register_model
+
+    @admin.display(description="SHA-256")
+    def short_sha(self, obj: ModelVersion) -> str:
+        return obj.sha256[:12]
+
+    @admin.display(description="Active for")
+    def active_tasks(self, obj: ModelVersion) -> str:
+        return ", ".join(head.task for head in obj.heads.all() if head.is_active) or "-"
+
+
+@admin.register(Classification)
+class ClassificationAdmin(admin.ModelAdmin):
+    list_display = ["thumbnail", "task", "status", "label", "confidence", "margin", "crop_source", "model_version",
+                    "updated_at"]  # fmt: skip
+    list_filter = ["task", "status", "crop_source", "model_version", "label"]
+    search_fields = ["=asset__sha256", "label", "error"]
+    list_select_related = ["asset", "model_version"]
+    raw_id_fields = ["asset"]
+    readonly_fields = ["preview", "asset", "model_version", "task", "status", "label", "confidence", "margin",
+                       "scores", "crop_box", "crop_source", "error"]  # fmt: skip
+    show_full_result_count = False
+
+    @admin.display(description="Image")
+    def thumbnail(self, obj: Classification) -> str:
+        return thumbnail_tag(obj.asset)
+
+    @admin.display(description="Image and crop")
+    def preview(self, obj: Classification) -> str:
+        asset = obj.asset
+        if not asset.thumbnail:
+            return "-"
+        box = ""
+        if obj.crop_box:
+            x0, y0, x1, y1 = obj.crop_box
+            box = format_html(
+                '<div style="position:absolute;border:2px solid #1f6feb;left:{}%;top:{}%;width:{}%;height:{}%"></div>',
+                round(100 * x0 / asset.width, 2),
+                round(100 * y0 / asset.height, 2),
+                round(100 * (x1 - x0) / asset.width, 2),
+                round(100 * (y1 - y0) / asset.height, 2),
+            )
+        return format_html(
+            '<div style="position:relative;display:inline-block"><img src="{}" style="max-width:320px;display:block">'
+            "{}</div>",
+            asset.thumbnail.url,
+            box,
+        )
+
+
+@admin.register(Detection)
+class DetectionAdmin(admin.ModelAdmin):
+    list_display = ["asset", "model_version", "box", "created_at"]
+    list_filter = ["model_version"]
+    raw_id_fields = ["asset"]
+    search_fields = ["=asset__sha256"]

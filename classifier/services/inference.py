@@ -1,0 +1,295 @@
+"""Running the active models on image bytes: sessions loaded once per process, detector boxes cached.
+
+Sessions are created lazily, on first use in the process that uses them: in a Celery prefork worker that is
+the child after the fork (never the parent), as DESIGN.md requires. Each session uses one intra-op thread;
+throughput comes from running one process per core.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Q
+
+from catalog.models import ImageAsset
+from classifier.contract import ClassifierContract, DetectorContract, parse_contract
+from classifier.heads import HeadResult
+from classifier.models import Classification, Detection, ModelHead, ModelVersion
+from classifier.preprocess import Decoded, batch, decode, to_tensor
+from classifier.runtime import ClassifierModel, DetectorModel, make_session
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveModels:
+    """The active head of each task, the classifier versions they belong to, and the active detector."""
+
+    heads: dict[str, ModelHead]
+    detector: ModelVersion | None
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        return (
+            tuple(sorted((t, h.model_version_id) for t, h in self.heads.items())),
+            self.detector and self.detector.pk,
+        )
+
+    @property
+    def versions(self) -> dict[int, ModelVersion]:
+        return {head.model_version_id: head.model_version for head in self.heads.values()}
+
+    def tasks_of(self, version_id: int) -> list[str]:
+        return [task for task, head in self.heads.items() if head.model_version_id == version_id]
+
+
+def active_models(tasks: list[str] | None = None) -> ActiveModels:
+    heads = ModelHead.objects.filter(is_active=True).select_related("model_version")
+    if tasks is not None:
+        heads = heads.filter(task__in=tasks)
+    detector = ModelVersion.objects.filter(kind=ModelVersion.Kind.DETECTOR, status=ModelVersion.Status.ACTIVE).first()
+    return ActiveModels(heads={head.task: head for head in heads}, detector=detector)
+
+
+@dataclass
+class LoadedModels:
+    classifiers: dict[int, ClassifierModel] = field(default_factory=dict)
+    detector: DetectorModel | None = None
+    detector_version_id: int | None = None
+    # A model that could not be loaded fails its tasks on every image, visibly, and the others still run.
+    errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def min_size(self) -> tuple[int, int]:
+        specs = [model.contract.input for model in self.classifiers.values()]
+        if self.detector is not None:
+            specs.append(self.detector.contract.input)
+        return (max((s.width for s in specs), default=224), max((s.height for s in specs), default=224))
+
+
+_loaded: dict[int | None, object] = {}
+_lock = threading.Lock()
+
+
+def _session_for(version: ModelVersion) -> Any:
+    with _lock:
+        session = _loaded.get(version.pk)
+        if session is None:
+            with version.file.open("rb") as handle:
+                session = make_session(handle.read())
+            _loaded[version.pk] = session
+        return session
+
+
+def load_models(active: ActiveModels) -> LoadedModels:
+    """The models of this set, each ONNX session created once per process and reused."""
+    loaded = LoadedModels()
+    for version_id, version in active.versions.items():
+        contract = parse_contract(version.contract)
+        assert isinstance(contract, ClassifierContract)  # noqa: S101 - heads belong to classifiers only
+        try:
+            loaded.classifiers[version_id] = ClassifierModel(_session_for(version), contract)
+        except Exception as exc:
+            logger.exception("model %s could not be loaded", version)
+            loaded.errors[version_id] = f"model {version.name} could not be loaded: {type(exc).__name__}: {exc}"
+    vehicle = any(parse_contract(v.contract).crop == "vehicle" for v in active.versions.values())  # type: ignore[union-attr]
+    if active.detector is not None and vehicle:
+        contract = parse_contract(active.detector.contract)
+        assert isinstance(contract, DetectorContract)  # noqa: S101
+        try:
+            loaded.detector = DetectorModel(_session_for(active.detector), contract)
+            loaded.detector_version_id = active.detector.pk
+        except Exception as exc:
+            logger.exception("detector %s could not be loaded", active.detector)
+            for version_id, version in active.versions.items():
+                if parse_contract(version.contract).crop == "vehicle":  # type: ignore[union-attr]
+                    loaded.errors[version_id] = f"detector {active.detector.name} could not be loaded: {exc}"
+    return loaded
+
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class ImageResult:
+    """Every active task's answer for one image (or its error), and the crop the vehicle models saw."""
+
+    results: dict[str, HeadResult] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    crop: list[int] | None = None  # [x0, y0, x1, y1] in original pixels
+    crop_source: str = Classification.CropSource.NONE
+
+
+def decode_all(datas: list[bytes], loaded: LoadedModels) -> list[Decoded | Exception]:
+    decoded: list[Decoded | Exception] = []
+    for data in datas:
+        try:
+            decoded.append(decode(data, min_size=loaded.min_size))
+        except Exception as exc:  # an undecodable image fails its tasks, not the batch
+            decoded.append(exc)
+    return decoded
+
+
+def infer(
+    images: list[Decoded | Exception],
+    active: ActiveModels,
+    loaded: LoadedModels,
+    *,
+    known_boxes: dict[int, Box | None] | None = None,
+) -> list[ImageResult]:
+    """Runs the detector (unless the box is known) and every active classifier, one inference per model
+    for the whole batch. `known_boxes` maps an image's index to its cached box in decoded pixels."""
+    out = [ImageResult() for _ in images]
+    good = [i for i, image in enumerate(images) if isinstance(image, Decoded)]
+    for i, image in enumerate(images):
+        if isinstance(image, Exception):
+            out[i].errors = dict.fromkeys(active.heads, f"decode: {image}")
+    crops: dict[int, tuple[Box | None, str]] = {}
+    for i in good:
+        image = images[i]
+        assert isinstance(image, Decoded)  # noqa: S101
+        if loaded.detector is None:
+            crops[i] = (None, Classification.CropSource.NO_DETECTOR)
+            continue
+        box = known_boxes[i] if known_boxes and i in known_boxes else loaded.detector.crop_box(image.image)
+        crops[i] = (box, Classification.CropSource.DETECTOR if box else Classification.CropSource.NO_VEHICLE)
+        out[i].crop, out[i].crop_source = _to_original(box, image), crops[i][1]
+    for version_id, error in loaded.errors.items():
+        for i in good:
+            out[i].errors.update(dict.fromkeys(active.tasks_of(version_id), error))
+    for version_id, model in loaded.classifiers.items():
+        if version_id in loaded.errors:
+            continue
+        tasks = active.tasks_of(version_id)
+        if not good:
+            break
+        vehicle = model.contract.crop == "vehicle"
+        try:
+            tensors = [
+                to_tensor(images[i].image, model.contract.input, box=crops[i][0] if vehicle else None)  # type: ignore[union-attr]
+                for i in good
+            ]
+            results = model.run(batch(tensors))
+        except Exception as exc:
+            for i in good:
+                out[i].errors.update({task: f"{type(exc).__name__}: {exc}" for task in tasks})
+            continue
+        for task in tasks:
+            for i, result in zip(good, results[task], strict=True):
+                out[i].results[task] = result
+    return out
+
+
+def classify_assets(assets: list[ImageAsset], active: ActiveModels) -> list[ImageResult]:
+    """Classifies the assets with every active head and stores the results, and new detector boxes, in the
+    cache. A failure is stored as a failed Classification with its reason, never as a label."""
+    loaded = load_models(active)
+    datas: list[bytes] = []
+    for asset in assets:
+        try:
+            with asset.original.open("rb") as handle:
+                datas.append(handle.read())
+        except OSError as exc:
+            datas.append(b"")
+            logger.warning("asset %s: cannot read %s: %s", asset.pk, asset.original.name, exc)
+    images = decode_all(datas, loaded)
+    cached: dict[int, list[int] | None] = {}
+    if loaded.detector is not None:
+        cached = dict(
+            Detection.objects.filter(
+                model_version_id=loaded.detector_version_id, asset_id__in=[a.pk for a in assets]
+            ).values_list("asset_id", "box")
+        )
+    known = {
+        i: _to_decoded(cached[asset.pk], image)
+        for i, (asset, image) in enumerate(zip(assets, images, strict=True))
+        if asset.pk in cached and isinstance(image, Decoded)
+    }
+    results = infer(images, active, loaded, known_boxes=known)
+
+    rows: list[Classification] = []
+    detections: list[Detection] = []
+    for i, (asset, result) in enumerate(zip(assets, results, strict=True)):
+        if loaded.detector is not None and isinstance(images[i], Decoded) and i not in known:
+            assert loaded.detector_version_id is not None  # noqa: S101 - set with the detector
+            detections.append(Detection(asset=asset, model_version_id=loaded.detector_version_id, box=result.crop))
+        for task, head in active.heads.items():
+            vehicle = head.model_version.contract.get("crop") == "vehicle"
+            if task in result.results:
+                rows.append(
+                    _ok(
+                        asset.pk,
+                        head.model_version_id,
+                        result.results[task],
+                        box=result.crop if vehicle else None,
+                        source=result.crop_source if vehicle else Classification.CropSource.NONE,
+                    )
+                )
+            else:
+                rows.append(_failed(asset.pk, head, result.errors.get(task, "no result")))
+    Detection.objects.bulk_create(detections, ignore_conflicts=True)
+    Classification.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["asset", "model_version", "task"],
+        update_fields=["status", "label", "confidence", "margin", "scores", "crop_box", "crop_source", "error",
+                       "updated_at"],
+    )  # fmt: skip
+    return results
+
+
+def _to_original(box: tuple[int, int, int, int] | None, image: Decoded) -> list[int] | None:
+    if box is None:
+        return None
+    return [round(v / image.scale) for v in box]
+
+
+def _to_decoded(box: list[int] | None, image: Decoded) -> tuple[int, int, int, int] | None:
+    if box is None:
+        return None
+    x0, y0, x1, y1 = (round(v * image.scale) for v in box)
+    return (x0, y0, x1, y1)
+
+
+def _ok(asset_id: int, version_id: int, result: HeadResult, *, box: list[int] | None, source: str) -> Classification:
+    return Classification(
+        asset_id=asset_id,
+        model_version_id=version_id,
+        task=result.task,
+        status=Classification.Status.OK,
+        label=result.label,
+        confidence=result.confidence,
+        margin=result.margin,
+        scores=result.scores,
+        crop_box=box,
+        crop_source=source,
+        error="",
+    )
+
+
+def _failed(asset_id: int, head: ModelHead, error: str) -> Classification:
+    return Classification(
+        asset_id=asset_id,
+        model_version_id=head.model_version_id,
+        task=head.task,
+        status=Classification.Status.FAILED,
+        error=error[:2000],
+    )
+
+
+def needs_classification(asset_ids: Any, active: ActiveModels, *, since: Any = None) -> Q:
+    """A filter on ImageAsset for assets missing a result of some active head: no row, or a failure older
+    than `since` (a failure is tried again once per Run)."""
+    missing = Q()
+    for task, head in active.heads.items():
+        done = Classification.objects.filter(model_version_id=head.model_version_id, task=task)
+        done = (
+            done.filter(Q(status=Classification.Status.OK) | Q(updated_at__gte=since))
+            if since
+            else done.filter(status=Classification.Status.OK)
+        )
+        missing |= ~Q(id__in=done.values("asset_id"))
+    return Q(id__in=asset_ids) & missing if active.heads else Q(pk__in=[])

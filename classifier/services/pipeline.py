@@ -1,0 +1,104 @@
+"""The classify step of a Run: every asset of the sitemap that lacks a result of the active model of each
+enabled task is classified, in batches. Inline (run_sitemap --sync, the benchmark) or as batch tasks on the
+inference queue, spread over every inference worker; the batch that leaves nothing pending finishes the Run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from catalog.models import ImageAsset, Placement, Run
+from catalog.services.runs import run_finish
+from classifier.models import Classification
+
+from .inference import ActiveModels, active_models, classify_assets, needs_classification
+
+logger = logging.getLogger(__name__)
+
+
+def _live_asset_ids(run: Run):
+    return Placement.objects.filter(
+        listing__sitemap_id=run.sitemap_id, is_gone=False, listing__is_gone=False, status=Placement.Status.OK
+    ).values("asset_id")
+
+
+def run_pending_asset_ids(run: Run, active: ActiveModels) -> list[int]:
+    """Assets of the Run's sitemap still missing a result of an active head (failures count once per Run)."""
+    return list(
+        ImageAsset.objects.filter(needs_classification(_live_asset_ids(run), active, since=run.started_at))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
+def run_classify_step(*, run: Run, inline: bool, progress: Callable[[Run], None] | None = None) -> None:
+    """Classifies what the Run needs and finishes it (inline), or hands the batches to the inference queue."""
+    active = active_models(run.sitemap.tasks_enabled)
+    pending = run_pending_asset_ids(run, active) if active.heads else []
+    batches = [
+        pending[i : i + settings.CLASSIFY_BATCH_SIZE] for i in range(0, len(pending), settings.CLASSIFY_BATCH_SIZE)
+    ]
+    if not batches:
+        run_classified_finish(run_id=run.pk)
+        return
+    if inline:
+        for asset_ids in batches:
+            classify_batch(run_id=run.pk, asset_ids=asset_ids, finish=False, active=active)
+            if progress is not None:
+                run.refresh_from_db()
+                progress(run)
+        run_classified_finish(run_id=run.pk)
+        return
+    from classifier.tasks import classify_batch_task
+
+    # Hand over: the batches renew the heartbeat; the last one to leave nothing pending finishes the Run.
+    Run.objects.filter(pk=run.pk).update(worker="", heartbeat_at=timezone.now())
+    for asset_ids in batches:
+        transaction.on_commit(lambda ids=asset_ids: classify_batch_task.delay(run.pk, ids))  # type: ignore[misc]
+
+
+def classify_batch(
+    *, run_id: int, asset_ids: list[int], finish: bool = True, active: ActiveModels | None = None
+) -> int:
+    """Classifies one batch of a Run's assets (those still needing it: idempotent); returns how many."""
+    run = Run.objects.select_related("sitemap").get(pk=run_id)
+    if run.status != Run.Status.RUNNING or run.step != Run.Step.CLASSIFY:
+        return 0
+    active = active or active_models(run.sitemap.tasks_enabled)
+    assets = list(
+        ImageAsset.objects.filter(needs_classification(asset_ids, active, since=run.started_at)).only("id", "original")
+    )
+    results = classify_assets(assets, active) if assets else []
+    classified = sum(not result.errors for result in results)
+    Run.objects.filter(pk=run_id).update(classified=F("classified") + classified, heartbeat_at=timezone.now())
+    if finish:
+        run_classified_finish(run_id=run_id)
+    return classified
+
+
+def run_classified_finish(*, run_id: int) -> Run | None:
+    """Finishes the Run once nothing is left to classify (exactly once, whichever batch gets here first)."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("sitemap").get(pk=run_id)
+        if run.status != Run.Status.RUNNING or run.step != Run.Step.CLASSIFY:
+            return None
+        active = active_models(run.sitemap.tasks_enabled)
+        if active.heads and run_pending_asset_ids(run, active):
+            return None
+        run_finish(run=run)
+        failures = Classification.objects.filter(
+            status=Classification.Status.FAILED, updated_at__gte=run.started_at, asset_id__in=_live_asset_ids(run)
+        ).count()
+        if failures:
+            # Visible as failures, never as a default label: the Run is partial and says why.
+            run.failure_reasons = {**run.failure_reasons, "classification_failed": failures}
+            if run.status == Run.Status.SUCCEEDED:
+                run.status = Run.Status.PARTIAL
+            run.save(update_fields=["failure_reasons", "status", "updated_at"])
+        return run

@@ -1,0 +1,197 @@
+"""The review grid of a sitemap: its live images, filtered and sorted on effective tags in SQL, one page at
+a time, in a constant number of queries whatever the page size or the sitemap's size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Lower
+
+from catalog.models import TASK_LABELS, Placement, Sitemap, Task
+from classifier.models import Classification, ModelHead
+
+from .models import ManualFix
+from .selectors import EffectiveTag, Source, effective_tags
+
+SORTS = {
+    "position": ("listing_id", "position", "id"),
+    "confidence": (F("model_confidence").asc(nulls_first=True), "id"),
+    "margin": (F("model_margin").asc(nulls_first=True), "id"),
+    "newest": ("-last_checked_at", "-id"),
+}
+AMBIGUOUS_MARGIN = 0.2
+
+
+@dataclass
+class GridFilters:
+    task: str = Task.IMAGE_TYPE
+    label: str = ""
+    source: str = ""
+    confidence_below: float | None = None
+    ambiguous: bool = False
+    failed: bool = False
+    fixed: str = ""  # "yes", "no" or ""
+    listing: str = ""
+    sort: str = "position"
+
+    @classmethod
+    def from_params(cls, params: Any) -> GridFilters:
+        """From a query dict; anything malformed falls back to its default instead of failing the page."""
+        task = params.get("task", Task.IMAGE_TYPE)
+        try:
+            below = float(params["confidence_below"]) if params.get("confidence_below") else None
+        except ValueError:
+            below = None
+        return cls(
+            task=task if task in Task.values else Task.IMAGE_TYPE,
+            label=params.get("label", "").strip(),
+            source=params.get("source", "") if params.get("source") in _SOURCES else "",
+            confidence_below=below,
+            ambiguous=params.get("ambiguous") in ("1", "on", "true"),
+            failed=params.get("failed") in ("1", "on", "true"),
+            fixed=params.get("fixed", "") if params.get("fixed") in ("yes", "no") else "",
+            listing=params.get("listing", "").strip(),
+            sort=params.get("sort", "position") if params.get("sort") in SORTS else "position",
+        )
+
+    def as_params(self) -> dict[str, str]:
+        out = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value not in (None, "", False) and not (item.name == "sort" and value == "position"):
+                out[item.name] = "1" if value is True else str(value)
+        return out
+
+    @property
+    def needs_tags_in_sql(self) -> bool:
+        return bool(
+            self.label or self.source or self.confidence_below is not None or self.ambiguous or self.failed
+        ) or (self.sort in ("confidence", "margin"))
+
+
+_SOURCES = (Source.FIX, Source.SCRAPE, Source.MODEL, Source.FAILED, Source.UNKNOWN)
+
+
+@dataclass
+class GridItem:
+    placement: Placement
+    tags: dict[str, EffectiveTag]
+
+
+@dataclass
+class GridPage:
+    items: list[GridItem]
+    number: int
+    total: int
+    per_page: int
+    filters: GridFilters
+    labels: tuple[str, ...] = field(default=())
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+
+def _scrape_color(task: str) -> Any:
+    if task != Task.COLOR:
+        return Value(None, output_field=CharField())
+    names = {color.lower(): color for color in TASK_LABELS[Task.COLOR]} | {"gray": "Grey"}
+    return Case(
+        *(When(scrape_raw=name, then=Value(color)) for name, color in names.items()),
+        default=Value(None),
+        output_field=CharField(),
+    )
+
+
+def sitemap_placements(*, sitemap: Sitemap, filters: GridFilters) -> QuerySet[Placement]:
+    """The sitemap's live placements matching the filters, in the chosen order (for a page or a bulk retag)."""
+    queryset = Placement.objects.filter(listing__sitemap=sitemap, is_gone=False, listing__is_gone=False)
+    if filters.listing:
+        queryset = queryset.filter(Q(listing__external_id=filters.listing) | Q(listing__url__icontains=filters.listing))
+    if filters.fixed:
+        any_fix = Exists(ManualFix.objects.filter(advertiser_id=sitemap.advertiser_id, asset_id=OuterRef("asset_id")))
+        queryset = queryset.filter(any_fix if filters.fixed == "yes" else ~any_fix)
+    if filters.needs_tags_in_sql:
+        queryset = _with_effective_tag(queryset, sitemap=sitemap, task=filters.task)
+        if filters.label:
+            queryset = queryset.filter(effective_label__iexact=filters.label)
+        if filters.source:
+            queryset = queryset.filter(effective_source=filters.source)
+        if filters.confidence_below is not None:
+            queryset = queryset.filter(effective_source=Source.MODEL, model_confidence__lt=filters.confidence_below)
+        if filters.ambiguous:
+            queryset = queryset.filter(effective_source=Source.MODEL, model_margin__lt=AMBIGUOUS_MARGIN)
+        if filters.failed:
+            queryset = queryset.filter(effective_source=Source.FAILED)
+    return queryset.order_by(*SORTS[filters.sort])
+
+
+def _with_effective_tag(queryset: QuerySet[Placement], *, sitemap: Sitemap, task: str) -> QuerySet[Placement]:
+    """Annotates the effective label and source of one task, as reviews.selectors.effective_tags computes
+    them in Python: fix, else the scrape's color, else the active model, else failed or unknown."""
+    fix = ManualFix.objects.filter(
+        advertiser_id=sitemap.advertiser_id, asset_id=OuterRef("asset_id"), task=task
+    ).order_by("-created_at", "-id")
+    head = ModelHead.objects.filter(task=task, is_active=True).values_list("model_version_id", flat=True).first()
+    result = Classification.objects.filter(asset_id=OuterRef("asset_id"), model_version_id=head, task=task)
+    queryset = queryset.annotate(
+        fix_label=Subquery(fix.values("new_label")[:1]),
+        scrape_raw=Lower(KeyTextTransform("color", "listing__attributes")),
+        model_status=Subquery(result.values("status")[:1]),
+        model_label=Subquery(result.values("label")[:1]),
+        model_confidence=Subquery(result.values("confidence")[:1]),
+        model_margin=Subquery(result.values("margin")[:1]),
+    ).annotate(scrape_color=_scrape_color(task))
+    return queryset.annotate(
+        effective_label=Case(
+            When(fix_label__isnull=False, then=F("fix_label")),
+            When(scrape_color__isnull=False, then=F("scrape_color")),
+            When(model_status=Classification.Status.OK, then=F("model_label")),
+            default=Value(None),
+            output_field=CharField(),
+        ),
+        effective_source=Case(
+            When(fix_label__isnull=False, then=Value(Source.FIX)),
+            When(scrape_color__isnull=False, then=Value(Source.SCRAPE)),
+            When(model_status=Classification.Status.OK, then=Value(Source.MODEL)),
+            When(
+                Q(model_status=Classification.Status.FAILED) | Q(status=Placement.Status.FAILED),
+                then=Value(Source.FAILED),
+            ),
+            default=Value(Source.UNKNOWN),
+            output_field=CharField(),
+        ),
+    )
+
+
+def sitemap_grid(*, sitemap: Sitemap, filters: GridFilters, page: int = 1, per_page: int = 100) -> GridPage:
+    """One page of the grid with every task's effective tag per image."""
+    queryset = sitemap_placements(sitemap=sitemap, filters=filters)
+    total = queryset.count()
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    placements = list(
+        queryset.select_related("asset", "listing__sitemap").defer("failure_detail")[
+            (page - 1) * per_page : page * per_page
+        ]
+    )
+    tags = effective_tags(placements)
+    return GridPage(
+        items=[GridItem(placement=p, tags=tags[p.pk]) for p in placements],
+        number=page,
+        total=total,
+        per_page=per_page,
+        filters=filters,
+        labels=TASK_LABELS[filters.task],
+    )
