@@ -259,6 +259,9 @@ class Run(TimeStampedModel):
     source_errors = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, help_text="Why the Run as a whole failed.")
     health_flags = models.JSONField(default=list, blank=True)
+    # Share of each effective label per task over the live images at the end of the Run (reviews.health):
+    # {"image_type": {"Dealer": 0.7, ...}, ...}, so later Runs can tell a jump.
+    label_shares = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started this Run.")

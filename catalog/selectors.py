@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
-from .models import Advertiser, Run, Sitemap
+from .models import Advertiser, Placement, Run, Sitemap
 
 AnyUser = User | AnonymousUser
 
@@ -24,3 +24,10 @@ def sitemaps_visible_to(user: AnyUser) -> QuerySet[Sitemap]:
 
 def runs_visible_to(user: AnyUser) -> QuerySet[Run]:
     return Run.objects.filter(sitemap__in=sitemaps_visible_to(user)).select_related("sitemap")
+
+
+def placements_visible_to(user: AnyUser) -> QuerySet[Placement]:
+    """Images (placements) of the sitemaps the user may see, with their picture and advertiser loaded."""
+    return Placement.objects.filter(listing__sitemap__in=sitemaps_visible_to(user)).select_related(
+        "asset", "listing__sitemap__advertiser"
+    )

@@ -116,7 +116,7 @@ def _scrape_color(task: str) -> Any:
 
 def sitemap_placements(*, sitemap: Sitemap, filters: GridFilters) -> QuerySet[Placement]:
     """The sitemap's live placements matching the filters, in the chosen order (for a page or a bulk retag)."""
-    queryset = Placement.objects.filter(listing__sitemap=sitemap, is_gone=False, listing__is_gone=False)
+    queryset: QuerySet[Any] = Placement.objects.filter(listing__sitemap=sitemap, is_gone=False, listing__is_gone=False)
     if filters.listing:
         queryset = queryset.filter(Q(listing__external_id=filters.listing) | Q(listing__url__icontains=filters.listing))
     if filters.fixed:
@@ -137,7 +137,7 @@ def sitemap_placements(*, sitemap: Sitemap, filters: GridFilters) -> QuerySet[Pl
     return queryset.order_by(*SORTS[filters.sort])
 
 
-def _with_effective_tag(queryset: QuerySet[Placement], *, sitemap: Sitemap, task: str) -> QuerySet[Placement]:
+def _with_effective_tag(queryset: QuerySet[Any], *, sitemap: Sitemap, task: str) -> QuerySet[Any]:
     """Annotates the effective label and source of one task, as reviews.selectors.effective_tags computes
     them in Python: fix, else the scrape's color, else the active model, else failed or unknown."""
     fix = ManualFix.objects.filter(

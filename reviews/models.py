@@ -22,7 +22,7 @@ class ManualFixQuerySet(models.QuerySet["ManualFix"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnly("manual fixes are append-only: record a new fix instead")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise AppendOnly("manual fixes are append-only: revert with a new fix instead")
 
 
@@ -71,5 +71,5 @@ class ManualFix(models.Model):
             raise AppendOnly("manual fixes are append-only: record a new fix instead")
         super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnly("manual fixes are append-only: revert with a new fix instead")

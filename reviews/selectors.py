@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from catalog.models import TASK_LABELS, Placement, Task
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import QuerySet
+
+from catalog.models import TASK_LABELS, Membership, Placement, Task
+from catalog.selectors import AnyUser, advertisers_visible_to
 from classifier.models import Classification, ModelHead
 
 from .models import ManualFix
@@ -116,3 +120,52 @@ def effective_tags(
                 tags[task] = EffectiveTag(task, None, Source.UNKNOWN, reason=why)
         out[placement.pk] = tags
     return out
+
+
+@dataclass
+class ImageHistory:
+    """Everything about one image as an advertiser shows it: its tags and where they came from, every
+    classification by model version, every fix in its scope, and every placement of the same picture."""
+
+    tags: dict[str, EffectiveTag]
+    classifications: list[Classification]
+    fixes: list[ManualFix]
+    placements: list[Placement]
+    crop_box: list[int] | None
+
+
+def image_history(*, placement: Placement, all_advertisers: bool = False) -> ImageHistory:
+    """`all_advertisers` (staff) lists the picture's placements at every advertiser; fixes stay scoped to
+    the placement's advertiser either way."""
+    advertiser_id = placement.listing.sitemap.advertiser_id
+    tags = effective_tags([placement])[placement.pk]
+    if placement.asset_id is None:
+        return ImageHistory(tags, [], [], [placement], None)
+    classifications = list(
+        Classification.objects.filter(asset_id=placement.asset_id)
+        .select_related("model_version")
+        .order_by("task", "-created_at")
+    )
+    fixes = list(
+        ManualFix.objects.filter(advertiser_id=advertiser_id, asset_id=placement.asset_id).select_related(
+            "user", "origin", "reverts"
+        )
+    )
+    others = Placement.objects.filter(asset_id=placement.asset_id).select_related("listing__sitemap__advertiser")
+    if not all_advertisers:
+        others = others.filter(listing__sitemap__advertiser_id=advertiser_id)
+    crop = next((tag.crop_box for tag in tags.values() if tag.crop_box), None)
+    return ImageHistory(tags, classifications, fixes, list(others.order_by("-last_checked_at")[:200]), crop)
+
+
+def fixes_visible_to(user: AnyUser) -> QuerySet[ManualFix]:
+    return ManualFix.objects.filter(advertiser__in=advertisers_visible_to(user)).select_related("user")
+
+
+def user_can_fix(user: User | AnonymousUser, advertiser_id: int) -> bool:
+    """Staff, or an editor of the advertiser: viewers read only."""
+    if isinstance(user, AnonymousUser):
+        return False
+    if user.is_staff:
+        return True
+    return Membership.objects.filter(user=user, advertiser_id=advertiser_id, role=Membership.Role.EDITOR).exists()

@@ -248,7 +248,22 @@ def run_finish(*, run: Run) -> Run:
     run.step = Run.Step.DONE
     run.finished_at = timezone.now()
     run.save()
+    run_after_finish(run=run)
     return run
+
+
+def run_after_finish(*, run: Run) -> None:
+    """Calls settings.RUN_AFTER_FINISH (dotted paths, each called with run=run) on a finished Run.
+
+    They are idempotent, so a step that changes the Run after run_finish calls them again. They are advisory
+    (health flags): one that breaks is logged and rolled back to its savepoint, and never fails the Run.
+    """
+    for dotted_path in settings.RUN_AFTER_FINISH:
+        try:
+            with transaction.atomic():
+                import_string(dotted_path)(run=run)
+        except Exception:
+            logger.exception("run %s: %s failed after the Run finished", run.pk, dotted_path)
 
 
 def _fail(run: Run, error: str) -> None:

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import ImageAsset, Placement, Run
-from catalog.services.runs import run_finish
+from catalog.services.runs import run_after_finish, run_finish
 from classifier.models import Classification
 
 from .inference import ActiveModels, active_models, classify_assets, needs_classification
@@ -101,4 +101,5 @@ def run_classified_finish(*, run_id: int) -> Run | None:
             if run.status == Run.Status.SUCCEEDED:
                 run.status = Run.Status.PARTIAL
             run.save(update_fields=["failure_reasons", "status", "updated_at"])
+            run_after_finish(run=run)  # again: the health flags must see the classification failures
         return run

@@ -174,7 +174,7 @@ def _document(rnd: Rand, size: tuple[int, int]) -> Image.Image:
     draw = ImageDraw.Draw(img)
     margin = rnd.uniform(0.0, 0.12)
     page = (w * margin, h * margin * 0.5, w * (1 - margin), h * (1 + margin))
-    draw.rectangle(page, fill=(rnd.integer(238, 252),) * 3)  # type: ignore[arg-type]
+    draw.rectangle(page, fill=(rnd.integer(238, 252),) * 3)
     px = max(8, int(h * rnd.uniform(0.025, 0.04)))
     x0, y = page[0] + w * 0.05, page[1] + h * 0.05
     draw.text(

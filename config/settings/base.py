@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "django_celery_beat",
     "catalog",
@@ -112,7 +113,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "reviews:home"
+LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -129,7 +132,14 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "imagetagger API",
     "DESCRIPTION": "Inventories, Runs, image tags and manual fixes.",
     "VERSION": "0.1.0",
+    # The API docs UI served from our own static files: no CDN needed.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+# Serve local media (thumbnails, originals) from Django when storage is the local file system; production
+# with S3 serves them from the bucket.
+SERVE_MEDIA = env_bool("IMAGETAGGER_SERVE_MEDIA", default=os.environ.get("IMAGETAGGER_STORAGE", "local") == "local")
 
 # Celery. Embedded default: a file-system broker under var/, so `runserver` and a worker work with no
 # server; production sets CELERY_BROKER_URL=redis://...
@@ -196,6 +206,8 @@ RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
 RUN_CLASSIFY_STEP = "classifier.services.pipeline.run_classify_step"
 # Called with run=run once the images are in (idempotent: a resumed Run calls them again).
 RUN_AFTER_FETCH = ["reviews.services.fixes_carry_forward"]
+# Called with run=run once the Run has finished (idempotent: a step that changes the Run calls them again).
+RUN_AFTER_FINISH = ["reviews.health.run_health_record"]
 # Re-encodes and resizes of one photo land within ~6-8 bits of pHash; different photos rarely under 20.
 CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
 CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))

@@ -19,7 +19,7 @@ DROP FUNCTION IF EXISTS reviews_manualfix_append_only();
 
 def forwards(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE)
+        schema_editor.execute(CREATE, params=None)  # the body has "%": no placeholders here
 
 
 def backwards(apps, schema_editor):

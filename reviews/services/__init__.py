@@ -6,6 +6,14 @@ from .fixes import (
     manual_fix_create,
     manual_fix_revert,
     manual_fixes_apply,
+    review_decision_record,
 )
 
-__all__ = ["FixError", "fixes_carry_forward", "manual_fix_create", "manual_fix_revert", "manual_fixes_apply"]
+__all__ = [
+    "FixError",
+    "fixes_carry_forward",
+    "manual_fix_create",
+    "manual_fix_revert",
+    "manual_fixes_apply",
+    "review_decision_record",
+]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from catalog.models import TASK_LABELS, ImageAsset, Outcome, Placement, Run, Task
@@ -40,7 +40,7 @@ def canonical_label(task: str, label: str) -> str:
 def manual_fixes_apply(
     *,
     changes: Iterable[Change],
-    user: AbstractBaseUser | None,
+    user: User | None,
     source: str,
     note: str = "",
 ) -> list[ManualFix]:
@@ -59,7 +59,7 @@ def manual_fixes_apply(
         label = canonical_label(change.task, change.label)
         old = current[placement.pk][change.task].label or ""
         scope = (placement.listing.sitemap.advertiser_id, placement.asset_id, change.task)
-        if old == label or scope in fixes:
+        if old.lower() == label.lower() or scope in fixes:  # a model may spell the label its own way
             continue
         fixes[scope] = ManualFix(
             advertiser_id=scope[0], asset_id=scope[1], task=change.task, old_label=old, new_label=label,
@@ -69,7 +69,7 @@ def manual_fixes_apply(
 
 
 def manual_fix_create(
-    *, placement: Placement, task: str, label: str, user: AbstractBaseUser | None, source: str, note: str = ""
+    *, placement: Placement, task: str, label: str, user: User | None, source: str, note: str = ""
 ) -> ManualFix | None:
     """Records one fix (None when the label is already the effective one)."""
     created = manual_fixes_apply(changes=[Change(placement, task, label)], user=user, source=source, note=note)
@@ -77,7 +77,30 @@ def manual_fix_create(
 
 
 @transaction.atomic
-def manual_fix_revert(*, fix: ManualFix, user: AbstractBaseUser | None, source: str) -> ManualFix:
+def review_decision_record(*, placement: Placement, task: str, label: str, user: User | None) -> ManualFix:
+    """A staff decision from the review queue: a fix to `label`, or, when `label` is already in effect, a
+    confirmation (a fix to the same label), so the decision is history and the item leaves the queue."""
+    created = manual_fixes_apply(
+        changes=[Change(placement, task, label)], user=user, source=ManualFix.Source.STAFF, note="review queue"
+    )
+    if created:
+        return created[0]
+    label = canonical_label(task, label)
+    assert placement.asset_id is not None  # noqa: S101 - manual_fixes_apply refuses a placement without image
+    return ManualFix.objects.create(
+        advertiser_id=placement.listing.sitemap.advertiser_id,
+        asset_id=placement.asset_id,
+        task=task,
+        old_label=label,
+        new_label=label,
+        source=ManualFix.Source.STAFF,
+        user=user,
+        note="confirmed in the review queue",
+    )
+
+
+@transaction.atomic
+def manual_fix_revert(*, fix: ManualFix, user: User | None, source: str) -> ManualFix:
     """Undoes a fix with a new one back to the label it replaced; both stay in the history."""
     if not fix.old_label:
         raise FixError("this fix replaced no label (the model had none): fix it to a label instead")

@@ -20,7 +20,7 @@ def images():
 
 def run_sync(sitemap, **kwargs) -> Run:
     run = run_start(sitemap=sitemap, enqueue=False, **kwargs)
-    run_execute(run_id=run.pk)
+    run_execute(run_id=run.pk, inline=True)
     run.refresh_from_db()
     return run
 

@@ -1,0 +1,398 @@
+"""The reviews API: sitemaps, their images with effective tags, an image's history, manual fixes, Runs.
+
+An "image" is a Placement (an image URL as it appears in an advertiser's listing): its id makes the
+advertiser unambiguous, and fixes are scoped per (advertiser, asset, task). Every read goes through a
+visibility selector, so another advertiser's objects answer 404: never 403, never their data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+from django.contrib.auth.models import User
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.pagination import BasePagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from catalog.apis import RunOutputSerializer
+from catalog.models import Placement, Run, Sitemap, Task
+from catalog.selectors import AnyUser, placements_visible_to, runs_visible_to, sitemaps_visible_to
+from classifier.models import Classification
+
+from .grid import SORTS, GridFilters, sitemap_placements
+from .models import ManualFix
+from .selectors import EffectiveTag, Source, effective_tags, fixes_visible_to, user_can_fix
+from .services import manual_fix_create, manual_fix_revert
+
+
+def _fix_source(user: AnyUser) -> str:
+    return ManualFix.Source.API if user.is_staff else ManualFix.Source.ADVERTISER
+
+
+def _acting_user(request: Request) -> User:
+    # The IsAuthenticated default permission ran before any handler: the user is a real one.
+    return cast(User, request.user)
+
+
+def _require_fixer(user: AnyUser, advertiser_id: int) -> None:
+    if not user_can_fix(user, advertiser_id):
+        raise PermissionDenied("only editors of this advertiser may record or revert fixes: your role is viewer")
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "on", "yes")
+
+
+def legacy_tags(tags: dict[str, EffectiveTag]) -> dict[str, EffectiveTag]:
+    """The old system's defaults, on request only: a failed or unknown image_type reads Placeholder, a failed
+    or unknown color null. The source and reason still say what happened."""
+    out = {}
+    for task, tag in tags.items():
+        if tag.source in (Source.FAILED, Source.UNKNOWN):
+            tag = dataclasses.replace(tag, label="Placeholder" if task == Task.IMAGE_TYPE else None)
+        out[task] = tag
+    return out
+
+
+# Serializers shared by several operations.
+
+
+class ImageTagSerializer(serializers.Serializer):
+    # The stubs type Field.label and Field.source as strings; these are fields named so.
+    label = serializers.CharField(allow_null=True)  # type: ignore[assignment]
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=[Source.FIX, Source.SCRAPE, Source.MODEL, Source.FAILED, Source.UNKNOWN]
+    )
+    confidence = serializers.FloatField(allow_null=True)
+    margin = serializers.FloatField(allow_null=True)
+    fixed_by = serializers.CharField(help_text="Who recorded the fix in effect (source fix).")
+    fix_source = serializers.CharField(help_text="staff, advertiser, api or carried (source fix).")
+    fix_id = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField(help_text="Why there is no label (source failed or unknown).")
+
+
+class ImageListingSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    external_id = serializers.CharField()
+    url = serializers.URLField()
+    title = serializers.CharField()
+
+
+class ImageAssetSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    format = serializers.CharField()
+    thumbnail = serializers.SerializerMethodField()
+    original = serializers.SerializerMethodField()
+
+    def _absolute(self, file: Any) -> str | None:
+        if not file:
+            return None
+        return self.context["request"].build_absolute_uri(file.url)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_thumbnail(self, asset: Any) -> str | None:
+        return self._absolute(asset.thumbnail)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_original(self, asset: Any) -> str | None:
+        return self._absolute(asset.original)
+
+
+class ImageSerializer(serializers.Serializer):
+    """A placement with its effective tag per task. Context: request, tags (from effective_tags), legacy."""
+
+    id = serializers.IntegerField(source="pk")
+    url = serializers.URLField()
+    position = serializers.IntegerField()
+    listing = ImageListingSerializer()
+    asset = ImageAssetSerializer(allow_null=True, help_text="Null until the image is downloaded.")
+    status = serializers.ChoiceField(choices=Placement.Status.choices)
+    failure_reason = serializers.CharField()
+    tags = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.DictField(child=ImageTagSerializer(), help_text="Effective tag per task."))
+    def get_tags(self, placement: Placement) -> dict[str, Any]:
+        tags = self.context["tags"][placement.pk]
+        if self.context.get("legacy"):
+            tags = legacy_tags(tags)
+        return {task: ImageTagSerializer(tag).data for task, tag in tags.items()}
+
+
+class FixSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", allow_null=True, read_only=True)
+    origin: serializers.PrimaryKeyRelatedField[ManualFix] = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The fix a carried fix was carried from."
+    )
+    reverts: serializers.PrimaryKeyRelatedField[ManualFix] = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The fix this one reverts."
+    )
+
+    class Meta:
+        model = ManualFix
+        fields = ["id", "task", "old_label", "new_label", "source", "user", "created_at", "note", "origin", "reverts"]
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class PaginatedApi(APIView):
+    """An APIView that pages its list with the project's default pagination (documented in the schema)."""
+
+    pagination_class = cast("type[BasePagination]", api_settings.DEFAULT_PAGINATION_CLASS)
+
+    def paginate(self, queryset: QuerySet[Any], request: Request) -> list[Any]:
+        self.paginator = self.pagination_class()
+        return list(self.paginator.paginate_queryset(queryset, request, view=self) or [])
+
+    def paginated_response(self, data: Any) -> Response:
+        return self.paginator.get_paginated_response(data)
+
+
+# Operations.
+
+
+class SitemapListApi(PaginatedApi):
+    """The sitemaps the user may see (staff: all), each with its last Run."""
+
+    class OutputSerializer(serializers.ModelSerializer):
+        class LastRunSerializer(serializers.Serializer):
+            id = serializers.IntegerField()
+            status = serializers.CharField(help_text="The Run's status, as in RunOutput.")
+            finished_at = serializers.DateTimeField(allow_null=True)
+
+            class Meta:
+                ref_name = "SitemapLastRun"
+
+        advertiser = serializers.CharField(source="advertiser.slug", help_text="The advertiser's slug.")
+        last_run = serializers.SerializerMethodField()
+
+        class Meta:
+            model = Sitemap
+            ref_name = "SitemapOutput"
+            fields = ["id", "advertiser", "name", "kind", "url", "schedule", "is_enabled", "tasks_enabled", "last_run"]
+
+        @extend_schema_field(LastRunSerializer(allow_null=True))
+        def get_last_run(self, sitemap: Any) -> dict[str, Any] | None:
+            if sitemap.last_run_id is None:
+                return None
+            run = {"id": sitemap.last_run_id, "status": sitemap.last_run_status, "finished_at": sitemap.last_run_at}
+            return self.LastRunSerializer(run).data
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        last = Run.objects.filter(sitemap=OuterRef("pk")).order_by("-created_at", "-id")
+        sitemaps = sitemaps_visible_to(request.user).annotate(
+            last_run_id=Subquery(last.values("pk")[:1]),
+            last_run_status=Subquery(last.values("status")[:1]),
+            last_run_at=Subquery(last.values("finished_at")[:1]),
+        )
+        page = self.paginate(sitemaps, request)
+        return self.paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+_GRID_PARAMETERS = [
+    OpenApiParameter("task", str, enum=Task.values, description="The task the filters look at (image_type)."),
+    OpenApiParameter("label", str, description="Effective label of the task (case-insensitive)."),
+    OpenApiParameter(
+        "source",
+        str,
+        enum=[Source.FIX, Source.SCRAPE, Source.MODEL, Source.FAILED, Source.UNKNOWN],
+        description="Where the effective label of the task comes from.",
+    ),
+    OpenApiParameter("confidence_below", float, description="Model tags under this confidence."),
+    OpenApiParameter("ambiguous", bool, description="Model tags whose top-2 margin is small."),
+    OpenApiParameter("failed", bool, description="Images whose tag for the task failed."),
+    OpenApiParameter("fixed", str, enum=["yes", "no"], description="Images with (or without) any fix."),
+    OpenApiParameter("listing", str, description="A listing's external id, or part of its URL."),
+    OpenApiParameter("sort", str, enum=list(SORTS), description="Default: position."),
+    OpenApiParameter(
+        "legacy",
+        bool,
+        description="Present a failed or unknown image_type as Placeholder and color as null, as the old "
+        "system did. The default output says what happened.",
+    ),
+]
+
+
+class SitemapImageListApi(PaginatedApi):
+    """A sitemap's live images with their effective tags, filtered and sorted as in the review grid."""
+
+    @extend_schema(parameters=_GRID_PARAMETERS, responses=ImageSerializer(many=True))
+    def get(self, request: Request, sitemap_id: int) -> Response:
+        sitemap = get_object_or_404(sitemaps_visible_to(request.user), pk=sitemap_id)
+        filters = GridFilters.from_params(request.query_params)
+        placements = sitemap_placements(sitemap=sitemap, filters=filters)
+        page = self.paginate(placements.select_related("asset", "listing__sitemap").defer("failure_detail"), request)
+        legacy = _flag(request.query_params.get("legacy"))
+        context = {"request": request, "tags": effective_tags(page), "legacy": legacy}
+        return self.paginated_response(ImageSerializer(page, many=True, context=context).data)
+
+
+class ImageDetailApi(APIView):
+    """One image with its effective tags."""
+
+    @extend_schema(parameters=_GRID_PARAMETERS[-1:], responses=ImageSerializer)
+    def get(self, request: Request, image_id: int) -> Response:
+        placement = get_object_or_404(placements_visible_to(request.user), pk=image_id)
+        legacy = _flag(request.query_params.get("legacy"))
+        context = {"request": request, "tags": effective_tags([placement]), "legacy": legacy}
+        return Response(ImageSerializer(placement, context=context).data)
+
+
+class HistoryClassificationSerializer(serializers.ModelSerializer):
+    class ModelVersionSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        status = serializers.CharField()
+
+        class Meta:
+            ref_name = "HistoryModelVersion"
+
+    model_version = ModelVersionSerializer()
+
+    class Meta:
+        model = Classification
+        fields = [
+            "model_version", "task", "status", "label", "confidence", "margin", "scores", "crop_box", "crop_source",
+            "error", "created_at", "updated_at",
+        ]  # fmt: skip
+
+
+class HistoryPlacementSerializer(serializers.Serializer):
+    class SitemapSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        advertiser = serializers.CharField(source="advertiser.slug")
+
+        class Meta:
+            ref_name = "HistorySitemap"
+
+    id = serializers.IntegerField(source="pk")
+    url = serializers.URLField()
+    status = serializers.CharField(help_text="pending, ok or failed.")
+    is_gone = serializers.BooleanField()
+    listing = ImageListingSerializer()
+    sitemap = SitemapSerializer(source="listing.sitemap")
+
+
+class ImageHistoryApi(APIView):
+    """Everything known about an image's picture: every classification of it (per model version), every fix
+    in its advertiser's scope, and where the picture appears (the same advertiser's placements; for staff,
+    every advertiser's). Fixes are never another advertiser's, even for staff: they are per advertiser."""
+
+    class OutputSerializer(serializers.Serializer):
+        image = ImageSerializer()
+        classifications = HistoryClassificationSerializer(many=True)
+        fixes = FixSerializer(many=True, help_text="Newest first; the first one per task is in effect.")
+        placements = HistoryPlacementSerializer(many=True)
+
+        class Meta:
+            ref_name = "ImageHistory"
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, image_id: int) -> Response:
+        placement = get_object_or_404(placements_visible_to(request.user), pk=image_id)
+        advertiser_id = placement.listing.sitemap.advertiser_id
+        history: dict[str, Any] = {"image": placement, "classifications": [], "fixes": [], "placements": [placement]}
+        if placement.asset_id is not None:
+            history["classifications"] = (
+                Classification.objects.filter(asset_id=placement.asset_id)
+                .select_related("model_version")
+                .order_by("task", "-created_at", "-id")
+            )
+            history["fixes"] = ManualFix.objects.filter(
+                advertiser_id=advertiser_id, asset_id=placement.asset_id
+            ).select_related("user")
+            others = placements_visible_to(request.user).filter(asset_id=placement.asset_id)
+            if not request.user.is_staff:
+                others = others.filter(listing__sitemap__advertiser_id=advertiser_id)
+            history["placements"] = others.order_by("listing__sitemap__advertiser_id", "listing_id", "position")
+        context = {"request": request, "tags": effective_tags([placement])}
+        return Response(self.OutputSerializer(history, context=context).data)
+
+
+class ImageFixCreateApi(APIView):
+    """Records a manual fix of one image's tag for its advertiser (staff and editors; viewers get 403).
+
+    201 with the fix; 200 when the label is already the effective one (nothing recorded); 400 with the reason
+    when the label is not one of the task's or the image has no picture yet.
+    """
+
+    class InputSerializer(serializers.Serializer):
+        task = serializers.ChoiceField(choices=Task.choices)
+        label = serializers.CharField(  # type: ignore[assignment]  # a field named label (see ImageTagSerializer)
+            max_length=100, help_text="One of the task's labels (case-insensitive)."
+        )
+        note = serializers.CharField(required=False, allow_blank=True, default="")
+
+        class Meta:
+            ref_name = "FixCreateInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: FixSerializer,
+            200: OpenApiResponse(DetailSerializer, description="Already the effective label: nothing recorded."),
+            400: OpenApiResponse(DetailSerializer, description="Invalid task or label, or no picture yet."),
+            403: OpenApiResponse(DetailSerializer, description="The user is a viewer of this advertiser."),
+        },
+    )
+    def post(self, request: Request, image_id: int) -> Response:
+        placement = get_object_or_404(placements_visible_to(request.user), pk=image_id)
+        _require_fixer(request.user, placement.listing.sitemap.advertiser_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, data = _acting_user(request), serializer.validated_data
+        fix = manual_fix_create(placement=placement, user=user, source=_fix_source(user), **data)
+        if fix is None:
+            return Response({"detail": "already the effective label"}, status=status.HTTP_200_OK)
+        return Response(FixSerializer(fix).data, status=status.HTTP_201_CREATED)
+
+
+class FixRevertApi(APIView):
+    """Reverts a fix with a new fix back to the label it replaced (both stay in the history)."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            201: FixSerializer,
+            400: OpenApiResponse(DetailSerializer, description="The fix replaced no label."),
+            403: OpenApiResponse(DetailSerializer, description="The user is a viewer of this advertiser."),
+        },
+    )
+    def post(self, request: Request, fix_id: int) -> Response:
+        fix = get_object_or_404(fixes_visible_to(request.user), pk=fix_id)
+        _require_fixer(request.user, fix.advertiser_id)
+        user = _acting_user(request)
+        revert = manual_fix_revert(fix=fix, user=user, source=_fix_source(user))
+        return Response(FixSerializer(revert).data, status=status.HTTP_201_CREATED)
+
+
+class RunListApi(PaginatedApi):
+    """Runs the user may see, newest first; ?sitemap=<id> for one sitemap's (404 if it is not visible)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("sitemap", int, description="Only this sitemap's Runs.")],
+        responses=RunOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        runs = runs_visible_to(request.user).order_by("-created_at", "-id")
+        if (sitemap_id := request.query_params.get("sitemap")) is not None:
+            if not sitemap_id.isdigit():
+                raise ValidationError({"sitemap": "give a sitemap id (an integer)"})
+            sitemap = get_object_or_404(sitemaps_visible_to(request.user), pk=int(sitemap_id))
+            runs = runs.filter(sitemap=sitemap)
+        page = self.paginate(runs, request)
+        return self.paginated_response(RunOutputSerializer(page, many=True).data)

@@ -1,0 +1,63 @@
+from typing import Any
+
+from django import template
+from django.urls import reverse
+from django.utils.html import format_html
+
+from catalog.models import ImageAsset
+from reviews.selectors import EffectiveTag, Source
+
+register = template.Library()
+
+# Keys for the labels of a task, in order: 1-9, 0, then - and = (12 colors).
+LABEL_KEYS = "1234567890-="
+
+
+@register.filter
+def label_key(index: int) -> str:
+    return LABEL_KEYS[index] if index < len(LABEL_KEYS) else ""
+
+
+@register.filter
+def get_item(mapping: dict[str, Any], key: str) -> Any:
+    return mapping.get(key)
+
+
+@register.filter
+def add_ns(name: str, pk: int) -> str:
+    return reverse(f"reviews:{name}", args=[pk])
+
+
+@register.filter
+def crop_style(box: list[int], asset: ImageAsset) -> str:
+    x0, y0, x1, y1 = box
+    return (
+        f"left:{100 * x0 / asset.width:.2f}%;top:{100 * y0 / asset.height:.2f}%;"
+        f"width:{100 * (x1 - x0) / asset.width:.2f}%;height:{100 * (y1 - y0) / asset.height:.2f}%"
+    )
+
+
+@register.simple_tag
+def tag_source(tag: EffectiveTag) -> str:
+    """Where a tag came from, in a few words: model with confidence, scrape, fix by whom, or why none."""
+    if tag.source == Source.MODEL:
+        return format_html("model {}", f"{tag.confidence:.2f}" if tag.confidence is not None else "")
+    if tag.source == Source.FIX:
+        if tag.fix_source == "carried":
+            return "fix carried from a re-encoded copy"
+        return format_html("fix by {}", tag.fixed_by or tag.fix_source)
+    if tag.source == Source.SCRAPE:
+        return "scrape"
+    if tag.source == Source.FAILED:
+        return format_html('<span title="{}">failed</span>', tag.reason)
+    return format_html('<span title="{}">unknown</span>', tag.reason)
+
+
+@register.filter
+def percent(share: float | None) -> str:
+    return "" if share is None else f"{100 * share:.0f}%"
+
+
+@register.filter
+def bar_width(share: float) -> int:
+    return round(80 * share)
