@@ -7,12 +7,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Lower
 
 from catalog.models import TASK_LABELS, Placement, Sitemap, Task
-from classifier.models import Classification, ModelHead
+from classifier.models import Classification
 
+from .expressions import active_heads, latest_fix, model_result, scrape_color
 from .models import ManualFix
 from .selectors import EffectiveTag, Source, effective_tags
 
@@ -103,17 +102,6 @@ class GridPage:
         return self.number < self.pages
 
 
-def _scrape_color(task: str) -> Any:
-    if task != Task.COLOR:
-        return Value(None, output_field=CharField())
-    names = {color.lower(): color for color in TASK_LABELS[Task.COLOR]} | {"gray": "Grey"}
-    return Case(
-        *(When(scrape_raw=name, then=Value(color)) for name, color in names.items()),
-        default=Value(None),
-        output_field=CharField(),
-    )
-
-
 def sitemap_placements(*, sitemap: Sitemap, filters: GridFilters) -> QuerySet[Placement]:
     """The sitemap's live placements matching the filters, in the chosen order (for a page or a bulk retag)."""
     queryset: QuerySet[Any] = Placement.objects.filter(listing__sitemap=sitemap, is_gone=False, listing__is_gone=False)
@@ -123,7 +111,7 @@ def sitemap_placements(*, sitemap: Sitemap, filters: GridFilters) -> QuerySet[Pl
         any_fix = Exists(ManualFix.objects.filter(advertiser_id=sitemap.advertiser_id, asset_id=OuterRef("asset_id")))
         queryset = queryset.filter(any_fix if filters.fixed == "yes" else ~any_fix)
     if filters.needs_tags_in_sql:
-        queryset = _with_effective_tag(queryset, sitemap=sitemap, task=filters.task)
+        queryset = _with_effective_tag(queryset, task=filters.task)
         if filters.label:
             queryset = queryset.filter(effective_label__iexact=filters.label)
         if filters.source:
@@ -137,22 +125,18 @@ def sitemap_placements(*, sitemap: Sitemap, filters: GridFilters) -> QuerySet[Pl
     return queryset.order_by(*SORTS[filters.sort])
 
 
-def _with_effective_tag(queryset: QuerySet[Any], *, sitemap: Sitemap, task: str) -> QuerySet[Any]:
+def _with_effective_tag(queryset: QuerySet[Any], *, task: str) -> QuerySet[Any]:
     """Annotates the effective label and source of one task, as reviews.selectors.effective_tags computes
     them in Python: fix, else the scrape's color, else the active model, else failed or unknown."""
-    fix = ManualFix.objects.filter(
-        advertiser_id=sitemap.advertiser_id, asset_id=OuterRef("asset_id"), task=task
-    ).order_by("-created_at", "-id")
-    head = ModelHead.objects.filter(task=task, is_active=True).values_list("model_version_id", flat=True).first()
-    result = Classification.objects.filter(asset_id=OuterRef("asset_id"), model_version_id=head, task=task)
+    result = model_result(task, active_heads())
     queryset = queryset.annotate(
-        fix_label=Subquery(fix.values("new_label")[:1]),
-        scrape_raw=Lower(KeyTextTransform("color", "listing__attributes")),
+        fix_label=Subquery(latest_fix(task).values("new_label")[:1]),
+        scrape_color=scrape_color() if task == Task.COLOR else Value(None, output_field=CharField()),
         model_status=Subquery(result.values("status")[:1]),
         model_label=Subquery(result.values("label")[:1]),
         model_confidence=Subquery(result.values("confidence")[:1]),
         model_margin=Subquery(result.values("margin")[:1]),
-    ).annotate(scrape_color=_scrape_color(task))
+    )
     return queryset.annotate(
         effective_label=Case(
             When(fix_label__isnull=False, then=F("fix_label")),

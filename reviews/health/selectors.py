@@ -32,9 +32,7 @@ from django.utils import timezone
 
 from catalog.models import Advertiser, Placement, Run, Task
 from classifier.models import Classification
-from reviews.models import ManualFix
-
-from .expressions import (
+from reviews.expressions import (
     PLACEMENT_ADVERTISER,
     active_heads,
     disagreements,
@@ -45,6 +43,7 @@ from .expressions import (
     scrape_color,
     shares_from_counts,
 )
+from reviews.models import ManualFix
 
 FIXES_WINDOW = timedelta(days=30)
 # The review queue: below this top-two margin (or this confidence) the model hesitated.

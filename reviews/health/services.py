@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from catalog.models import Run, Sitemap, Task
-
-from . import flags as health_flags
-from .expressions import (
+from reviews.expressions import (
     active_heads,
     disagreements,
     effective_label,
@@ -14,6 +12,8 @@ from .expressions import (
     model_label,
     shares_from_counts,
 )
+
+from . import flags as health_flags
 from .flags import PREVIOUS_RUNS, Flag, RunFigures
 
 FINISHED_STATUSES = (Run.Status.SUCCEEDED, Run.Status.PARTIAL, Run.Status.FAILED)
