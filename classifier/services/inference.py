@@ -74,6 +74,12 @@ _loaded: dict[int | None, object] = {}
 _lock = threading.Lock()
 
 
+def forget_sessions() -> None:
+    """Drops the sessions this process holds (a forked child creates its own, after the fork)."""
+    with _lock:
+        _loaded.clear()
+
+
 def _session_for(version: ModelVersion) -> Any:
     with _lock:
         session = _loaded.get(version.pk)

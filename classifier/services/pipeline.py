@@ -6,10 +6,12 @@ inference queue, spread over every inference worker; the batch that leaves nothi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -48,8 +50,7 @@ def run_classify_step(*, run: Run, inline: bool, progress: Callable[[Run], None]
         run_classified_finish(run_id=run.pk)
         return
     if inline:
-        for asset_ids in batches:
-            classify_batch(run_id=run.pk, asset_ids=asset_ids, finish=False, active=active)
+        for _ in _classify_inline(run.pk, batches, active):
             if progress is not None:
                 run.refresh_from_db()
                 progress(run)
@@ -61,6 +62,35 @@ def run_classify_step(*, run: Run, inline: bool, progress: Callable[[Run], None]
     Run.objects.filter(pk=run.pk).update(worker="", heartbeat_at=timezone.now())
     for asset_ids in batches:
         transaction.on_commit(lambda ids=asset_ids: classify_batch_task.delay(run.pk, ids))  # type: ignore[misc]
+
+
+def _classify_inline(run_id: int, batches: list[list[int]], active: ActiveModels) -> Iterator[int]:
+    """The batches in this process, or in a pool of processes (one single-threaded session per model in
+    each, as the inference workers run them) when settings.CLASSIFY_INLINE_PROCESSES > 1."""
+    processes = min(settings.CLASSIFY_INLINE_PROCESSES, len(batches))
+    if processes <= 1:
+        for asset_ids in batches:
+            yield classify_batch(run_id=run_id, asset_ids=asset_ids, finish=False, active=active)
+        return
+    connections.close_all()  # a forked child must open its own connection, never share the parent's
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_forget_sessions) as pool:
+        futures = [pool.submit(_classify_in_child, run_id, asset_ids) for asset_ids in batches]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _forget_sessions() -> None:
+    from .inference import forget_sessions
+
+    forget_sessions()
+
+
+def _classify_in_child(run_id: int, asset_ids: list[int]) -> int:
+    try:
+        return classify_batch(run_id=run_id, asset_ids=asset_ids, finish=False)
+    finally:
+        connections.close_all()
 
 
 def classify_batch(

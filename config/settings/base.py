@@ -211,3 +211,6 @@ RUN_AFTER_FINISH = ["reviews.health.run_health_record"]
 # Re-encodes and resizes of one photo land within ~6-8 bits of pHash; different photos rarely under 20.
 CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
 CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))
+# Inline classification (run_sitemap --sync, benchmarks) runs its batches in this many processes, one per core
+# like the inference workers; 1 keeps it in the calling process.
+CLASSIFY_INLINE_PROCESSES = int(os.environ.get("CLASSIFY_INLINE_PROCESSES", str(os.cpu_count() or 1)))

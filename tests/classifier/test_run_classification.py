@@ -156,3 +156,17 @@ def test_a_tenth_image_type_label_would_be_refused_but_any_labels_register():
     version = model_register(data=mean_classifier(), contract=contract)
     assert version.heads.get(task="color").labels == ["Rot", "Grün", "Blau"]
     assert Run.objects.count() == 0
+
+
+def test_inline_classification_spreads_batches_over_processes(register_tiny, settings):
+    settings.CLASSIFY_BATCH_SIZE = 2
+    settings.CLASSIFY_INLINE_PROCESSES = 2
+    register_tiny()
+    images = [solid_jpeg(color, size=(640 + i, 480)) for i, color in enumerate(["red", "green", "blue"] * 3)]
+    with InventoryServer(images=images, images_per_listing=3) as server:
+        run = run_sync(SitemapFactory(url=server.sitemap_url))
+
+    assert (run.status, run.classified) == ("succeeded", 9)
+    assert Classification.objects.filter(status="ok").count() == 18
+    sizes = dict(Classification.objects.filter(task="color").values_list("asset__width", "label"))
+    assert sizes == {640 + i: color for i, color in enumerate(["red", "green", "blue"] * 3)}
