@@ -100,6 +100,9 @@ class Sitemap(TimeStampedModel):
     schedule = models.CharField(max_length=20, choices=Schedule.choices, default=Schedule.NIGHTLY)
     is_enabled = models.BooleanField(default=True)
     tasks_enabled = models.JSONField(default=all_tasks, help_text='Tasks to tag, e.g. ["image_type", "color"].')
+    # Live image URLs (placements neither gone nor in a gone listing), counted by each Run's sync, the only
+    # writer of placements: the review grid opens without counting 100,000 rows. Null: never synced.
+    live_images = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["advertiser__name", "id"]
@@ -206,6 +209,10 @@ class Placement(TimeStampedModel):
         indexes = [
             models.Index(fields=["url"], name="placement_url_idx"),
             models.Index(fields=["last_run", "outcome"], name="placement_run_outcome_idx"),
+            # The review grid's order: a page of a 100,000-image sitemap reads 100 entries of this index.
+            models.Index(
+                fields=["listing", "position", "id"], condition=Q(is_gone=False), name="placement_grid_order_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -51,11 +51,12 @@ def run_stack(loaded: Loaded, images: list[bytes], batch_size: int) -> int:
     for start in range(0, len(images), batch_size):
         decoded = [decode(data, min_size=loaded.min_size) for data in images[start : start + batch_size]]
         boxes = [loaded.detector.crop_box(d.image) if loaded.detector else None for d in decoded]
+        pixels = [np.asarray(d.image) for d in decoded]  # read once, by every model
         for model in loaded.classifiers:
             vehicle = model.contract.crop == "vehicle"
             tensors = [
-                to_tensor(d.image, model.contract.input, box=box if vehicle else None)
-                for d, box in zip(decoded, boxes, strict=True)
+                to_tensor(array, model.contract.input, box=box if vehicle else None)
+                for array, box in zip(pixels, boxes, strict=True)
             ]
             model.run(batch(tensors))
         done += len(decoded)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -23,7 +24,6 @@ LETTERBOX_FILL = 114  # the grey Ultralytics pads with; detectors are trained on
 WHITE = (255, 255, 255)
 # Pillow's reducing_gap: shrink by an integer factor with a box filter first, then resample the rest.
 # 3.0 is indistinguishable from a full resample in practice and much cheaper for big non-JPEG images.
-REDUCING_GAP = 3.0
 
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 _ORIENTATION = 0x0112
@@ -126,31 +126,42 @@ def _scale_and_bias(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     return scale, bias
 
 
-def _resized_pixels(image: Image.Image, spec: InputSpec, box: tuple[int, int, int, int] | None) -> np.ndarray:
+def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    # OpenCV's bilinear (SIMD) costs ~0.17 ms for 512x384 -> 224x224 here, Pillow's ~2.7 ms: the resize was
+    # a quarter of the whole per-image cost. It differs from Pillow's by ~1.4 grey levels on average.
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
+
+
+def resized_pixels(
+    image: Image.Image | np.ndarray, spec: InputSpec, box: tuple[int, int, int, int] | None
+) -> np.ndarray:
     """(H, W, 3) uint8 at the contract's size, after the crop box and the resize mode."""
+    pixels = np.asarray(image)
     if box is not None:
         x0, y0, x1, y1 = box
-        if not (0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height):
-            raise ValueError(f"crop box {box} is empty or outside the {image.width}x{image.height} image")
-        # A real crop, not resize(box=...): Pillow's filter would read pixels outside the box at its edges.
-        image = image.crop(box)
+        height, width = pixels.shape[:2]
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"crop box {box} is empty or outside the {width}x{height} image")
+        pixels = pixels[y0:y1, x0:x1]  # a real crop (a view): nothing outside the box reaches the filter
     if spec.resize == "stretch":
-        return np.asarray(image.resize(spec.size, Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP))
-    _, pad_x, pad_y, scaled_w, scaled_h = letterbox_geometry(image.size, spec.size)
-    resized = image.resize((scaled_w, scaled_h), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+        return _resize(pixels, spec.size)
+    _, pad_x, pad_y, scaled_w, scaled_h = letterbox_geometry((pixels.shape[1], pixels.shape[0]), spec.size)
     canvas = np.full((spec.height, spec.width, 3), LETTERBOX_FILL, dtype=np.uint8)
-    canvas[pad_y : pad_y + scaled_h, pad_x : pad_x + scaled_w] = np.asarray(resized)
+    canvas[pad_y : pad_y + scaled_h, pad_x : pad_x + scaled_w] = _resize(pixels, (scaled_w, scaled_h))
     return canvas
 
 
-def to_tensor(image: Image.Image, spec: InputSpec, *, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def to_tensor(
+    image: Image.Image | np.ndarray, spec: InputSpec, *, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
     """A batch of one, (1, 3, H, W) or (1, H, W, 3), float32 normalised or raw uint8, as `spec` says.
 
-    `box` (x0, y0, x1, y1) in image pixels crops before resizing.
+    `image` is a PIL image or its (H, W, 3) RGB uint8 pixels (pass the array when several models read one
+    image: np.asarray once). `box` (x0, y0, x1, y1) in image pixels crops before resizing.
     """
-    if image.mode != "RGB":
+    if isinstance(image, Image.Image) and image.mode != "RGB":
         image = flatten_to_rgb(image)
-    pixels = _resized_pixels(image, spec, box)  # (H, W, 3) RGB uint8
+    pixels = resized_pixels(image, spec, box)  # (H, W, 3) RGB uint8
     if spec.channels == "BGR":
         pixels = pixels[..., ::-1]  # a view
     if spec.layout == "NCHW":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import signal
 import sys
@@ -45,6 +46,18 @@ def _json_route(server: InventoryServer, action: str) -> Callable[[BaseHTTPReque
     return handle
 
 
+def _synth_images(count: int, seed: int) -> list[bytes]:
+    """The starter models' own generator, as JPEGs of listing size: what the demo's models know."""
+    from classifier.synth import vehicle_sample
+
+    images = []
+    for n in range(count):
+        buffer = io.BytesIO()
+        vehicle_sample(seed * 100_000 + n, size=(1024, 768)).image.save(buffer, "JPEG", quality=85)
+        images.append(buffer.getvalue())
+    return images
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m catalog.inventory_server", description=__doc__)
     parser.add_argument("--images", type=int, default=100)
@@ -52,11 +65,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validators", choices=VALIDATORS, default="both")
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument(
+        "--synth", action="store_true", help="Serve classifier.synth vehicle photos (Dealer, Stock, Placeholder)."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
 
-    images = make_inventory_images(args.images, seed=args.seed, cache_dir=args.cache_dir)
+    images = (
+        _synth_images(args.images, args.seed)
+        if args.synth
+        else make_inventory_images(args.images, seed=args.seed, cache_dir=args.cache_dir)
+    )
     server = InventoryServer(
         images=images,
         images_per_listing=args.per_listing,

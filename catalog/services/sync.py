@@ -70,4 +70,8 @@ def inventory_sync(*, sitemap: Sitemap, pages: Sequence[Page], seen_at: datetime
     if complete:
         Listing.objects.filter(sitemap=sitemap, is_gone=False).exclude(last_seen_at=seen_at).update(is_gone=True)
         Placement.objects.filter(listing__sitemap=sitemap, listing__is_gone=True, is_gone=False).update(is_gone=True)
+    sitemap.live_images = Placement.objects.filter(
+        listing__sitemap=sitemap, is_gone=False, listing__is_gone=False
+    ).count()
+    sitemap.save(update_fields=["live_images", "updated_at"])
     return len(listings)

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.db.models import Q
 
 from catalog.models import ImageAsset
@@ -163,6 +164,7 @@ def infer(
         box = known_boxes[i] if known_boxes and i in known_boxes else loaded.detector.crop_box(image.image)
         crops[i] = (box, Classification.CropSource.DETECTOR if box else Classification.CropSource.NO_VEHICLE)
         out[i].crop, out[i].crop_source = _to_original(box, image), crops[i][1]
+    pixels = {i: np.asarray(images[i].image) for i in good}  # type: ignore[union-attr]  # read once, by every model
     for version_id, error in loaded.errors.items():
         for i in good:
             out[i].errors.update(dict.fromkeys(active.tasks_of(version_id), error))
@@ -174,10 +176,7 @@ def infer(
             break
         vehicle = model.contract.crop == "vehicle"
         try:
-            tensors = [
-                to_tensor(images[i].image, model.contract.input, box=crops[i][0] if vehicle else None)  # type: ignore[union-attr]
-                for i in good
-            ]
+            tensors = [to_tensor(pixels[i], model.contract.input, box=crops[i][0] if vehicle else None) for i in good]
             results = model.run(batch(tensors))
         except Exception as exc:
             for i in good:

@@ -101,15 +101,20 @@ def test_stretch_ignores_the_aspect_ratio():
     assert (tensor[0] == RED).all()
 
 
-def test_stretch_uses_pillow_bilinear_resize():
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
-    image = Image.fromarray(pixels)
+def test_stretch_is_a_bilinear_resize_to_the_contract_size():
+    # A horizontal ramp stays a ramp: each output pixel interpolates the two nearest source columns.
+    ramp = np.tile(np.arange(0, 240, 10, dtype=np.uint8)[None, :, None], (6, 1, 3))  # 6 x 24, values 0..230
+    image = Image.fromarray(ramp)
 
-    tensor = to_tensor(image, spec(layout="NHWC", height=10, width=8, dtype="uint8"))
+    tensor = to_tensor(image, spec(layout="NHWC", height=3, width=12, dtype="uint8"))[0]
 
-    reference = np.asarray(image.resize((8, 10), Image.Resampling.BILINEAR))
-    np.testing.assert_array_equal(tensor[0], reference)
+    assert tensor.shape == (3, 12, 3)
+    # Output column x samples source x' = (x + 0.5) * 2 - 0.5, between columns 2x and 2x+1: 10 * (2x + 0.5).
+    expected = np.round(10 * (2 * np.arange(12) + 0.5)).astype(np.uint8)
+    np.testing.assert_allclose(tensor[1, :, 0], expected, atol=1)
+    assert (tensor[:, :, 0] == tensor[:, :, 1]).all()
+    # A PIL image and its pixels give the same tensor (callers pass the array to read an image once).
+    np.testing.assert_array_equal(tensor, to_tensor(ramp, spec(layout="NHWC", height=3, width=12, dtype="uint8"))[0])
 
 
 def test_letterbox_wide_image_pads_top_and_bottom():

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, transaction
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, setup_test_environment
 from django.urls import reverse
 
 from catalog.models import TASK_LABELS, ImageAsset, Listing, Placement, Sitemap
@@ -36,6 +36,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: Any) -> None:
         sitemap = self._sitemap(options["images"])
+        # As in production: DEBUG off (no query log), and the test client's record of the rendered context.
+        setup_test_environment(debug=False)
         user, _ = get_user_model().objects.get_or_create(username="grid-benchmark", defaults={"is_staff": True})
         client = Client()
         client.force_login(user)
@@ -79,6 +81,12 @@ class Command(BaseCommand):
         )
         if created or not Placement.objects.filter(listing__sitemap=sitemap).exists():
             self._fill(sitemap, count)
+            # As a Run's sync would: the stored count of live images, and fresh planner statistics.
+            sitemap.live_images = Placement.objects.filter(listing__sitemap=sitemap, is_gone=False).count()
+            sitemap.save(update_fields=["live_images"])
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("ANALYZE")
         return sitemap
 
     @transaction.atomic
