@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import (
     Case,
     CharField,
+    Count,
     Exists,
     F,
     FilteredRelation,
@@ -18,6 +19,7 @@ from django.db.models import (
     Subquery,
     Value,
     When,
+    Window,
 )
 
 from catalog.models import TASK_LABELS, Placement, Sitemap, Task
@@ -179,16 +181,34 @@ def _with_effective_tag(queryset: QuerySet[Any], *, task: str) -> QuerySet[Any]:
     )
 
 
+def _page_ids_and_total(queryset: QuerySet[Placement], page: int, per_page: int) -> tuple[list[int], int]:
+    """A page of ids and the number of matches in one pass of the filter (COUNT(*) OVER ()), not two."""
+    rows = list(
+        queryset.annotate(matches=Window(Count("id"))).values_list("id", "matches")[
+            (page - 1) * per_page : page * per_page
+        ]
+    )
+    if rows:
+        return [pk for pk, _ in rows], rows[0][1]
+    return [], queryset.count() if page > 1 else 0
+
+
 def sitemap_grid(*, sitemap: Sitemap, filters: GridFilters, page: int = 1, per_page: int = 100) -> GridPage:
     """One page of the grid with every task's effective tag per image."""
     queryset = sitemap_placements(sitemap=sitemap, filters=filters)
-    unfiltered = filters == GridFilters(task=filters.task, sort=filters.sort)
-    total = sitemap.live_images if unfiltered and sitemap.live_images is not None else queryset.count()
-    pages = max(1, -(-total // per_page))
-    page = min(max(1, page), pages)
     # The page's ids first, from the narrow ordered index (an OFFSET then skips index entries, not joined
     # rows), then those rows with what the cards show.
-    ids = list(queryset.values_list("id", flat=True)[(page - 1) * per_page : page * per_page])
+    if filters.needs_tags_in_sql:  # one pass of the costly filter gives the page and the count
+        page = max(1, page)
+        ids, total = _page_ids_and_total(queryset, page, per_page)
+        if not ids:  # past the last page: show the last one (the first when nothing matches)
+            page = max(1, -(-total // per_page))
+            ids, total = _page_ids_and_total(queryset, page, per_page) if total else ([], 0)
+    else:  # the count the last Run's sync stored when unfiltered, else a cheap exact count
+        unfiltered = filters == GridFilters(task=filters.task, sort=filters.sort)
+        total = sitemap.live_images if unfiltered and sitemap.live_images is not None else queryset.count()
+        page = min(max(1, page), max(1, -(-total // per_page)))
+        ids = list(queryset.values_list("id", flat=True)[(page - 1) * per_page : page * per_page])
     rows = Placement.objects.select_related("asset", "listing__sitemap").defer("failure_detail").in_bulk(ids)
     placements = [rows[pk] for pk in ids]
     tags = effective_tags(placements)
