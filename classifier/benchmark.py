@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .contract import ClassifierContract, DetectorContract, parse_contract
-from .preprocess import batch, decode, to_tensor
-from .runtime import ClassifierModel, DetectorModel, make_session
+from .runtime import ClassifierModel, DetectorModel, Pipeline, make_session
 
 ModelFiles = list[tuple[bytes, dict[str, Any]]]  # (ONNX bytes, contract) for each model
 
 
-@dataclass
-class Loaded:
-    classifiers: list[ClassifierModel]
-    detector: DetectorModel | None
-
-    @property
-    def min_size(self) -> tuple[int, int]:
-        specs = [m.contract.input for m in self.classifiers] + ([self.detector.contract.input] if self.detector else [])
-        return (max(s.width for s in specs), max(s.height for s in specs))
-
-
-def load(models: ModelFiles) -> Loaded:
+def load(models: ModelFiles) -> Pipeline:
     classifiers, detector = [], None
     for data, contract_json in models:
         contract = parse_contract(contract_json)
@@ -42,28 +29,20 @@ def load(models: ModelFiles) -> Loaded:
         else:
             assert isinstance(contract, ClassifierContract)  # noqa: S101
             classifiers.append(ClassifierModel(make_session(data), contract))
-    return Loaded(classifiers, detector)
+    return Pipeline(classifiers, detector)
 
 
-def run_stack(loaded: Loaded, images: list[bytes], batch_size: int) -> int:
-    """Tags the images as a Run does; returns how many were tagged."""
+def run_stack(pipeline: Pipeline, images: list[bytes], batch_size: int) -> int:
+    """Tags the images with the Pipeline a Run uses; returns how many were tagged."""
     done = 0
     for start in range(0, len(images), batch_size):
-        decoded = [decode(data, min_size=loaded.min_size) for data in images[start : start + batch_size]]
-        boxes = [loaded.detector.crop_box(d.image) if loaded.detector else None for d in decoded]
-        pixels = [np.asarray(d.image) for d in decoded]  # read once, by every model
-        for model in loaded.classifiers:
-            vehicle = model.contract.crop == "vehicle"
-            tensors = [
-                to_tensor(array, model.contract.input, box=box if vehicle else None)
-                for array, box in zip(pixels, boxes, strict=True)
-            ]
-            model.run(batch(tensors))
+        decoded = [pipeline.decode(data) for data in images[start : start + batch_size]]
+        pipeline.run(decoded)
         done += len(decoded)
     return done
 
 
-def run_models_alone(loaded: Loaded, count: int, batch_size: int) -> int:
+def run_models_alone(loaded: Pipeline, count: int, batch_size: int) -> int:
     """The same inferences on tensors made beforehand: the detector once per image, classifiers per batch."""
     rng = np.random.default_rng(0)
 
@@ -87,7 +66,7 @@ def run_models_alone(loaded: Loaded, count: int, batch_size: int) -> int:
     return done
 
 
-_worker: Loaded | None = None
+_worker: Pipeline | None = None
 
 
 def _init(models: ModelFiles) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from classifier.contract import ClassifierContract, DetectorContract, check_contract_against_model
 from classifier.heads import HeadResult, head_results
-from classifier.preprocess import Decoded, batch, decode, to_tensor
+from classifier.preprocess import Decoded, batch, decode, flatten_to_rgb, to_tensor
 from classifier.yolo import Box, decode_yolov8, to_image_coords, vehicle_crop
 
 logger = logging.getLogger(__name__)
@@ -156,10 +156,25 @@ def _one_line(error: Exception, limit: int = 300) -> str:
 class Pipeline:
     """The classifiers of the enabled tasks plus the optional vehicle detector, run batch by batch."""
 
-    def __init__(self, classifiers: list[ClassifierModel], detector: DetectorModel | None) -> None:
+    def __init__(
+        self,
+        classifiers: list[ClassifierModel],
+        detector: DetectorModel | None,
+        *,
+        serves: Sequence[Sequence[str]] | None = None,
+    ) -> None:
+        """`serves` says, per classifier (in order), the tasks it answers for; by default all its heads. A model
+        whose other heads are served by a newer model (activated for some tasks only) answers only the rest."""
+        self.serves = (
+            [list(tasks) for tasks in serves] if serves is not None else [list(m.tasks()) for m in classifiers]
+        )
+        if len(self.serves) != len(classifiers):
+            raise ValueError(f"{len(self.serves)} task lists given for {len(classifiers)} classifiers")
         seen: dict[str, str] = {}
-        for model in classifiers:
-            for task in model.tasks():
+        for model, served in zip(classifiers, self.serves, strict=True):
+            for task in served:
+                if task not in model.tasks():
+                    raise ValueError(f"model {model.name!r} has no head for task {task!r}")
                 if task in seen:
                     raise ValueError(f"task {task!r} is served by both {seen[task]!r} and {model.name!r}")
                 seen[task] = model.name
@@ -192,16 +207,18 @@ class Pipeline:
         if crops is not None and len(crops) != len(pictures):
             raise ValueError(f"{len(crops)} crops given for {len(pictures)} images")
         results = [ImageTags() for _ in pictures]
-        wanted = {
-            model.name: [task for task in model.tasks() if tasks is None or task in tasks] for model in self.classifiers
-        }
-        models = [model for model in self.classifiers if wanted[model.name]]
-        crop_tasks = [task for model in models if model.contract.crop == "vehicle" for task in wanted[model.name]]
+        wanted = [
+            (model, [task for task in served if tasks is None or task in tasks])
+            for model, served in zip(self.classifiers, self.serves, strict=True)
+        ]
+        wanted = [(model, model_tasks) for model, model_tasks in wanted if model_tasks]
+        crop_tasks = [task for model, model_tasks in wanted if model.contract.crop == "vehicle" for task in model_tasks]
         if crop_tasks:
             for index, picture in enumerate(pictures):
                 self._find_crop(picture, results[index], crop_tasks, crops[index] if crops is not None else None)
-        for model in models:
-            self._run_model(model, wanted[model.name], pictures, results)
+        pixels = [np.asarray(picture if picture.mode == "RGB" else flatten_to_rgb(picture)) for picture in pictures]
+        for model, model_tasks in wanted:  # every model reads each image's pixels, made once here
+            self._run_model(model, model_tasks, pixels, results)
         return results
 
     def _find_crop(self, picture: Image.Image, result: ImageTags, crop_tasks: list[str], hint: CropHint | None) -> None:
@@ -223,7 +240,7 @@ class Pipeline:
         result.crop_source = "detector" if result.crop is not None else "no_vehicle"
 
     def _run_model(
-        self, model: ClassifierModel, model_tasks: list[str], pictures: list[Image.Image], results: list[ImageTags]
+        self, model: ClassifierModel, model_tasks: list[str], pictures: list[np.ndarray], results: list[ImageTags]
     ) -> None:
         rows: list[int] = []
         tensors: list[np.ndarray] = []

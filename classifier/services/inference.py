@@ -12,15 +12,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from django.db.models import Q
 
 from catalog.models import ImageAsset
 from classifier.contract import ClassifierContract, DetectorContract, parse_contract
 from classifier.heads import HeadResult
 from classifier.models import Classification, Detection, ModelHead, ModelVersion
-from classifier.preprocess import Decoded, batch, decode, to_tensor
-from classifier.runtime import ClassifierModel, DetectorModel, make_session
+from classifier.preprocess import Decoded, decode
+from classifier.runtime import ClassifierModel, CropHint, DetectorModel, Pipeline, make_session
 
 logger = logging.getLogger(__name__)
 
@@ -147,44 +146,39 @@ def infer(
     *,
     known_boxes: dict[int, Box | None] | None = None,
 ) -> list[ImageResult]:
-    """Runs the detector (unless the box is known) and every active classifier, one inference per model
-    for the whole batch. `known_boxes` maps an image's index to its cached box in decoded pixels."""
+    """Every active head on the decoded images through classifier.runtime.Pipeline: the detector once per image
+    (unless its box is known: `known_boxes` maps an image's index to its cached box in decoded pixels), then one
+    inference per model for the whole batch. A model that could not be loaded, or an image that could not be
+    decoded, fails its tasks with the reason."""
     out = [ImageResult() for _ in images]
     good = [i for i, image in enumerate(images) if isinstance(image, Decoded)]
     for i, image in enumerate(images):
         if isinstance(image, Exception):
             out[i].errors = dict.fromkeys(active.heads, f"decode: {image}")
-    crops: dict[int, tuple[Box | None, str]] = {}
-    for i in good:
-        image = images[i]
-        assert isinstance(image, Decoded)  # noqa: S101
-        if loaded.detector is None:
-            crops[i] = (None, Classification.CropSource.NO_DETECTOR)
-            continue
-        box = known_boxes[i] if known_boxes and i in known_boxes else loaded.detector.crop_box(image.image)
-        crops[i] = (box, Classification.CropSource.DETECTOR if box else Classification.CropSource.NO_VEHICLE)
-        out[i].crop, out[i].crop_source = _to_original(box, image), crops[i][1]
-    pixels = {i: np.asarray(images[i].image) for i in good}  # type: ignore[union-attr]  # read once, by every model
     for version_id, error in loaded.errors.items():
         for i in good:
             out[i].errors.update(dict.fromkeys(active.tasks_of(version_id), error))
-    for version_id, model in loaded.classifiers.items():
-        if version_id in loaded.errors:
-            continue
-        tasks = active.tasks_of(version_id)
-        if not good:
-            break
-        vehicle = model.contract.crop == "vehicle"
-        try:
-            tensors = [to_tensor(pixels[i], model.contract.input, box=crops[i][0] if vehicle else None) for i in good]
-            results = model.run(batch(tensors))
-        except Exception as exc:
-            for i in good:
-                out[i].errors.update({task: f"{type(exc).__name__}: {exc}" for task in tasks})
-            continue
-        for task in tasks:
-            for i, result in zip(good, results[task], strict=True):
-                out[i].results[task] = result
+    running = [
+        (version_id, model) for version_id, model in loaded.classifiers.items() if version_id not in loaded.errors
+    ]
+    if not good or not running:
+        return out
+    pipeline = Pipeline(
+        [model for _, model in running],
+        loaded.detector,
+        serves=[active.tasks_of(version_id) for version_id, _ in running],
+    )
+    hints: list[CropHint | None] = [
+        (known_boxes[i], "detector" if known_boxes[i] else "no_vehicle") if known_boxes and i in known_boxes else None
+        for i in good
+    ]
+    decoded = [images[i] for i in good]
+    for i, tags in zip(good, pipeline.run(decoded, crops=hints), strict=True):  # type: ignore[arg-type]
+        image = images[i]
+        assert isinstance(image, Decoded)  # noqa: S101
+        out[i].results = dict(tags.tags)
+        out[i].errors.update(tags.errors)
+        out[i].crop, out[i].crop_source = _to_original(tags.crop, image), tags.crop_source
     return out
 
 
@@ -218,7 +212,8 @@ def classify_assets(assets: list[ImageAsset], active: ActiveModels) -> list[Imag
     rows: list[Classification] = []
     detections: list[Detection] = []
     for i, (asset, result) in enumerate(zip(assets, results, strict=True)):
-        if loaded.detector is not None and isinstance(images[i], Decoded) and i not in known:
+        found = result.crop_source in (Classification.CropSource.DETECTOR, Classification.CropSource.NO_VEHICLE)
+        if loaded.detector is not None and i not in known and found:  # a detector failure is not "no vehicle"
             assert loaded.detector_version_id is not None  # noqa: S101 - set with the detector
             detections.append(Detection(asset=asset, model_version_id=loaded.detector_version_id, box=result.crop))
         for task, head in active.heads.items():

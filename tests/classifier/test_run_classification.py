@@ -170,3 +170,15 @@ def test_inline_classification_spreads_batches_over_processes(register_tiny, set
     assert Classification.objects.filter(status="ok").count() == 18
     sizes = dict(Classification.objects.filter(task="color").values_list("asset__width", "label"))
     assert sizes == {640 + i: color for i, color in enumerate(["red", "green", "blue"] * 3)}
+
+
+def test_a_model_activated_for_one_task_shares_the_run_with_the_older_one(server, register_tiny):
+    first = register_tiny(name="first")
+    second = register_tiny(name="second", activate=False, size=(16, 16))
+    call_command("activate_model", str(second.pk), "--task", "color")
+
+    run_sync(SitemapFactory(url=server.sitemap_url))
+
+    served = set(Classification.objects.values_list("task", "model_version__name"))
+    assert served == {("color", "second"), ("sensitive", "first")}
+    assert first.pk != second.pk
