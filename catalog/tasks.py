@@ -27,12 +27,15 @@ def runs_resume_orphaned_task() -> None:
 
 @worker_ready.connect
 def resume_orphaned_runs_on_worker_ready(**kwargs: object) -> None:
-    """A worker that comes back picks up the Runs of the worker that died."""
+    """A worker that comes back picks up the Runs of the worker that died: at once when that worker's process is
+    gone, and once more when its lease has run out (heartbeats stop), whether or not beat runs the sweep."""
+    from django.conf import settings
     from django.db import connections
 
     from catalog.services.runs import runs_resume_orphaned
 
     try:
         runs_resume_orphaned()
+        runs_resume_orphaned_task.apply_async(countdown=settings.RUN_LEASE_SECONDS + 5)
     finally:
         connections.close_all()

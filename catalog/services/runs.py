@@ -128,14 +128,24 @@ def run_lease_expired(run: Run) -> bool:
     if run.heartbeat_at is None or run.heartbeat_at < timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS):
         return True
     host, _, pid = run.worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return False
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host is running. A zombie (killed, not yet reaped by its parent or by init)
+    is dead: os.kill(pid, 0) alone would say it is alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def run_execute(

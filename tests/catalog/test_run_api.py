@@ -114,3 +114,21 @@ def test_nightly_starts_every_enabled_nightly_sitemap_once():
 
     assert [Run.objects.get(pk=pk).sitemap for pk in started] == [due]
     assert Run.objects.get(pk=started[0]).trigger == "nightly"
+
+
+def test_a_zombie_process_counts_as_dead():
+    import os
+    import subprocess
+    import sys
+
+    from catalog.services.runs import process_alive
+
+    assert process_alive(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    while True:  # not reaped yet: a zombie once it has exited
+        with open(f"/proc/{child.pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+    assert not process_alive(child.pid)
+    child.wait()
+    assert not process_alive(child.pid)

@@ -53,7 +53,8 @@ def test_worker_runs_a_sitemap_and_records_every_kind_of_failure(worker_factory)
 
 def test_a_worker_killed_mid_run_loses_nothing(worker_factory):
     images = make_inventory_images(60, seed=11)
-    slow = {"RUN_FETCH_PER_HOST": "2", "RUN_FETCH_CONCURRENCY": "2"}
+    # A short lease: should the dead worker look alive (its pid reused), the new worker resumes the Run anyway.
+    slow = {"RUN_FETCH_PER_HOST": "2", "RUN_FETCH_CONCURRENCY": "2", "RUN_LEASE_SECONDS": "20"}
     first = worker_factory(**slow)
     with InventoryServer(images=images, images_per_listing=6, delay=0.15) as server:
         sitemap = SitemapFactory(url=server.sitemap_url)
