@@ -255,11 +255,18 @@ class SafeFetcher:
             write=min(policy.read_timeout, remaining),
             pool=remaining,
         )
-        try:
-            request = self._client.build_request("GET", target.url, headers=headers, timeout=timeout)
-            return self._client.send(request, stream=True)
-        except (*_TRANSPORT_ERRORS, *_CORE_ERRORS) as error:
-            raise _translate(error, target.url, state, policy) from error
+        request = self._client.build_request("GET", target.url, headers=headers, timeout=timeout)
+        for attempt in (1, 2):
+            try:
+                return self._client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpcore.RemoteProtocolError) as error:
+                # A kept-alive connection the server closed while we reused it: the GET never reached it.
+                # Send it again once, as browsers do; the pool has dropped the dead connection.
+                if attempt == 2 or state.remaining() <= 0:
+                    raise _translate(error, target.url, state, policy) from error
+            except (*_TRANSPORT_ERRORS, *_CORE_ERRORS) as error:
+                raise _translate(error, target.url, state, policy) from error
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _raise_for_status(response: httpx.Response, url: str) -> None:
