@@ -245,13 +245,19 @@ def _apply_counts(run: Run, counts: Counter[str]) -> None:
     )
 
 
-def run_finish(*, run: Run) -> Run:
-    """Counts exactly what the Run did (from its placements, whatever attempt did it) and sets its status."""
+def run_finish(*, run: Run, step_failures: dict[str, int] | None = None) -> Run:
+    """Counts exactly what the Run did (from its placements, whatever attempt did it) and sets its status.
+
+    `step_failures` are failures of a later step by reason (e.g. {"classification_failed": 3}): counted with
+    the image failures, they make the Run partial, visibly.
+    """
     _apply_counts(run, _outcome_counts(run))
+    step_failures = {reason: n for reason, n in (step_failures or {}).items() if n}
+    run.failure_reasons = {**run.failure_reasons, **step_failures}
     if run.urls and run.failed == run.urls:
         run.status = Run.Status.FAILED
         run.error = run.error or "every image failed: " + ", ".join(f"{k} x{n}" for k, n in run.failure_reasons.items())
-    elif run.failed or run.source_errors:
+    elif run.failed or run.source_errors or step_failures:
         run.status = Run.Status.PARTIAL
     else:
         run.status = Run.Status.SUCCEEDED
@@ -265,7 +271,7 @@ def run_finish(*, run: Run) -> Run:
 def run_after_finish(*, run: Run) -> None:
     """Calls settings.RUN_AFTER_FINISH (dotted paths, each called with run=run) on a finished Run.
 
-    They are idempotent, so a step that changes the Run after run_finish calls them again. They are advisory
+    They are idempotent (a resumed Run may call them again). They are advisory
     (health flags): one that breaks is logged and rolled back to its savepoint, and never fails the Run.
     """
     for dotted_path in settings.RUN_AFTER_FINISH:

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import ImageAsset, Placement, Run
-from catalog.services.runs import run_after_finish, run_finish
+from catalog.services.runs import run_finish
 from classifier.models import Classification
 
 from .inference import ActiveModels, active_models, classify_assets, needs_classification
@@ -121,15 +121,8 @@ def run_classified_finish(*, run_id: int) -> Run | None:
         active = active_models(run.sitemap.tasks_enabled)
         if active.heads and run_pending_asset_ids(run, active):
             return None
-        run_finish(run=run)
         failures = Classification.objects.filter(
             status=Classification.Status.FAILED, updated_at__gte=run.started_at, asset_id__in=_live_asset_ids(run)
         ).count()
-        if failures:
-            # Visible as failures, never as a default label: the Run is partial and says why.
-            run.failure_reasons = {**run.failure_reasons, "classification_failed": failures}
-            if run.status == Run.Status.SUCCEEDED:
-                run.status = Run.Status.PARTIAL
-            run.save(update_fields=["failure_reasons", "status", "updated_at"])
-            run_after_finish(run=run)  # again: the health flags must see the classification failures
-        return run
+        # Visible as failures, never as a default label: the Run is partial and says why.
+        return run_finish(run=run, step_failures={"classification_failed": failures})
