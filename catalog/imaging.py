@@ -106,3 +106,12 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
 def phash_distance(a: str, b: str) -> int:
     """Hamming distance between two 16-hex-digit perceptual hashes."""
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def crop_box_style(box: list[int] | tuple[int, int, int, int], width: int, height: int) -> str:
+    """CSS that places a crop box over a picture shown at any size (percent of the original pixels)."""
+    x0, y0, x1, y1 = box
+    return (
+        f"left:{100 * x0 / width:.2f}%;top:{100 * y0 / height:.2f}%;"
+        f"width:{100 * (x1 - x0) / width:.2f}%;height:{100 * (y1 - y0) / height:.2f}%"
+    )

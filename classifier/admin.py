@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from catalog.admin import thumbnail_tag
+from catalog.imaging import crop_box_style
 
 from .models import Classification, Detection, ModelHead, ModelVersion
 
@@ -65,13 +66,9 @@ class ClassificationAdmin(admin.ModelAdmin):
             return "-"
         box = ""
         if obj.crop_box:
-            x0, y0, x1, y1 = obj.crop_box
             box = format_html(
-                '<div style="position:absolute;border:2px solid #1f6feb;left:{}%;top:{}%;width:{}%;height:{}%"></div>',
-                round(100 * x0 / asset.width, 2),
-                round(100 * y0 / asset.height, 2),
-                round(100 * (x1 - x0) / asset.width, 2),
-                round(100 * (y1 - y0) / asset.height, 2),
+                '<div style="position:absolute;border:2px solid #1f6feb;{}"></div>',
+                crop_box_style(obj.crop_box, asset.width, asset.height),
             )
         return format_html(
             '<div style="position:relative;display:inline-block"><img src="{}" style="max-width:320px;display:block">'

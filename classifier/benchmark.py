@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .contract import ClassifierContract, DetectorContract, parse_contract
-from .runtime import ClassifierModel, DetectorModel, Pipeline, make_session
+from .runtime import ClassifierModel, DetectorModel, Pipeline
 
 ModelFiles = list[tuple[bytes, dict[str, Any]]]  # (ONNX bytes, contract) for each model
 
@@ -25,10 +25,10 @@ def load(models: ModelFiles) -> Pipeline:
     for data, contract_json in models:
         contract = parse_contract(contract_json)
         if isinstance(contract, DetectorContract):
-            detector = DetectorModel(make_session(data), contract)
+            detector = DetectorModel.load(data, contract, check=False)
         else:
             assert isinstance(contract, ClassifierContract)  # noqa: S101
-            classifiers.append(ClassifierModel(make_session(data), contract))
+            classifiers.append(ClassifierModel.load(data, contract, check=False))
     return Pipeline(classifiers, detector)
 
 

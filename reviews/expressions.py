@@ -28,12 +28,12 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Lower, NullIf, Trim
 from django.db.models.lookups import Exact
 
-from catalog.models import TASK_LABELS, Placement, Task
+from catalog.models import Placement, Task
 from classifier.models import Classification, ModelHead
 from reviews.models import ManualFix
+from reviews.selectors import COLOR_NAMES
 
 PLACEMENT_ADVERTISER = "listing__sitemap__advertiser_id"
-_COLOR_NAMES = {color.lower(): color for color in TASK_LABELS[Task.COLOR]} | {"gray": "Grey"}
 
 
 def active_heads() -> dict[str, int]:
@@ -72,7 +72,7 @@ def scrape_color() -> Case:
     configured = NullIf(KeyTextTransform("color", "listing__attributes"), Value(""), output_field=text)
     raw = Lower(Trim(Coalesce(configured, KeyTextTransform("colour", "listing__attributes"), output_field=text)))
     return Case(
-        *(When(Exact(raw, Value(name)), then=Value(color)) for name, color in _COLOR_NAMES.items()),
+        *(When(Exact(raw, Value(name)), then=Value(color)) for name, color in COLOR_NAMES.items()),
         default=Value(None),
         output_field=CharField(),
     )

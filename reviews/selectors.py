@@ -20,7 +20,8 @@ from classifier.models import Classification, ModelHead
 
 from .models import ManualFix
 
-_COLOR_BY_NAME = {color.lower(): color for color in TASK_LABELS[Task.COLOR]} | {"gray": "Grey"}
+# How a scrape may spell each color (any case; "gray" too), to the vocabulary's spelling.
+COLOR_NAMES = {color.lower(): color for color in TASK_LABELS[Task.COLOR]} | {"gray": "Grey"}
 
 
 class Source:
@@ -49,7 +50,7 @@ class EffectiveTag:
 def scrape_color(attributes: dict[str, object]) -> str | None:
     """The listing's configured color, if it names one of the 12 colors (case-insensitive; 'gray' too)."""
     value = attributes.get("color") or attributes.get("colour")
-    return _COLOR_BY_NAME.get(str(value).strip().lower()) if value else None
+    return COLOR_NAMES.get(str(value).strip().lower()) if value else None
 
 
 def fixes_for(placements: list[Placement], tasks: Iterable[str]) -> dict[tuple[int, int, str], EffectiveTag]:

@@ -22,12 +22,10 @@ def asset_storage_names(facts: ImageFacts) -> tuple[str, str]:
 def asset_get_or_create(*, facts: ImageFacts, data: bytes) -> tuple[ImageAsset, bool]:
     """The asset for these bytes, created with its stored original and thumbnail if new.
 
-    Safe under concurrency and re-runs: files are content-addressed (a file left by a worker that died
-    before its row was written is reused) and the row is keyed by SHA-256.
+    Call it for bytes not known a moment ago (the Run looks the SHA-256 up before decoding). Safe under
+    concurrency and re-runs: files are content-addressed (a file left by a worker that died before its row
+    was written is reused) and the row is keyed by SHA-256, so a lost race returns the winner's row.
     """
-    existing = ImageAsset.objects.filter(sha256=facts.sha256).first()
-    if existing is not None:
-        return existing, False
     original_name, thumbnail_name = asset_storage_names(facts)
     if not default_storage.exists(original_name):
         original_name = default_storage.save(original_name, ContentFile(data))

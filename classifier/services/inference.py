@@ -93,16 +93,18 @@ def _session_for(version: ModelVersion) -> Any:
 def load_models(active: ActiveModels) -> LoadedModels:
     """The models of this set, each ONNX session created once per process and reused."""
     loaded = LoadedModels()
+    contracts: dict[int, ClassifierContract] = {}
     for version_id, version in active.versions.items():
         contract = parse_contract(version.contract)
         assert isinstance(contract, ClassifierContract)  # noqa: S101 - heads belong to classifiers only
+        contracts[version_id] = contract
         try:
             loaded.classifiers[version_id] = ClassifierModel(_session_for(version), contract)
         except Exception as exc:
             logger.exception("model %s could not be loaded", version)
             loaded.errors[version_id] = f"model {version.name} could not be loaded: {type(exc).__name__}: {exc}"
-    vehicle = any(parse_contract(v.contract).crop == "vehicle" for v in active.versions.values())  # type: ignore[union-attr]
-    if active.detector is not None and vehicle:
+    cropped = [version_id for version_id, contract in contracts.items() if contract.crop == "vehicle"]
+    if active.detector is not None and cropped:
         contract = parse_contract(active.detector.contract)
         assert isinstance(contract, DetectorContract)  # noqa: S101
         try:
@@ -110,9 +112,8 @@ def load_models(active: ActiveModels) -> LoadedModels:
             loaded.detector_version_id = active.detector.pk
         except Exception as exc:
             logger.exception("detector %s could not be loaded", active.detector)
-            for version_id, version in active.versions.items():
-                if parse_contract(version.contract).crop == "vehicle":  # type: ignore[union-attr]
-                    loaded.errors[version_id] = f"detector {active.detector.name} could not be loaded: {exc}"
+            for version_id in cropped:
+                loaded.errors[version_id] = f"detector {active.detector.name} could not be loaded: {exc}"
     return loaded
 
 

@@ -6,6 +6,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
+from catalog.imaging import crop_box_style
 from catalog.models import ImageAsset
 from reviews.grid import GridItem
 from reviews.selectors import EffectiveTag, Source
@@ -33,11 +34,7 @@ def add_ns(name: str, pk: int) -> str:
 
 @register.filter
 def crop_style(box: list[int], asset: ImageAsset) -> str:
-    x0, y0, x1, y1 = box
-    return (
-        f"left:{100 * x0 / asset.width:.2f}%;top:{100 * y0 / asset.height:.2f}%;"
-        f"width:{100 * (x1 - x0) / asset.width:.2f}%;height:{100 * (y1 - y0) / asset.height:.2f}%"
-    )
+    return crop_box_style(box, asset.width, asset.height)
 
 
 @register.simple_tag

@@ -32,3 +32,15 @@ def test_placement_admin_shows_thumbnails(staff_client):
     placement = PlacementFactory(status="ok", asset=ImageAssetFactory())
     page = staff_client.get(reverse("admin:catalog_placement_changelist")).content.decode()
     assert f'src="/media/{placement.asset.thumbnail.name}"' in page
+
+
+def test_the_classification_admin_shows_the_crop_over_the_image(staff_client, register_tiny):
+    from classifier.models import Classification
+
+    asset = ImageAssetFactory(width=800, height=600)
+    result = Classification.objects.create(
+        asset=asset, model_version=register_tiny(), task="color", label="red", confidence=0.9, margin=0.5,
+        crop_box=[200, 150, 600, 450], crop_source="detector",
+    )  # fmt: skip
+    page = staff_client.get(reverse("admin:classifier_classification_change", args=[result.pk])).content.decode()
+    assert "left:25.00%;top:25.00%;width:50.00%;height:50.00%" in page
