@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import imagehash
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -106,6 +108,79 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
 def phash_distance(a: str, b: str) -> int:
     """Hamming distance between two 16-hex-digit perceptual hashes."""
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def phash_array(values: Iterable[str]) -> np.ndarray:
+    """16-hex-digit perceptual hashes as a uint64 array, for vectorised distances (8 bytes a hash)."""
+    return np.fromiter((int(value, 16) for value in values), dtype=np.uint64)
+
+
+def popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64; of `a ^ b`, the Hamming distance between two hashes."""
+    if hasattr(np, "bitwise_count"):  # numpy 2: one instruction per value
+        return np.bitwise_count(values)
+    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1).reshape(values.shape)
+
+
+# Distances are computed in blocks of at most this many pairs (8 bytes each): ~32 MB at a time.
+_PAIRS_PER_BLOCK = 1 << 22
+
+
+def phash_near_pairs(hashes: np.ndarray, among: np.ndarray, *, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j), i in `among` (indexes into `hashes`), j any index, with hashes within max_distance bits.
+
+    Brute force, vectorised: len(among) x len(hashes) distances, a block of rows at a time.
+    """
+    rows_per_block = max(1, _PAIRS_PER_BLOCK // max(1, len(hashes)))
+    found_i, found_j = [], []
+    for start in range(0, len(among), rows_per_block):
+        block = among[start : start + rows_per_block]
+        near = popcount(hashes[block, None] ^ hashes[None, :]) <= max_distance
+        rows, cols = np.nonzero(near)
+        found_i.append(block[rows])
+        found_j.append(cols)
+    if not found_i:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    return np.concatenate(found_i), np.concatenate(found_j)
+
+
+def phash_cluster_roots(
+    ids: np.ndarray,
+    hashes: np.ndarray,
+    *,
+    max_distance: int,
+    clusters: np.ndarray | None = None,
+    among: np.ndarray | None = None,
+) -> np.ndarray:
+    """The cluster root (lowest id of its connected component) of every asset, as an array aligned with `ids`.
+
+    Assets are linked when their hashes are within max_distance bits, transitively. With `clusters` (the
+    current cluster id of each asset, -1 for none) and `among` (indexes of the assets to compare with all the
+    others), the current clusters are kept as links and only the pairs involving `among` are computed: the
+    incremental case. Without them, every pair is computed (a full rebuild).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    count = len(ids)
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    if among is None:
+        among = np.arange(count)
+    near_i, near_j = phash_near_pairs(hashes, among, max_distance=max_distance)
+    links_i, links_j = [near_i], [near_j]
+    if clusters is not None:
+        # Members of one current cluster stay together: each is linked to the cluster's first member here.
+        clustered = np.flatnonzero(clusters >= 0)
+        _, first, inverse = np.unique(clusters[clustered], return_index=True, return_inverse=True)
+        links_i.append(clustered)
+        links_j.append(clustered[first][inverse])
+    rows, cols = np.concatenate(links_i), np.concatenate(links_j)
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(count, count))
+    components, component_of = connected_components(graph, directed=False)
+    roots = np.full(components, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(roots, component_of, ids.astype(np.int64))
+    return roots[component_of]
 
 
 def crop_box_style(box: list[int] | tuple[int, int, int, int], width: int, height: int) -> str:

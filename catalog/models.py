@@ -155,6 +155,18 @@ class ImageAsset(TimeStampedModel):
     byte_size = models.PositiveIntegerField()
     original = models.FileField(upload_to="originals/", max_length=200)
     thumbnail = models.FileField(upload_to="thumbnails/", max_length=200)
+    # Written by catalog.services.clusters only (after each Run's fetch, and by `manage.py rebuild_clusters`).
+    cluster_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        db_index=True,
+        editable=False,
+        help_text=(
+            "Near-duplicate cluster: the id of the lowest asset among those linked to this one by perceptual "
+            "hashes within settings.CARRY_FORWARD_MAX_DISTANCE bits, transitively (its own id when alone). "
+            "Empty until the asset has been clustered."
+        ),
+    )
 
     class Meta:
         constraints = [

@@ -8,6 +8,7 @@ Detection caches the vehicle box of an asset per detector version, so a new clas
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -33,6 +34,14 @@ class ModelVersion(TimeStampedModel):
     metrics = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # A candidate trained here: the model it was refitted from, the dataset export (reviews.DatasetExport id:
+    # classifier never imports reviews), the job and the settings it was trained with.
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
+    export_id = models.PositiveIntegerField(null=True, blank=True, help_text="The dataset export it was trained on.")
+    training_job = models.ForeignKey(
+        "TrainingJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="candidates"
+    )
+    params = models.JSONField(default=dict, blank=True, help_text="The training settings of a candidate.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -120,3 +129,153 @@ class Detection(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.asset_id}: {self.box}"
+
+
+class OcclusionMap(TimeStampedModel):
+    """Where the model looks for one label of one asset: a grey patch slid over the crop the model saw, and
+    the drop of the label's probability at each position (grid), drawn as a heatmap for overlay. Computed on
+    demand by a Celery task, cached per (asset, model version, task, label)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    asset = models.ForeignKey(ImageAsset, on_delete=models.CASCADE, related_name="occlusion_maps")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="occlusion_maps")
+    task = models.CharField(max_length=20, choices=Task.choices)
+    label = models.CharField(max_length=100, help_text="The label whose score the map explains.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="Share of the patch positions scored, 0 to 1.")
+    error = models.TextField(blank=True)
+    grid = models.JSONField(null=True, blank=True, help_text="Score drops per patch position, with the geometry.")
+    heatmap = models.FileField(upload_to="occlusion/", max_length=200, blank=True)
+    crop_box = models.JSONField(null=True, blank=True, help_text="[x0, y0, x1, y1] in original pixels, or null.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "model_version", "task", "label"], name="occlusion_map_unique_key"
+            ),
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="occlusion_map_progress"),
+        ]
+
+    def __str__(self) -> str:
+        return f"occlusion {self.task}={self.label} of asset {self.asset_id}: {self.status}"
+
+
+class Job(TimeStampedModel):
+    """A long background job with progress: queued, running, then succeeded or failed (with the error)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0 to 1.")
+    stage = models.CharField(max_length=200, blank=True, help_text="What the job is doing now.")
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class TrainingJob(Job):
+    """Candidates trained from one dataset export on the `training` queue. The candidates are registered in one
+    transaction at the end, so a worker killed mid-training leaves a job to fail or resume, never half a model."""
+
+    task = models.CharField(max_length=20, choices=Task.choices)
+    parent = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="training_jobs")
+    export_id = models.PositiveIntegerField(help_text="reviews.DatasetExport id.")
+    manifest = models.JSONField(default=dict, help_text="What training reads: items, labels, splits, retained rows.")
+    candidates_wanted = models.PositiveSmallIntegerField(default=4)
+    result = models.JSONField(default=dict, blank=True, help_text="Baseline and candidates on the test split.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["export_id"],
+                condition=Q(status__in=["queued", "running"]),
+                name="training_one_active_per_export",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"training {self.task} from export {self.export_id}: {self.status}"
+
+
+class ShadowPass(Job):
+    """A candidate classifies every live asset of its tasks in the background (its own Classification rows), so
+    that its flips can be shown before promotion, and promotion is instant."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="shadow_passes")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version"], condition=Q(status__in=["queued", "running"]), name="shadow_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow pass of {self.model_version_id}: {self.done}/{self.total} {self.status}"
+
+
+class FeatureVector(models.Model):
+    """The penultimate features of an asset under a model version (the input of its heads' last layer), cached
+    once per asset so refitting a head on thousands of images costs seconds."""
+
+    asset = models.ForeignKey(ImageAsset, on_delete=models.CASCADE, related_name="feature_vectors")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="feature_vectors")
+    tensor = models.CharField(max_length=200, help_text="The graph tensor the features were read from.")
+    data = models.BinaryField(help_text="float32 little-endian vector.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "model_version", "tensor"], name="feature_vector_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"features of {self.asset_id} under {self.model_version_id}"
+
+
+class Promotion(models.Model):
+    """Who made which version the active one for a task, and when (a rollback is a promotion back)."""
+
+    class Kind(models.TextChoices):
+        PROMOTE = "promote", "Promotion"
+        ROLLBACK = "rollback", "Rollback"
+
+    task = models.CharField(max_length=20, choices=Task.choices)
+    from_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PROMOTE)
+    forced = models.BooleanField(default=False, help_text="Promoted before its shadow pass finished.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.task}: {self.from_version_id} -> {self.to_version_id}"

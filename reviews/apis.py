@@ -70,7 +70,7 @@ class ImageTagSerializer(serializers.Serializer):
     # The stubs type Field.label and Field.source as strings; these are fields named so.
     label = serializers.CharField(allow_null=True)  # type: ignore[assignment]
     source = serializers.ChoiceField(  # type: ignore[assignment]
-        choices=[Source.FIX, Source.SCRAPE, Source.MODEL, Source.FAILED, Source.UNKNOWN]
+        choices=list(Source.ALL)
     )
     confidence = serializers.FloatField(allow_null=True)
     margin = serializers.FloatField(allow_null=True)
@@ -137,10 +137,17 @@ class FixSerializer(serializers.ModelSerializer):
     reverts: serializers.PrimaryKeyRelatedField[ManualFix] = serializers.PrimaryKeyRelatedField(
         read_only=True, help_text="The fix this one reverts."
     )
+    confirmation = serializers.BooleanField(
+        source="is_confirmation", read_only=True, help_text="A fix to the label already in effect: confirmed."
+    )
 
     class Meta:
         model = ManualFix
-        fields = ["id", "task", "old_label", "new_label", "source", "user", "created_at", "note", "origin", "reverts"]
+        fields = [
+            "id", "task", "old_label", "new_label", "source", "user", "created_at", "note", "origin", "reverts",
+            "confirmation", "settles",
+        ]  # fmt: skip
+        read_only_fields = ["settles"]
 
 
 class DetailSerializer(serializers.Serializer):
@@ -208,7 +215,7 @@ _GRID_PARAMETERS = [
     OpenApiParameter(
         "source",
         str,
-        enum=[Source.FIX, Source.SCRAPE, Source.MODEL, Source.FAILED, Source.UNKNOWN],
+        enum=list(Source.ALL),
         description="Where the effective label of the task comes from.",
     ),
     OpenApiParameter("confidence_below", float, description="Model tags under this confidence."),
@@ -326,8 +333,9 @@ class ImageHistoryApi(APIView):
 class ImageFixCreateApi(APIView):
     """Records a manual fix of one image's tag for its advertiser (staff and editors; viewers get 403).
 
-    201 with the fix; 200 when the label is already the effective one (nothing recorded); 400 with the reason
-    when the label is not one of the task's or the image has no picture yet.
+    201 with the fix. A label that is already the effective one records a confirmation (a fix to the same label,
+    `confirmation` true), as the review queue's accept does: the dataset export counts what a client confirmed as
+    well as what it fixed. 400 with the reason when the label is not one of the task's or there is no picture yet.
     """
 
     class InputSerializer(serializers.Serializer):
@@ -344,7 +352,6 @@ class ImageFixCreateApi(APIView):
         request=InputSerializer,
         responses={
             201: FixSerializer,
-            200: OpenApiResponse(DetailSerializer, description="Already the effective label: nothing recorded."),
             400: OpenApiResponse(DetailSerializer, description="Invalid task or label, or no picture yet."),
             403: OpenApiResponse(DetailSerializer, description="The user is a viewer of this advertiser."),
         },
@@ -355,9 +362,7 @@ class ImageFixCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user, data = _acting_user(request), serializer.validated_data
-        fix = manual_fix_create(placement=placement, user=user, source=_fix_source(user), **data)
-        if fix is None:
-            return Response({"detail": "already the effective label"}, status=status.HTTP_200_OK)
+        fix = manual_fix_create(placement=placement, user=user, source=_fix_source(user), confirm=True, **data)
         return Response(FixSerializer(fix).data, status=status.HTTP_201_CREATED)
 
 

@@ -1,9 +1,8 @@
-"""SQL building blocks of the health figures: live images, effective labels and advertiser/staff conflicts,
-as annotations and grouped queries, so a figure costs one query whatever the number of advertisers or images.
+"""SQL building blocks of the health figures: live images, label counts and advertiser/staff conflicts, as
+annotations and grouped queries, so a figure costs one query whatever the number of advertisers or images.
 
-The effective label is the one reviews.selectors.effective_tags computes in Python (and reviews.grid for one
-sitemap): the latest fix of (advertiser, asset, task), else for color the scrape's color, else the active
-model's label; here the advertiser is taken from each placement's sitemap, so one query spans advertisers.
+Effective labels come from the one rule in reviews.effective; here the advertiser is taken from each
+placement's sitemap, so one query spans advertisers.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import (
-    Case,
+    BigIntegerField,
     CharField,
     Count,
     Exists,
@@ -21,19 +20,13 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
 )
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Coalesce, Lower, NullIf, Trim
-from django.db.models.lookups import Exact
+from django.db.models.functions import Coalesce
 
-from catalog.models import Placement, Task
+from catalog.models import Placement
 from classifier.models import Classification, ModelHead
+from reviews.effective import ColumnNames, annotate_effective
 from reviews.models import ManualFix
-from reviews.selectors import COLOR_NAMES
-
-PLACEMENT_ADVERTISER = "listing__sitemap__advertiser_id"
 
 
 def active_heads() -> dict[str, int]:
@@ -44,14 +37,6 @@ def active_heads() -> dict[str, int]:
 def live_placements() -> QuerySet[Placement]:
     """Image URLs still listed: neither the placement nor its listing is gone."""
     return Placement.objects.filter(is_gone=False, listing__is_gone=False)
-
-
-def latest_fix(task: str, *, source: str = "", advertiser_ref: str = PLACEMENT_ADVERTISER) -> QuerySet[ManualFix]:
-    """Fixes of the outer row's (advertiser, asset) for the task, latest first (slice [:1] for the one in effect)."""
-    fixes = ManualFix.objects.filter(advertiser_id=OuterRef(advertiser_ref), asset_id=OuterRef("asset_id"), task=task)
-    if source:
-        fixes = fixes.filter(source=source)
-    return fixes.order_by("-created_at", "-id")
 
 
 def model_result(task: str, heads: Mapping[str, int]) -> QuerySet[Classification]:
@@ -66,33 +51,13 @@ def model_label(task: str, heads: Mapping[str, int]) -> Subquery:
     )
 
 
-def scrape_color() -> Case:
-    """The color the scrape configured on the placement's listing, spelled as the vocabulary spells it."""
-    text = CharField()
-    configured = NullIf(KeyTextTransform("color", "listing__attributes"), Value(""), output_field=text)
-    raw = Lower(Trim(Coalesce(configured, KeyTextTransform("colour", "listing__attributes"), output_field=text)))
-    return Case(
-        *(When(Exact(raw, Value(name)), then=Value(color)) for name, color in COLOR_NAMES.items()),
-        default=Value(None),
-        output_field=CharField(),
-    )
-
-
-def effective_label(task: str, heads: Mapping[str, int]) -> Coalesce:
-    """The effective label of the outer placement for the task, or NULL (failed, unknown)."""
-    fix = Subquery(latest_fix(task).values("new_label")[:1], output_field=CharField())
-    parts: list[Any] = (
-        [fix, scrape_color(), model_label(task, heads)] if task == Task.COLOR else [fix, model_label(task, heads)]
-    )
-    return Coalesce(*parts, output_field=CharField())
-
-
 def label_counts(placements: QuerySet[Placement], task: str, heads: Mapping[str, int], *group_by: str) -> QuerySet:
     """Rows of {*group_by, "label", "images"}: live placements per effective label (unlabelled ones left out)."""
+    column = ColumnNames(task)
     return (
-        placements.annotate(label=effective_label(task, heads))
-        .filter(label__isnull=False)
-        .values(*group_by, "label")
+        annotate_effective(placements, [task], heads)
+        .filter(**{f"{column.label}__isnull": False})
+        .values(*group_by, label=F(column.label))
         .annotate(images=Count("id"))
         .order_by()
     )
@@ -107,24 +72,59 @@ def shares_from_counts(counts: Mapping[str, int]) -> dict[str, float]:
     return {label: round(images / total, 4) for label, images in ordered}
 
 
+def _newer_in_scope(**extra: Any) -> QuerySet[ManualFix]:
+    """Fixes of the outer fix's (advertiser, asset, task) made after it."""
+    scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
+    return ManualFix.objects.filter(**scope, **extra).filter(
+        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
+    )
+
+
+def latest_fixes() -> QuerySet[ManualFix]:
+    """The fix in effect of every (advertiser, asset, task): no newer fix in its scope."""
+    return ManualFix.objects.filter(~Exists(_newer_in_scope()))
+
+
 def disagreements() -> QuerySet[ManualFix]:
-    """The latest staff fix of every (advertiser, asset, task) whose latest advertiser fix says something else.
+    """The latest staff-side fix (staff screen or API) of every (advertiser, asset, task) whose latest advertiser
+    fix says something else, unless the latest fix of the scope is a staff decision that settled it.
 
     One row per conflicting scope: count them, or group them by advertiser.
     """
     scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
-    newer_staff_fix = ManualFix.objects.filter(**scope, source=ManualFix.Source.STAFF).filter(
-        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
-    )
     advertiser_label = (
-        ManualFix.objects.filter(**scope, source=ManualFix.Source.ADVERTISER)
+        ManualFix.objects.filter(**scope, source__in=ManualFix.ADVERTISER_SIDE)
         .order_by("-created_at", "-id")
         .values("new_label")[:1]
     )
+    settled = ManualFix.objects.filter(**scope, settles=True).filter(~Exists(_newer_in_scope()))
     return (
-        ManualFix.objects.filter(source=ManualFix.Source.STAFF)
-        .filter(~Exists(newer_staff_fix))
+        ManualFix.objects.filter(source__in=ManualFix.STAFF_SIDE)
+        .filter(~Exists(_newer_in_scope(source__in=ManualFix.STAFF_SIDE)))
         .annotate(advertiser_label=Subquery(advertiser_label, output_field=CharField()))
         .filter(advertiser_label__isnull=False)
         .exclude(advertiser_label=F("new_label"))
+        .filter(~Exists(settled))
     )
+
+
+def picture() -> Coalesce:
+    """The picture of a fix's asset: its near-duplicate cluster (the asset itself until it is clustered)."""
+    return Coalesce(F("asset__cluster_id"), F("asset_id"), output_field=BigIntegerField())
+
+
+def advertiser_conflicts() -> QuerySet[ManualFix]:
+    """The fix in effect of every (advertiser, asset, task) that another advertiser contradicts on the same picture
+    (same SHA-256, or the same near-duplicate cluster), unless staff settled both scopes in the review queue.
+
+    Only human labels count (staff, API, portal): a carried fix copies the advertiser's own label. One row per
+    conflicting scope: count them, or group them by advertiser.
+    """
+    latest = latest_fixes().filter(source__in=ManualFix.HUMAN).annotate(picture=picture())
+    contradicting = (
+        latest.filter(picture=OuterRef("picture"), task=OuterRef("task"))
+        .exclude(advertiser_id=OuterRef("advertiser_id"))
+        .exclude(new_label=OuterRef("new_label"))
+    )
+    unsettled = Q(settles=False) | Exists(contradicting.filter(settles=False))
+    return latest.filter(Exists(contradicting)).filter(unsettled)

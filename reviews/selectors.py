@@ -1,35 +1,25 @@
-"""Effective tags: what a placement is tagged, and where that came from.
-
-For each placement and task, in order: the latest manual fix for (advertiser, asset, task) (the hook is
-`fixes_for`, filled by the reviews issue); for color, the color the scrape configured on the listing; the
-active model's classification; else explicitly failed (with the reason) or unknown. The data and the
-screens say what happened; only the legacy API view may map failed/unknown to Placeholder / null.
+"""Effective tags of placements, in Python, by the one rule of reviews.effective, with what the screens show
+beside each tag (confidence, reason, who fixed it). The data and the screens say what happened; only the legacy
+API view may map failed/unknown to Placeholder / null.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
-from catalog.models import TASK_LABELS, Membership, Placement, Task
+from catalog.models import Membership, Placement, Task
 from catalog.selectors import AnyUser, advertisers_visible_to
 from classifier.models import Classification, ModelHead
 
+from .effective import Inputs, Source, decide, scrape_color_of, tasks_needed
+from .expressions import latest_fixes, picture
 from .models import ManualFix
 
-# How a scrape may spell each color (any case; "gray" too), to the vocabulary's spelling.
-COLOR_NAMES = {color.lower(): color for color in TASK_LABELS[Task.COLOR]} | {"gray": "Grey"}
-
-
-class Source:
-    FIX = "fix"
-    SCRAPE = "scrape"
-    MODEL = "model"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
+__all__ = ["EffectiveTag", "Source", "effective_tags"]
 
 
 @dataclass(frozen=True)
@@ -45,12 +35,6 @@ class EffectiveTag:
     fix_id: int | None = None
     fix_source: str = ""
     fixed_by: str = ""
-
-
-def scrape_color(attributes: dict[str, object]) -> str | None:
-    """The listing's configured color, if it names one of the 12 colors (case-insensitive; 'gray' too)."""
-    value = attributes.get("color") or attributes.get("colour")
-    return COLOR_NAMES.get(str(value).strip().lower()) if value else None
 
 
 def fixes_for(placements: list[Placement], tasks: Iterable[str]) -> dict[tuple[int, int, str], EffectiveTag]:
@@ -84,7 +68,8 @@ def effective_tags(
     Placements need `listing__sitemap` loaded (select_related) for the advertiser and the scrape's attributes.
     """
     tasks = list(tasks or Task.values)
-    heads = {head.task: head.model_version_id for head in ModelHead.objects.filter(is_active=True, task__in=tasks)}
+    needed = tasks_needed(tasks)
+    heads = {head.task: head.model_version_id for head in ModelHead.objects.filter(is_active=True, task__in=needed)}
     asset_ids = {p.asset_id for p in placements if p.asset_id}
     results = {
         (c.asset_id, c.task): c
@@ -93,34 +78,54 @@ def effective_tags(
         )
         if heads.get(c.task) == c.model_version_id
     }
-    fixes = fixes_for(placements, tasks)
+    fixes = fixes_for(placements, needed)
     out: dict[int, dict[str, EffectiveTag]] = {}
     for placement in placements:
         advertiser_id = placement.listing.sitemap.advertiser_id
         tags: dict[str, EffectiveTag] = {}
-        for task in tasks:
+        for task in needed:  # the image type first: the color's rule reads it
             fix = fixes.get((advertiser_id, placement.asset_id or 0, task))
-            color = scrape_color(placement.listing.attributes) if task == Task.COLOR else None
             result = results.get((placement.asset_id, task)) if placement.asset_id else None
-            if fix is not None:
-                tags[task] = fix
-            elif color is not None:
-                tags[task] = EffectiveTag(task, color, Source.SCRAPE)
-            elif result is not None and result.status == Classification.Status.OK:
-                tags[task] = EffectiveTag(
-                    task, result.label, Source.MODEL, result.confidence, result.margin, result.model_version_id,
-                    crop_box=result.crop_box,
-                )  # fmt: skip
-            elif result is not None:
-                tags[task] = EffectiveTag(task, None, Source.FAILED, model_version_id=result.model_version_id,
-                                          reason=result.error)  # fmt: skip
-            elif placement.status == Placement.Status.FAILED:
-                tags[task] = EffectiveTag(task, None, Source.FAILED, reason=f"image: {placement.failure_reason}")
-            else:
-                why = "no active model" if task not in heads else "not classified yet"
-                tags[task] = EffectiveTag(task, None, Source.UNKNOWN, reason=why)
-        out[placement.pk] = tags
+            inputs = Inputs(
+                fix_label=fix.label if fix else None,
+                scrape_color=scrape_color_of(placement.listing.attributes) if task == Task.COLOR else None,
+                model_status=result.status if result else None,
+                model_label=result.label if result else None,
+                placement_status=placement.status,
+                type_label=tags[Task.IMAGE_TYPE].label if task == Task.COLOR else None,
+            )
+            label, source = decide(task, inputs)
+            tags[task] = _tag(task, label, source, fix, result, placement, has_head=task in heads)
+        out[placement.pk] = {task: tags[task] for task in tasks}
     return out
+
+
+def _tag(
+    task: str,
+    label: str | None,
+    source: str,
+    fix: EffectiveTag | None,
+    result: Classification | None,
+    placement: Placement,
+    *,
+    has_head: bool,
+) -> EffectiveTag:
+    """The rule's answer with what the screens show beside it (confidence, reason, who fixed it)."""
+    if source == Source.FIX and fix is not None:
+        return fix
+    if source == Source.MODEL and result is not None:
+        return EffectiveTag(
+            task, label, source, result.confidence, result.margin, result.model_version_id, crop_box=result.crop_box
+        )
+    if source == Source.RULE:
+        return EffectiveTag(task, None, source, reason="a placeholder has no color")
+    if source == Source.FAILED:
+        if result is not None and result.status == Classification.Status.FAILED:
+            return EffectiveTag(task, None, source, model_version_id=result.model_version_id, reason=result.error)
+        return EffectiveTag(task, None, source, reason=f"image: {placement.failure_reason}")
+    if source == Source.UNKNOWN:
+        return EffectiveTag(task, None, source, reason="not classified yet" if has_head else "no active model")
+    return EffectiveTag(task, label, source)
 
 
 @dataclass
@@ -133,6 +138,9 @@ class ImageHistory:
     fixes: list[ManualFix]
     placements: list[Placement]
     crop_box: list[int] | None
+    # Staff only: other advertisers' labels in effect on the same picture (same SHA-256 or near-duplicate
+    # cluster) that contradict this image's tag: conflicts to settle before the picture goes into a training set.
+    conflicts: list[ManualFix] = field(default_factory=list)
 
 
 def image_history(*, placement: Placement, all_advertisers: bool = False) -> ImageHistory:
@@ -156,7 +164,22 @@ def image_history(*, placement: Placement, all_advertisers: bool = False) -> Ima
     if not all_advertisers:
         others = others.filter(listing__sitemap__advertiser_id=advertiser_id)
     crop = next((tag.crop_box for tag in tags.values() if tag.crop_box), None)
-    return ImageHistory(tags, classifications, fixes, list(others.order_by("-last_checked_at")[:200]), crop)
+    conflicts = _other_advertisers_contradicting(placement, tags) if all_advertisers else []
+    return ImageHistory(tags, classifications, fixes, list(others.order_by("-last_checked_at")[:200]), crop, conflicts)
+
+
+def _other_advertisers_contradicting(placement: Placement, tags: dict[str, EffectiveTag]) -> list[ManualFix]:
+    asset = placement.asset
+    assert asset is not None  # noqa: S101 - image_history returns earlier without one
+    same_picture = latest_fixes().annotate(picture=picture()).filter(picture=asset.cluster_id or asset.pk)
+    return [
+        fix
+        for fix in same_picture.filter(source__in=ManualFix.HUMAN)
+        .exclude(advertiser_id=placement.listing.sitemap.advertiser_id)
+        .select_related("advertiser", "user")
+        .order_by("task", "advertiser__name")
+        if fix.task in tags and tags[fix.task].source == Source.FIX and tags[fix.task].label != fix.new_label
+    ]
 
 
 def fixes_visible_to(user: AnyUser) -> QuerySet[ManualFix]:

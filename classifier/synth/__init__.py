@@ -45,6 +45,7 @@ __all__ = [
     "VEHICLE_SHARE",
     "Sample",
     "dealer_photo_jpeg",
+    "drifted_sample",
     "product_sample",
     "sample",
     "vehicle_sample",
@@ -63,3 +64,11 @@ def dealer_photo_jpeg(seed: int, *, size: tuple[int, int] = (1024, 768), quality
     buf = io.BytesIO()
     vehicle_sample(seed, image_type="Dealer", size=size).image.save(buf, "JPEG", quality=quality)
     return buf.getvalue()
+
+
+def drifted_sample(seed: int, *, size: tuple[int, int] = (640, 480)) -> Sample:
+    """A photo of a "drifted advertiser" the starter models never saw: a real car (Dealer) shot in a white
+    photo booth, with its true paint ``color`` (see ``styles.py``). A pure function of the seed."""
+    from .styles import drifted_sample as _drifted
+
+    return _drifted(seed, size=size)

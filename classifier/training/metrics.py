@@ -73,6 +73,44 @@ def classification_report(y_true: Sequence[str | None], y_pred: Sequence[str], l
     }
 
 
+@dataclass(frozen=True)
+class LocalAccuracy:
+    """Correct among the tags a human looked at (fixes and confirmations), with a 95% Wilson interval, so that
+    3 reviews never read as 100%. The one definition of local accuracy: health, export and model comparison."""
+
+    reviewed: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.reviewed if self.reviewed else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return wilson_interval(self.correct, self.reviewed) if self.reviewed else None
+
+    def as_dict(self) -> dict[str, Any]:
+        low, high = self.interval or (None, None)
+        return {
+            "reviewed": self.reviewed,
+            "correct": self.correct,
+            "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+            "low": None if low is None else round(low, 4),
+            "high": None if high is None else round(high, 4),
+        }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default): sound at small n and at 0% or 100%."""
+    if n <= 0:
+        raise ValueError("no trials")
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU of two (x1, y1, x2, y2) boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

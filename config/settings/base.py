@@ -170,7 +170,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"classifier.*": {"queue": "inference"}}
+CELERY_TASK_ROUTES = {
+    # Exact names win over patterns: the shadow pass runs beside training, so tagging never waits for it.
+    "classifier.shadow_pass": {"queue": "training"},
+    "classifier.training": {"queue": "training"},
+    "classifier.*": {"queue": "inference"},
+}
 
 # Safe fetching (catalog.fetching). FETCH_ALLOW_NETWORKS opens private ranges for the demo and the tests
 # only (e.g. 127.0.0.0/8); production leaves it empty.
@@ -205,11 +210,12 @@ RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
 # The step after the images are in: step(run=run, inline=bool, progress=callback); it finishes the Run.
 RUN_CLASSIFY_STEP = "classifier.services.pipeline.run_classify_step"
 # Called with run=run once the images are in (idempotent: a resumed Run calls them again).
-RUN_AFTER_FETCH = ["reviews.services.fixes_carry_forward"]
+RUN_AFTER_FETCH = ["catalog.services.run_assets_cluster", "reviews.services.fixes_carry_forward"]
 # Called with run=run once the Run has finished (idempotent: a step that changes the Run calls them again).
 RUN_AFTER_FINISH = ["reviews.health.run_health_record"]
 # Re-encodes and resizes of one photo land within ~6-8 bits of pHash; different photos rarely under 20.
 CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
+REUSED_PICTURE_LISTINGS = int(os.environ.get("REUSED_PICTURE_LISTINGS", "5"))  # one picture in N+ listings: suspect
 CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))
 # Inline classification (run_sitemap --sync, benchmarks) runs its batches in this many processes, one per core
 # like the inference workers; 1 keeps it in the calling process.

@@ -6,7 +6,7 @@
 
 from .flags import Flag, RunFigures
 from .selectors import AdvertiserHealth, QueueItem, RunSummary, advertisers_health, review_queue
-from .services import run_health_record, sitemap_label_shares
+from .services import run_health_record, sitemap_label_shares, sitemap_placeholders_with_color_fix
 
 __all__ = [
     "AdvertiserHealth",
@@ -18,4 +18,5 @@ __all__ = [
     "review_queue",
     "run_health_record",
     "sitemap_label_shares",
+    "sitemap_placeholders_with_color_fix",
 ]

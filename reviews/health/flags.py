@@ -32,6 +32,10 @@ class RunFigures:
     downloaded: int = 0
     failed: int = 0
     label_shares: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # A cold Run could revalidate no URL: it got no "not modified", and no earlier Run of its sitemap had got
+    # one (the sitemap's first Run; Runs while its CDN sent no validators yet). It says nothing about how
+    # often the sitemap's URLs come back "not modified".
+    cold: bool = False
 
     def share(self, count: int) -> float:
         return count / self.urls if self.urls else 0.0
@@ -97,12 +101,20 @@ def failures_jump(current: RunFigures, previous: Sequence[RunFigures]) -> Flag |
 
 def cdn_changed(current: RunFigures, previous: Sequence[RunFigures]) -> Flag | None:
     """Most URLs fetched again (cache hits or downloads) where previous Runs mostly got "not modified", or a jump
-    of more than 30 points in the share of downloads: the CDN renamed its files or changed their headers."""
+    of more than 30 points in the share of downloads: the CDN renamed its files or changed their headers.
+
+    The "not modified" baseline leaves cold Runs out (RunFigures.cold): a sitemap's first Run could revalidate
+    nothing, and averaging its 0% in would hide the first rename after one unchanged re-run (50%, not more than
+    half). With only cold Runs before, there is no such baseline and only the downloads jump is checked (a CDN
+    that never revalidates fetches everything every time: that is no change). The downloads baseline keeps
+    every previous Run.
+    """
     previous = [run for run in previous if run.urls]
     if not current.urls or not previous:
         return None
+    warm = [run for run in previous if not run.cold]
     fetched = current.share(current.cache_hits + current.downloaded)
-    not_modified_before = fmean(run.share(run.not_modified) for run in previous)
+    not_modified_before = fmean(run.share(run.not_modified) for run in warm) if warm else 0.0
     downloaded = current.share(current.downloaded)
     downloaded_before = fmean(run.share(run.downloaded) for run in previous)
     figures = {
@@ -115,7 +127,7 @@ def cdn_changed(current: RunFigures, previous: Sequence[RunFigures]) -> Flag | N
     if fetched > CDN_MOSTLY and not_modified_before > CDN_MOSTLY:
         return flag(
             "cdn_changed",
-            f"{_pct(fetched)} of the URLs were fetched again (cache hits or downloads) where {_runs(len(previous))} "
+            f"{_pct(fetched)} of the URLs were fetched again (cache hits or downloads) where {_runs(len(warm))} "
             f"got {_pct(not_modified_before)} 'not modified': the CDN may have renamed its files or changed headers",
             **figures,
         )
@@ -156,13 +168,14 @@ def label_share_jumps(current: RunFigures, previous: Sequence[RunFigures]) -> li
     return flags
 
 
-def placeholder_with_color(images: int) -> Flag | None:
+def placeholder_with_color_fix(images: int) -> Flag | None:
+    """Someone fixed the color of images whose effective type is Placeholder (a placeholder has no color)."""
     if not images:
         return None
     return flag(
-        "placeholder_with_color",
-        f"{_images(images)} tagged Placeholder {'has' if images == 1 else 'have'} a model color: "
-        "the crop may have cut a placeholder graphic so that it no longer looks like one, or the type is wrong",
+        "placeholder_color_fix",
+        f"{_images(images)} tagged Placeholder {'has' if images == 1 else 'have'} a color fix: "
+        "a placeholder has no color, so either the image type or the fix is wrong",
         images=images,
     )
 

@@ -32,15 +32,24 @@ from django.utils import timezone
 
 from catalog.models import Advertiser, Placement, Run, Task
 from classifier.models import Classification
-from reviews.expressions import (
+from classifier.training.metrics import LocalAccuracy
+from reviews.accuracy import local_accuracies
+from reviews.crosscheck import reused_pictures
+from reviews.effective import (
+    PLACEHOLDER,
     PLACEMENT_ADVERTISER,
+    ColumnNames,
+    annotate_effective,
+    latest_fix,
+    scrape_color,
+)
+from reviews.expressions import (
     active_heads,
+    advertiser_conflicts,
     disagreements,
     label_counts,
-    latest_fix,
     live_placements,
     model_result,
-    scrape_color,
     shares_from_counts,
 )
 from reviews.models import ManualFix
@@ -49,6 +58,7 @@ FIXES_WINDOW = timedelta(days=30)
 # The review queue: below this top-two margin (or this confidence) the model hesitated.
 QUEUE_MARGIN = 0.2
 QUEUE_CONFIDENCE = 0.5
+PLACEHOLDER_MOOT = (Task.COLOR, Task.INTENT)
 
 
 @dataclass(frozen=True)
@@ -76,16 +86,22 @@ class AdvertiserHealth:
     fixes_last_30_days: int = 0  # staff, advertiser and API fixes; carried ones left out
     model_tags: int = 0  # active-model results (all tasks) of the advertiser's live images
     overturned: int = 0  # of which the fix in effect says something else
-    disagreements: int = 0  # (asset, task) where the advertiser's and staff's latest fixes differ
+    disagreements: int = 0  # (asset, task) where the advertiser's and staff's latest fixes differ, unsettled
+    advertiser_conflicts: int = 0  # (asset, task) where another advertiser labels the same picture otherwise
+    accuracy: dict[str, LocalAccuracy] = field(default_factory=dict)  # task -> on the tags a human looked at
 
     @property
-    def local_accuracy(self) -> float | None:
-        """Share of the model's tags no fix overturned; None without model tags."""
-        return (self.model_tags - self.overturned) / self.model_tags if self.model_tags else None
+    def overturned_share(self) -> float | None:
+        """Share of the model's tags (reviewed or not) that a fix overturned; None without model tags."""
+        return self.overturned / self.model_tags if self.model_tags else None
+
+    @property
+    def image_type_accuracy(self) -> LocalAccuracy | None:
+        return self.accuracy.get(Task.IMAGE_TYPE)
 
 
 def advertisers_health() -> list[AdvertiserHealth]:
-    """Every advertiser with its health, in 8 queries whatever the number of advertisers."""
+    """Every advertiser with its health, in a constant number of queries whatever the number of advertisers."""
     last_run = Run.objects.filter(sitemap__advertiser_id=OuterRef("pk")).order_by("-created_at", "-id")
     advertisers = list(
         Advertiser.objects.annotate(
@@ -120,6 +136,10 @@ def advertisers_health() -> list[AdvertiserHealth]:
     )
     accuracy = {row["advertiser"]: row for row in _model_tags_by_advertiser(heads)}
     conflicts = dict(disagreements().values_list("advertiser_id").annotate(tags=Count("id")).order_by())
+    crossed = dict(advertiser_conflicts().values_list("advertiser_id").annotate(tags=Count("id")).order_by())
+    accuracies: dict[int, dict[str, LocalAccuracy]] = defaultdict(dict)
+    for (advertiser_id, task), reviewed in local_accuracies(heads=heads).items():
+        accuracies[advertiser_id][task] = reviewed
     out = []
     for advertiser in advertisers:
         pk = advertiser.pk
@@ -135,6 +155,8 @@ def advertisers_health() -> list[AdvertiserHealth]:
                 model_tags=accuracy.get(pk, {}).get("tags", 0),
                 overturned=accuracy.get(pk, {}).get("overturned", 0),
                 disagreements=conflicts.get(pk, 0),
+                advertiser_conflicts=crossed.get(pk, 0),
+                accuracy=accuracies.get(pk, {}),
             )
         )
     return out
@@ -197,18 +219,57 @@ class QueueItem:
 def review_queue(*, user_advertiser_ids: list[int] | None = None, limit: int = 50) -> list[QueueItem]:
     """The images that most need a human, across sitemaps, most urgent first; one query per task (plus one).
 
-    Priority: 3 the model failed on the image; 2.5 the advertiser's and staff's latest fixes disagree; 2 to 2.4
+    Priority: 3 the model failed on the image; 2.5 a conflict staff have not settled here (the advertiser's and
+    staff's latest fixes disagree, or another advertiser labels the same picture otherwise); 1.5 to 2 a picture
+    reused in many listings that the model calls neither Placeholder nor Stock (the more listings, the higher); 2 to 2.4
     the fix in effect overturns the model (the more confident the model, the higher); 1 - margin the model
     hesitated (margin under QUEUE_MARGIN or confidence under QUEUE_CONFIDENCE, no fix, no scrape color).
-    Left out: what staff decided after the model's result (the latest fix is staff's and newer than the result).
+    Left out: what staff decided after the model's result (the latest fix is staff's and newer than the result),
+    and color or intent questions about images whose effective type is Placeholder.
     `user_advertiser_ids` (None: every advertiser) restricts the queue to those advertisers.
     """
     heads = active_heads()
     items = []
     for task in Task.values:
         items += _queue_of_task(task, heads, user_advertiser_ids, limit)
+    items += _reused_pictures(user_advertiser_ids, limit)
     items.sort(key=lambda item: (-item.priority, item.placement.pk, Task.values.index(item.task)))
     return items[:limit]
+
+
+def _reused_pictures(advertiser_ids: list[int] | None, limit: int) -> list[QueueItem]:
+    """Pictures used in many listings that the model calls neither Placeholder nor Stock, unless a human already
+    fixed or confirmed the representative's image type (one query more than reused_pictures)."""
+    reused = reused_pictures(advertiser_ids=advertiser_ids, limit=limit)
+    looked_at = set(
+        ManualFix.objects.filter(
+            task=Task.IMAGE_TYPE, asset_id__in=[row.placement.asset_id for row in reused], source__in=ManualFix.HUMAN
+        ).values_list("advertiser_id", "asset_id")
+    )
+    items = []
+    for row in reused:
+        placement = row.placement
+        advertiser_id = placement.listing.sitemap.advertiser_id
+        if (advertiser_id, placement.asset_id) in looked_at:
+            continue
+        where = f"{row.listings} listings" + (f" of {row.advertisers} advertisers" if row.advertisers > 1 else "")
+        items.append(
+            QueueItem(
+                placement=placement,
+                advertiser_id=advertiser_id,
+                asset_id=placement.asset_id or 0,
+                task=Task.IMAGE_TYPE,
+                kind="reused",
+                priority=round(1.5 + min(row.listings, 50) / 100, 4),
+                reason=f"appears in {where}, and the model calls it {row.model_label}: a placeholder or stock render?",
+                model_label=row.model_label,
+                confidence=None,
+                margin=None,
+                fix_label=None,
+                fix_source="",
+            )
+        )
+    return items
 
 
 def _queue_of_task(task: str, heads: dict[str, int], advertiser_ids: list[int] | None, limit: int) -> list[QueueItem]:
@@ -238,36 +299,58 @@ def _queue_of_task(task: str, heads: dict[str, int], advertiser_ids: list[int] |
         fix_label=first(fix, "new_label"),
         fix_source=first(fix, "source"),
         fix_at=first(fix, "created_at", DateTimeField()),
-        advertiser_label=first(latest_fix(task, source=ManualFix.Source.ADVERTISER), "new_label"),
-        staff_label=first(latest_fix(task, source=ManualFix.Source.STAFF), "new_label"),
+        fix_settles=first(fix, "settles", BooleanField()),
+        advertiser_label=first(latest_fix(task, sources=ManualFix.ADVERTISER_SIDE), "new_label"),
+        staff_label=first(latest_fix(task, sources=ManualFix.STAFF_SIDE), "new_label"),
         configured_color=scrape_color() if task == Task.COLOR else Value(None, output_field=CharField()),
+        other_advertiser=Exists(
+            advertiser_conflicts().filter(
+                advertiser_id=OuterRef(PLACEMENT_ADVERTISER), asset_id=OuterRef("asset_id"), task=task
+            )
+        ),
     )
+    if task in PLACEHOLDER_MOOT:  # a placeholder has no color and no shopping intent to ask about
+        type_label = ColumnNames(Task.IMAGE_TYPE).label  # NULL (no type yet) is no placeholder: keep it
+        placements = annotate_effective(placements, [Task.IMAGE_TYPE], heads).filter(
+            Q(**{f"{type_label}__isnull": True}) | ~Q(**{type_label: PLACEHOLDER})
+        )
     ok = Q(model_status=Classification.Status.OK)
-    conflict = Q(advertiser_label__isnull=False, staff_label__isnull=False) & ~Q(advertiser_label=F("staff_label"))
+    conflict = (
+        Q(advertiser_label__isnull=False, staff_label__isnull=False)
+        & ~Q(advertiser_label=F("staff_label"))
+        & ~Q(fix_settles=True)
+    )
     overturned = ok & Q(fix_label__isnull=False) & ~Q(fix_label=F("model_label"))
     hesitated = (
         ok
         & Q(fix_label__isnull=True, configured_color__isnull=True)
         & (Q(model_margin__lt=QUEUE_MARGIN) | Q(model_confidence__lt=QUEUE_CONFIDENCE))
     )
-    decided = Q(fix_source=ManualFix.Source.STAFF) & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
+    decided = Q(fix_source__in=ManualFix.STAFF_SIDE) & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
     placements = (
         placements.annotate(
             kind=Case(
                 When(model_status=Classification.Status.FAILED, then=Value("failed")),
                 When(conflict, then=Value("conflict")),
+                When(other_advertiser=True, then=Value("advertisers")),
                 When(overturned, then=Value("disagreement")),
                 When(hesitated, then=Value("hesitated")),
                 default=Value(None),
                 output_field=CharField(),
             ),
-            decided=Case(When(decided, then=Value(True)), default=Value(False), output_field=BooleanField()),
+            # A conflict stays until staff settle it in the queue, whoever fixed the scope last.
+            decided=Case(
+                When(Q(kind__in=("conflict", "advertisers")), then=Value(False)),
+                When(decided, then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
         )
         .filter(kind__isnull=False, decided=False)
         .annotate(
             priority=Case(
                 When(kind="failed", then=Value(3.0)),
-                When(kind="conflict", then=Value(2.5)),
+                When(kind__in=("conflict", "advertisers"), then=Value(2.5)),
                 When(kind="disagreement", then=Value(2.0) + Value(0.4) * F("model_confidence")),
                 default=Value(1.0) - Coalesce(F("model_margin"), F("model_confidence")),
                 output_field=FloatField(),
@@ -285,6 +368,8 @@ def _queue_item(placement: Any, task: str) -> QueueItem:
         reason = f"inference failed: {placement.model_error or 'no reason recorded'}"[:300]
     elif kind == "conflict":
         reason = f"advertiser and staff disagree: {placement.advertiser_label} vs {placement.staff_label}"
+    elif kind == "advertisers":
+        reason = f"another advertiser labels the same picture otherwise (this one: {placement.fix_label})"
     elif kind == "disagreement":
         reason = (
             f"fix ({placement.fix_source}) says {placement.fix_label}, "

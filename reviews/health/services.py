@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+from django.db.models import Exists
+
 from catalog.models import Run, Sitemap, Task
-from reviews.expressions import (
-    active_heads,
-    disagreements,
-    effective_label,
-    label_counts,
-    live_placements,
-    model_label,
-    shares_from_counts,
-)
+from reviews.effective import PLACEHOLDER, ColumnNames, annotate_effective, latest_fix
+from reviews.expressions import active_heads, disagreements, label_counts, live_placements, shares_from_counts
 
 from . import flags as health_flags
 from .flags import PREVIOUS_RUNS, Flag, RunFigures
@@ -35,21 +30,26 @@ def sitemap_label_shares(*, sitemap: Sitemap, heads: dict[str, int] | None = Non
     return shares
 
 
-def sitemap_placeholders_with_color(*, sitemap: Sitemap, heads: dict[str, int]) -> int:
-    """Live images whose effective image type is Placeholder and that the active color model gave a color."""
-    if Task.COLOR not in heads:
-        return 0
+def sitemap_placeholders_with_color_fix(*, sitemap: Sitemap, heads: dict[str, int]) -> int:
+    """Live images whose effective image type is Placeholder and that carry a color fix in their scope: someone
+    gave a placeholder a color (the rule shows none), so the type or the fix is wrong."""
+    column = ColumnNames(Task.IMAGE_TYPE)
+    color_fix = latest_fix(Task.COLOR)
     return (
-        live_placements()
-        .filter(listing__sitemap=sitemap)
-        .annotate(image_type=effective_label(Task.IMAGE_TYPE, heads), model_color=model_label(Task.COLOR, heads))
-        .filter(image_type="Placeholder", model_color__isnull=False)
+        annotate_effective(live_placements().filter(listing__sitemap=sitemap), [Task.IMAGE_TYPE], heads)
+        .filter(**{column.label: PLACEHOLDER})
+        .filter(Exists(color_fix))
         .count()
     )
 
 
-def _figures(run: Run) -> RunFigures:
-    return RunFigures(**{name: getattr(run, name) for name in _COUNTER_FIELDS}, label_shares=run.label_shares or {})
+def _figures(run: Run, *, first_revalidating: int | None = None) -> RunFigures:
+    """The Run's figures; `first_revalidating` is the pk of the sitemap's first Run that got a "not modified"
+    (None: none has), which tells whether this Run was cold (RunFigures.cold)."""
+    cold = run.not_modified == 0 and (first_revalidating is None or run.pk < first_revalidating)
+    return RunFigures(
+        **{name: getattr(run, name) for name in _COUNTER_FIELDS}, label_shares=run.label_shares or {}, cold=cold
+    )
 
 
 def run_health_record(*, run: Run) -> list[Flag]:
@@ -57,19 +57,27 @@ def run_health_record(*, run: Run) -> list[Flag]:
 
     Idempotent: every call recomputes both from the Run, its sitemap's live images and up to PREVIOUS_RUNS
     previous finished Runs of the sitemap, and overwrites them. The comparisons need one previous Run at least.
+    A previous Run is cold (not a baseline for "fetched again", see flags.cdn_changed) when it got no "not
+    modified" and no Run of the sitemap before it had got one.
     """
     sitemap = run.sitemap
     heads = active_heads()
     run.label_shares = sitemap_label_shares(sitemap=sitemap, heads=heads)
+    first_revalidating = (
+        Run.objects.filter(sitemap_id=run.sitemap_id, not_modified__gt=0, pk__lt=run.pk)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
     previous = [
-        _figures(previous_run)
+        _figures(previous_run, first_revalidating=first_revalidating)
         for previous_run in Run.objects.filter(
             sitemap_id=run.sitemap_id, status__in=FINISHED_STATUSES, finished_at__isnull=False, pk__lt=run.pk
         )
         .order_by("-pk")
         .only(*_COUNTER_FIELDS, "label_shares")[:PREVIOUS_RUNS]
     ]
-    current = _figures(run)
+    current = _figures(run, first_revalidating=first_revalidating)
     active_tasks = [task for task in Task.values if task in heads and task in sitemap.tasks_enabled]
     flags: list[Flag | None] = [
         health_flags.ml_failed(
@@ -81,7 +89,7 @@ def run_health_record(*, run: Run) -> list[Flag]:
         health_flags.failures_jump(current, previous),
         health_flags.cdn_changed(current, previous),
         *health_flags.label_share_jumps(current, previous),
-        health_flags.placeholder_with_color(sitemap_placeholders_with_color(sitemap=sitemap, heads=heads)),
+        health_flags.placeholder_with_color_fix(sitemap_placeholders_with_color_fix(sitemap=sitemap, heads=heads)),
         health_flags.disagreements(disagreements().filter(advertiser_id=sitemap.advertiser_id).count()),
     ]
     run.health_flags = [item for item in flags if item is not None]

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from catalog.imaging import phash_array, popcount
 from catalog.models import TASK_LABELS, ImageAsset, Outcome, Placement, Run, Task
 from reviews.models import ManualFix
 from reviews.selectors import effective_tags
@@ -43,10 +44,15 @@ def manual_fixes_apply(
     user: User | None,
     source: str,
     note: str = "",
+    confirm: bool = False,
+    settles: bool = False,
 ) -> list[ManualFix]:
     """Records a page of changes in one transaction: one ManualFix per changed (advertiser, asset, task).
 
-    A change to the label already in effect records nothing; a placement without an image is refused.
+    A change to the label already in effect records nothing, unless `confirm`: then it records a confirmation
+    (a fix to the same label: a human looked and agreed, which the dataset export and local accuracy count).
+    `settles` marks staff decisions that settle a conflict (the review queue). A placement without an image
+    is refused.
     """
     changes = list(changes)
     placements = [change.placement for change in changes]
@@ -59,44 +65,52 @@ def manual_fixes_apply(
         label = canonical_label(change.task, change.label)
         old = current[placement.pk][change.task].label or ""
         scope = (placement.listing.sitemap.advertiser_id, placement.asset_id, change.task)
-        if old.lower() == label.lower() or scope in fixes:  # a model may spell the label its own way
+        unchanged = old.lower() == label.lower()  # a model may spell the label its own way
+        if (unchanged and not confirm) or scope in fixes:
             continue
         fixes[scope] = ManualFix(
-            advertiser_id=scope[0], asset_id=scope[1], task=change.task, old_label=old, new_label=label,
-            source=source, user=user, note=note,
+            advertiser_id=scope[0], asset_id=scope[1], task=change.task, old_label=label if unchanged else old,
+            new_label=label, source=source, user=user, note=_note(note, confirmed=unchanged),
+            settles=settles,
         )  # fmt: skip
     return ManualFix.objects.bulk_create(fixes.values())
 
 
+def _note(note: str, *, confirmed: bool) -> str:
+    if not confirmed:
+        return note
+    return f"confirmed: {note}" if note else "confirmed"
+
+
 def manual_fix_create(
-    *, placement: Placement, task: str, label: str, user: User | None, source: str, note: str = ""
+    *,
+    placement: Placement,
+    task: str,
+    label: str,
+    user: User | None,
+    source: str,
+    note: str = "",
+    confirm: bool = False,
 ) -> ManualFix | None:
-    """Records one fix (None when the label is already the effective one)."""
-    created = manual_fixes_apply(changes=[Change(placement, task, label)], user=user, source=source, note=note)
+    """Records one fix (None when the label is already the effective one, unless `confirm`)."""
+    created = manual_fixes_apply(
+        changes=[Change(placement, task, label)], user=user, source=source, note=note, confirm=confirm
+    )
     return created[0] if created else None
 
 
-@transaction.atomic
 def review_decision_record(*, placement: Placement, task: str, label: str, user: User | None) -> ManualFix:
     """A staff decision from the review queue: a fix to `label`, or, when `label` is already in effect, a
-    confirmation (a fix to the same label), so the decision is history and the item leaves the queue."""
+    confirmation, so the decision is history and the item leaves the queue. It settles any conflict on the scope."""
     created = manual_fixes_apply(
-        changes=[Change(placement, task, label)], user=user, source=ManualFix.Source.STAFF, note="review queue"
-    )
-    if created:
-        return created[0]
-    label = canonical_label(task, label)
-    assert placement.asset_id is not None  # noqa: S101 - manual_fixes_apply refuses a placement without image
-    return ManualFix.objects.create(
-        advertiser_id=placement.listing.sitemap.advertiser_id,
-        asset_id=placement.asset_id,
-        task=task,
-        old_label=label,
-        new_label=label,
-        source=ManualFix.Source.STAFF,
+        changes=[Change(placement, task, label)],
         user=user,
-        note="confirmed in the review queue",
+        source=ManualFix.Source.STAFF,
+        note="decided in the review queue",
+        confirm=True,
+        settles=True,
     )
+    return created[0]
 
 
 @transaction.atomic
@@ -117,39 +131,52 @@ def manual_fix_revert(*, fix: ManualFix, user: User | None, source: str) -> Manu
     )
 
 
-def _hashes(values: Iterable[str]) -> np.ndarray:
-    return np.array([int(value, 16) for value in values], dtype=np.uint64)
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+# Candidates are compared with the fixed images in blocks of at most this many pairs (~8 MB).
+_CARRY_PAIRS_PER_BLOCK = 1 << 20
 
 
 @transaction.atomic
 def fixes_carry_forward(*, run: Run) -> int:
-    """Carries the advertiser's fixes to the images this Run brought in that are re-encoded copies of fixed
-    ones (perceptual hash within settings.CARRY_FORWARD_MAX_DISTANCE bits), as fixes of source "carried"
-    pointing at their origin. Idempotent: an image that already has a fix for a task gets none."""
+    """Carries the advertiser's fixes to the images this Run brought to its placements that are re-encoded
+    copies of fixed ones (perceptual hash within settings.CARRY_FORWARD_MAX_DISTANCE bits), as fixes of
+    source "carried" pointing at their origin (the latest fix of the nearest fixed image, per task).
+
+    The images considered are those of the Run's placements whose URL returned bytes (downloaded, or a cache
+    hit: bytes already known, whichever Run or advertiser first downloaded them) and that the advertiser has
+    not fixed yet for the task: an image shown again unchanged (not modified) is not new. Because a carried fix
+    is a fix, this is idempotent, and a resumed Run (whose placements keep their outcome) can call it again.
+    Its cost is bounded by the sitemap (the Run's placements) and the advertiser's fixed images.
+    """
     advertiser_id = run.sitemap.advertiser_id
-    new_assets = list(
-        ImageAsset.objects.filter(placements__last_run=run, placements__outcome=Outcome.DOWNLOADED)
-        .distinct()
-        .values_list("id", "phash")
-    )
     fixed = list(
         ImageAsset.objects.filter(manual_fixes__advertiser_id=advertiser_id).distinct().values_list("id", "phash")
     )
-    if not new_assets or not fixed:
+    if not fixed:
         return 0
-    fixed_ids = np.array([asset_id for asset_id, _ in fixed])
-    fixed_hashes = _hashes(phash for _, phash in fixed)
+    candidates = list(
+        ImageAsset.objects.filter(
+            placements__last_run=run, placements__outcome__in=[Outcome.DOWNLOADED, Outcome.CACHE_HIT]
+        )
+        .distinct()
+        .values_list("id", "phash")
+    )
+    if not candidates:
+        return 0
+    fixed_ids = np.array([asset_id for asset_id, _ in fixed], dtype=np.int64)
+    fixed_hashes = phash_array(phash for _, phash in fixed)
+    candidate_ids = np.array([asset_id for asset_id, _ in candidates], dtype=np.int64)
+    candidate_hashes = phash_array(phash for _, phash in candidates)
+    limit = settings.CARRY_FORWARD_MAX_DISTANCE
     nearest: dict[int, int] = {}
-    for asset_id, phash in new_assets:
-        distances = _popcount(fixed_hashes ^ _hashes([phash]))
-        distances[fixed_ids == asset_id] = 99
-        best = int(distances.argmin())
-        if distances[best] <= settings.CARRY_FORWARD_MAX_DISTANCE:
-            nearest[asset_id] = int(fixed_ids[best])
+    rows_per_block = max(1, _CARRY_PAIRS_PER_BLOCK // len(fixed_ids))
+    for start in range(0, len(candidate_ids), rows_per_block):
+        ids = candidate_ids[start : start + rows_per_block]
+        distances = popcount(candidate_hashes[start : start + rows_per_block, None] ^ fixed_hashes[None, :])
+        distances[ids[:, None] == fixed_ids[None, :]] = 99  # an image is no copy of itself
+        best = distances.argmin(axis=1)
+        for asset_id, column, distance in zip(ids, best, distances[np.arange(len(ids)), best], strict=True):
+            if distance <= limit:
+                nearest[int(asset_id)] = int(fixed_ids[column])
     if not nearest:
         return 0
     latest: dict[tuple[int, str], ManualFix] = {}
@@ -162,7 +189,6 @@ def fixes_carry_forward(*, run: Run) -> int:
             "asset_id", "task"
         )
     )
-    limit = settings.CARRY_FORWARD_MAX_DISTANCE
     carried = [
         ManualFix(
             advertiser_id=advertiser_id,

@@ -193,3 +193,48 @@ def detector_contract(
     if classes is not None:
         contract["classes"] = classes
     return contract
+
+
+IMAGE_TYPE_LABELS = ("Dealer", "Stock", "Placeholder")
+
+
+def region_classifier(*, size: int = 32, region: int = 8, gain: float = 10.0, stock: float = 5.0) -> bytes:
+    """An image_type classifier whose answer depends only on the top-left `region` x `region` pixels: logits
+    (Dealer, Stock, Placeholder) = (0, stock, gain x mean brightness of that region, 0-1). A bright corner reads
+    Placeholder; hide it and the model says Stock. Input "pixels" NHWC float32 [N, size, size, 3]."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Slice", ["pixels", "starts", "ends", "axes"], ["corner"]),
+            helper.make_node("ReduceMean", ["corner"], ["brightness"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Unsqueeze", ["brightness", "last_axis"], ["brightness_column"]),
+            helper.make_node("MatMul", ["brightness_column", "weights"], ["weighted"]),
+            helper.make_node("Add", ["weighted", "bias"], ["image_type"]),
+        ],
+        "region_classifier",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", size, size, 3])],
+        [helper.make_tensor_value_info("image_type", TensorProto.FLOAT, ["N", 3])],
+        initializer=[
+            numpy_helper.from_array(np.array([0, 0, 0], dtype=np.int64), "starts"),
+            numpy_helper.from_array(np.array([region, region, 3], dtype=np.int64), "ends"),
+            numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int64), "axes"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "last_axis"),
+            numpy_helper.from_array(np.array([[0.0, 0.0, gain]], dtype=np.float32), "weights"),
+            numpy_helper.from_array(np.array([0.0, stock, 0.0], dtype=np.float32), "bias"),
+        ],
+    )
+    return _model(graph)
+
+
+def region_contract(*, size: int = 32, crop: str = "none", resize: str = "stretch", name: str = "region") -> dict:
+    """The contract of `region_classifier`: pixels scaled to 0-1, one image_type head of logits."""
+    return {
+        "name": name,
+        "kind": "classifier",
+        "input": {
+            "name": "pixels", "layout": "NHWC", "size": [size, size], "dtype": "float32", "channels": "RGB",
+            "scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1], "resize": resize,
+        },
+        "crop": crop,
+        "heads": [{"output": "image_type", "task": "image_type", "activation": "softmax",
+                   "labels": list(IMAGE_TYPE_LABELS)}],
+    }  # fmt: skip

@@ -205,11 +205,15 @@ def test_a_posted_fix_changes_the_effective_tag_and_is_history(editor, shop):
     assert (tag["label"], tag["source"], tag["fix_id"], tag["fixed_by"]) == ("Red", "fix", fix["id"], editor.username)
 
     again = client.post(f"/api/images/{placement.pk}/fixes/", {"task": "color", "label": "Red"}, format="json")
-    assert (again.status_code, again.json()) == (200, {"detail": "already the effective label"})
-    assert ManualFix.objects.filter(asset=placement.asset).count() == 1
+    # The label in effect again: a confirmation is recorded (history, and a label the export can use).
+    assert again.status_code == 201, again.content
+    confirmed = again.json()
+    assert (confirmed["old_label"], confirmed["new_label"], confirmed["confirmation"]) == ("Red", "Red", True)
+    assert fix["confirmation"] is False
+    assert ManualFix.objects.filter(asset=placement.asset).count() == 2
 
     history = client.get(f"/api/images/{placement.pk}/history/").json()
-    assert [(f["id"], f["new_label"]) for f in history["fixes"]] == [(fix["id"], "Red")]
+    assert [(f["id"], f["new_label"]) for f in history["fixes"]] == [(confirmed["id"], "Red"), (fix["id"], "Red")]
     assert {(c["task"], c["label"], c["model_version"]["name"]) for c in history["classifications"]} == {
         ("image_type", "Dealer", "starter"), ("color", "Blue", "starter"),
     }  # fmt: skip

@@ -185,7 +185,8 @@ def test_each_flag_is_raised_with_its_figures_and_recomputed_on_every_call():
     placeholders = [image(sitemap) for _ in range(3)]
     for placement in placeholders:
         classify(placement.asset, version, "image_type", "Placeholder")
-        classify(placement.asset, version, "color", "Grey")
+        classify(placement.asset, version, "color", "Grey")  # the rule shows none: no flag for a model color
+        fix(advertiser, placement.asset, "color", "Red", ManualFix.Source.ADVERTISER)  # a color fix is flagged
     dealer = image(sitemap)
     classify(dealer.asset, version, "image_type", "Dealer")
     fix(advertiser, dealer.asset, "image_type", "Stock", ManualFix.Source.ADVERTISER)
@@ -204,7 +205,7 @@ def test_each_flag_is_raised_with_its_figures_and_recomputed_on_every_call():
         "cdn_changed",
         "label_share_jump",
         "label_share_jump",
-        "placeholder_with_color",
+        "placeholder_color_fix",
         "disagreements",
     ]
     messages = [flag["message"] for flag in flag_list]
@@ -219,7 +220,8 @@ def test_each_flag_is_raised_with_its_figures_and_recomputed_on_every_call():
     assert flag_list[6]["tags"] == 1
     run.refresh_from_db()
     assert run.health_flags == flag_list
-    assert run.label_shares == {"image_type": {"Placeholder": 0.75, "Dealer": 0.25}, "color": {"Grey": 1.0}}
+    # A placeholder has no color: the three placeholders are left out of the color shares.
+    assert run.label_shares == {"image_type": {"Placeholder": 0.75, "Dealer": 0.25}}
 
     # Staff settle it; the flags are recomputed, not appended.
     for placement in placeholders:
@@ -360,34 +362,57 @@ def test_advertisers_health_figures(monkeypatch):
     assert acme_health.image_type_shares == {"Dealer": 0.5, "Placeholder": 0.25, "Stock": 0.25}
     assert acme_health.fixes_last_30_days == 6
     assert (acme_health.model_tags, acme_health.overturned, acme_health.disagreements) == (6, 1, 1)
-    assert acme_health.local_accuracy == pytest.approx(5 / 6)
+    assert acme_health.overturned_share == pytest.approx(1 / 6)
+    # Local accuracy counts only what a human looked at: one image type overturned, one color confirmed.
+    assert {task: (a.reviewed, a.correct) for task, a in acme_health.accuracy.items()} == {
+        "image_type": (1, 0), "color": (1, 1)
+    }  # fmt: skip
 
     bolt_health = rows["Bolt"]
     assert (bolt_health.sitemaps, bolt_health.images, bolt_health.last_run.status) == (1, 1, "running")
-    assert (bolt_health.model_tags, bolt_health.local_accuracy, bolt_health.fixes_last_30_days) == (2, 1.0, 0)
+    assert (bolt_health.model_tags, bolt_health.overturned_share, bolt_health.fixes_last_30_days) == (2, 0.0, 0)
+    assert bolt_health.accuracy == {}  # nobody looked at Bolt's tags: no figure, not 100%
     assert bolt_health.image_type_shares == {"Dealer": 1.0}
 
     idle_health = rows["Idle"]
     assert (idle_health.sitemaps, idle_health.last_run, idle_health.images) == (0, None, 0)
-    assert (idle_health.local_accuracy, idle_health.image_type_shares, idle_health.disagreements) == (None, {}, 0)
+    assert (idle_health.overturned_share, idle_health.image_type_shares, idle_health.disagreements) == (None, {}, 0)
 
 
 @pytest.mark.django_db
-def test_local_accuracy_without_fixes_is_perfect_and_none_without_model_tags():
+def test_local_accuracy_counts_only_reviewed_tags_with_an_interval():
     sitemap = SitemapFactory()
     asset = image(sitemap).asset
     [row] = health.advertisers_health()
-    assert (row.model_tags, row.local_accuracy) == (0, None)  # no active model at all
+    assert (row.model_tags, row.overturned_share, row.accuracy) == (0, None, {})  # no active model at all
 
     version = active_model("image_type")
     classify(asset, version, "image_type", "Dealer")
     [row] = health.advertisers_health()
-    assert (row.model_tags, row.overturned, row.local_accuracy) == (1, 0, 1.0)
+    assert (row.model_tags, row.overturned, row.overturned_share, row.accuracy) == (1, 0, 0.0, {})  # unreviewed
 
     fix(sitemap.advertiser, asset, "image_type", "Stock")
-    assert health.advertisers_health()[0].local_accuracy == 0.0
+    accuracy = health.advertisers_health()[0].image_type_accuracy
+    assert (accuracy.reviewed, accuracy.correct, accuracy.accuracy) == (1, 0, 0.0)
     fix(sitemap.advertiser, asset, "image_type", "Dealer")  # reverted: the model was right after all
-    assert health.advertisers_health()[0].local_accuracy == 1.0
+    accuracy = health.advertisers_health()[0].image_type_accuracy
+    assert (accuracy.reviewed, accuracy.correct, accuracy.accuracy) == (1, 1, 1.0)
+    low, high = accuracy.interval
+    assert high == 1.0
+    assert low < 0.25  # one review says little: the interval shows it
+
+    others = [image(sitemap).asset for _ in range(40)]
+    for n, other in enumerate(others):
+        classify(other, version, "image_type", "Dealer")
+        fix(sitemap.advertiser, other, "image_type", "Dealer" if n % 10 else "Stock", ManualFix.Source.ADVERTISER)
+    carried = image(sitemap).asset
+    classify(carried, version, "image_type", "Dealer")
+    fix(sitemap.advertiser, carried, "image_type", "Stock", ManualFix.Source.CARRIED, origin=ManualFix.objects.last())
+    accuracy = health.advertisers_health()[0].image_type_accuracy
+    assert (accuracy.reviewed, accuracy.correct) == (41, 37)  # carried fixes: nobody looked at them
+    low, high = accuracy.interval
+    assert low < 37 / 41 < high
+    assert high - low < 0.25
 
 
 def build_advertisers(n, version):
@@ -407,7 +432,7 @@ def build_advertisers(n, version):
 @pytest.mark.parametrize("advertisers", [3, 10])
 def test_advertisers_health_runs_a_constant_number_of_queries(advertisers, django_assert_max_num_queries):
     build_advertisers(advertisers, active_model("image_type", "color"))
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(11):
         rows = health.advertisers_health()
     assert len(rows) == advertisers
     assert {(row.images, row.failed_images, row.model_tags, row.overturned, row.disagreements) for row in rows} == {
@@ -438,7 +463,7 @@ def test_review_queue_puts_what_most_needs_a_human_first(django_assert_max_num_q
     image(sitemap, hesitant.asset)  # the same picture twice in the sitemap: one item
     image(SitemapFactory(advertiser=advertiser), hesitant.asset, is_gone=True)
 
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(9):  # one per task, one for reused pictures with their fixes
         queue = health.review_queue()
 
     assert [(item.placement_id, item.task, item.kind, item.priority, item.reason) for item in queue] == [
@@ -469,15 +494,17 @@ def test_a_staff_decision_leaves_the_queue_until_the_model_says_something_new():
     decision = fix(advertiser, placement.asset, "image_type", "Stock")
     assert health.review_queue() == []
 
-    # An advertiser overrides staff: a conflict again. Staff have the last word: settled.
+    # An advertiser overrides staff: a conflict, whoever fixes the scope next, until staff settle it in the queue.
     fix(advertiser, placement.asset, "image_type", "Dealer", ManualFix.Source.ADVERTISER)
     assert [item.kind for item in health.review_queue()] == ["conflict"]
-    fix(advertiser, placement.asset, "image_type", "Stock")
+    fix(advertiser, placement.asset, "image_type", "Stock", ManualFix.Source.API)  # staff through the API count
+    assert [item.reason for item in health.review_queue()] == ["advertiser and staff disagree: Dealer vs Stock"]
+    decision = fix(advertiser, placement.asset, "image_type", "Stock", settles=True)  # a queue decision
     assert health.review_queue() == []
 
     # A result of the model newer than the decision (a re-run) brings the open question back.
     Classification.objects.filter(pk=result.pk).update(updated_at=decision.created_at + timedelta(days=1))
-    assert [item.reason for item in health.review_queue()] == ["advertiser and staff disagree: Dealer vs Stock"]
+    assert [item.kind for item in health.review_queue()] == ["disagreement"]
 
 
 @pytest.mark.django_db

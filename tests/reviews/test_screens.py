@@ -182,7 +182,12 @@ def test_the_advertisers_screen_and_the_queue_render(staff_client, model):
         reverse("reviews:staff-queue-decide"), {"placement": placements[0].pk, "task": "color", "label": "green"}
     )
     assert decided.status_code == 302
-    assert ManualFix.objects.get().note == "confirmed in the review queue"
+    decision = ManualFix.objects.get()
+    assert (decision.note, decision.is_confirmation, decision.settles) == (
+        "confirmed: decided in the review queue",
+        True,
+        True,
+    )
     assert all(
         item.placement != placements[0] for item in staff_client.get(reverse("reviews:staff-queue")).context["items"]
     )

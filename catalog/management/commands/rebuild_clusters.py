@@ -1,0 +1,22 @@
+import time
+
+from django.core.management.base import BaseCommand
+
+from catalog.models import ImageAsset
+from catalog.services.clusters import clusters_rebuild
+
+
+class Command(BaseCommand):
+    help = (
+        "Recomputes every image's near-duplicate cluster from the perceptual hashes (settings."
+        "CARRY_FORWARD_MAX_DISTANCE), e.g. after the threshold changed. Runs compare every pair of images."
+    )
+
+    def handle(self, *args: object, **options: object) -> None:
+        started = time.monotonic()
+        changed = clusters_rebuild()
+        assets = ImageAsset.objects.count()
+        clusters = ImageAsset.objects.values("cluster_id").distinct().count()
+        self.stdout.write(
+            f"{assets} images in {clusters} clusters; {changed} changed cluster ({time.monotonic() - started:.1f} s)"
+        )

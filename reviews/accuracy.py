@@ -1,0 +1,62 @@
+"""Local accuracy: per advertiser and task, how often the active model is right on the tags a human looked at.
+
+A tag a human looked at is an (advertiser, asset, task) of a live image with a human fix in its scope (staff
+screen, API or portal; a confirmation is a fix to the label already in effect). It is correct when the latest
+human label equals the active model's label. Carried fixes are left out: no human looked at that copy.
+The ratio with its count and a 95% interval is classifier.training.metrics.LocalAccuracy, the definition the
+dataset export and the model comparison use too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from django.db.models import CharField, Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+
+from catalog.models import Placement
+from classifier.models import Classification
+from classifier.training.metrics import LocalAccuracy
+
+from .expressions import active_heads
+from .models import ManualFix
+
+
+def latest_human_fixes() -> QuerySet[ManualFix]:
+    """The latest human fix of every (advertiser, asset, task) that has one."""
+    scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
+    newer = ManualFix.objects.filter(**scope, source__in=ManualFix.HUMAN).filter(
+        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
+    )
+    return ManualFix.objects.filter(source__in=ManualFix.HUMAN).filter(~Exists(newer))
+
+
+def local_accuracies(
+    *, advertiser_ids: Iterable[int] | None = None, heads: Mapping[str, int] | None = None
+) -> dict[tuple[int, str], LocalAccuracy]:
+    """(advertiser id, task) -> LocalAccuracy of the active model, one grouped query per task with a model."""
+    heads = active_heads() if heads is None else heads
+    live = Placement.objects.filter(
+        is_gone=False,
+        listing__is_gone=False,
+        asset_id=OuterRef("asset_id"),
+        listing__sitemap__advertiser_id=OuterRef("advertiser_id"),
+    )
+    out: dict[tuple[int, str], LocalAccuracy] = {}
+    for task, version in heads.items():
+        model_label = Classification.objects.filter(
+            asset_id=OuterRef("asset_id"), model_version_id=version, task=task, status=Classification.Status.OK
+        ).values("label")[:1]
+        fixes = latest_human_fixes().filter(task=task)
+        if advertiser_ids is not None:
+            fixes = fixes.filter(advertiser_id__in=list(advertiser_ids))
+        rows = (
+            fixes.filter(Exists(live))
+            .annotate(model_label=Subquery(model_label, output_field=CharField()))
+            .filter(model_label__isnull=False)
+            .values("advertiser_id")
+            .annotate(reviewed=Count("id"), correct=Count("id", filter=Q(new_label=F("model_label"))))
+            .order_by()
+        )
+        for row in rows:
+            out[(row["advertiser_id"], task)] = LocalAccuracy(reviewed=row["reviewed"], correct=row["correct"])
+    return out
