@@ -126,3 +126,25 @@ def test_an_advertiser_never_sees_another_advertisers_labels_on_the_image_page(v
     assert page.status_code == 200
     assert page.context["history"].conflicts == []
     assert "Blue" not in page.content.decode()
+
+
+def test_a_picture_reused_in_many_listings_that_the_model_calls_dealer_reaches_the_queue(settings):
+    from tests.reviews.test_effective_rule import two_head_model
+
+    settings.REUSED_PICTURE_LISTINGS = 3
+    version = two_head_model()
+    sitemap = SitemapFactory()
+    logo = ImageAssetFactory()
+    for _ in range(3):
+        image(sitemap, logo)
+    Classification.objects.create(
+        asset=logo, model_version=version, task="image_type", label="Dealer", confidence=0.99, margin=0.9
+    )
+    [item] = [item for item in health.review_queue() if item.kind == "reused"]
+    assert (item.asset_id, item.task) == (logo.pk, "image_type")
+    assert item.reason == "appears in 3 listings, and the model calls it Dealer: a placeholder or stock render?"
+    # Once a human looked at its type, it leaves the queue.
+    ManualFix.objects.create(
+        advertiser=sitemap.advertiser, asset=logo, task="image_type", new_label="Placeholder", source="staff"
+    )
+    assert not [item for item in health.review_queue() if item.kind == "reused"]

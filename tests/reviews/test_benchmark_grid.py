@@ -1,0 +1,29 @@
+"""The grid benchmark's cases run in a constant number of queries, whatever the page or the filter."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_every_grid_case_runs_in_a_constant_number_of_queries(capsys):
+    call_command("benchmark_grid", images=600, repeat=1, json=True)
+    rows = {row["case"]: row for row in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
+    assert {
+        "first page",
+        "last page",
+        "color = Red",
+        "listing disagrees",
+        "reused pictures",
+        "review by cluster",
+    } <= set(rows)
+    assert rows["first page"]["queries"] == rows["middle page"]["queries"] == rows["last page"]["queries"]
+    assert max(row["queries"] for row in rows.values()) <= 12
+    assert rows["review by cluster"]["images"] > 0
+    assert rows["reused pictures"]["images"] > 0
+
+    call_command("benchmark_grid", images=1200, repeat=1, json=True)  # twice the images: the same queries
+    bigger = {row["case"]: row["queries"] for row in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
+    assert bigger == {case: row["queries"] for case, row in rows.items()}
