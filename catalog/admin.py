@@ -1,8 +1,10 @@
+from django import forms
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from .fetching.addresses import url_refusal
 from .models import Advertiser, ImageAsset, Listing, Membership, Placement, Run, Sitemap
 
 
@@ -68,8 +70,25 @@ class RunInline(admin.TabularInline):
         return super().get_queryset(request).order_by("-created_at")
 
 
+class SitemapAdminForm(forms.ModelForm):
+    # A plain text field checked by the fetcher's own validator, so a refused URL says why
+    # ("unsupported scheme 'file' (only http and https)") rather than "Enter a valid URL".
+    url = forms.CharField(max_length=2048, required=False, help_text="http(s) URL; empty only for a scrape feed.")
+
+    class Meta:
+        model = Sitemap
+        fields = "__all__"  # noqa: DJ007 - the admin shows every field
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        if url and (refusal := url_refusal(url)):
+            raise forms.ValidationError(refusal)
+        return url
+
+
 @admin.register(Sitemap)
 class SitemapAdmin(admin.ModelAdmin):
+    form = SitemapAdminForm
     list_display = ["__str__", "advertiser", "kind", "schedule", "is_enabled", "url"]
     list_filter = ["kind", "schedule", "is_enabled", "advertiser"]
     search_fields = ["name", "url", "advertiser__name", "advertiser__slug"]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from .models import Run
-from .selectors import runs_visible_to, sitemaps_visible_to
+from .selectors import runs_visible_to, sitemaps_visible_to, user_can_edit
 from .services.runs import run_start
 
 
@@ -33,7 +34,8 @@ class RunStartApi(APIView):
     """Starts a Run of a sitemap (the scraper calls this when a scrape finishes).
 
     For a scrape-feed sitemap the request body is the feed document (see the README). Answers 202 with the
-    Run, 409 when the sitemap already has a Run under way, 400 with every problem of an invalid feed.
+    Run, 409 when the sitemap already has a Run under way, 400 with every problem of an invalid feed, 403 for a
+    viewer of the advertiser (staff and editors start Runs).
     """
 
     class OutputSerializer(serializers.Serializer):
@@ -44,10 +46,17 @@ class RunStartApi(APIView):
     @extend_schema(
         request={"application/json": {"type": "object", "description": "The scrape feed document (feed sitemaps)"}},
         parameters=[OpenApiParameter("trigger", str, enum=["scrape", "api"], description="Default: scrape")],
-        responses={202: OutputSerializer},
+        responses={
+            202: OutputSerializer,
+            400: OpenApiResponse(description="An invalid feed document (`errors` lists every problem)."),
+            403: OpenApiResponse(description="The user is a viewer of this advertiser."),
+            409: OpenApiResponse(description="The sitemap has a Run under way (`active_run`); Retry-After says when."),
+        },
     )
     def post(self, request: Request, sitemap_id: int) -> Response:
         sitemap = get_object_or_404(sitemaps_visible_to(request.user), pk=sitemap_id)
+        if not user_can_edit(request.user, sitemap.advertiser_id):
+            raise PermissionDenied("only editors of this advertiser may start a Run: your role is viewer")
         document = request.data if isinstance(request.data, dict) and request.data else None
         if document is not None and sitemap.kind != sitemap.Kind.FEED:
             raise serializers.ValidationError({"detail": "only a scrape-feed sitemap takes a feed document"})

@@ -3,23 +3,69 @@
 The SHA-256 of the bytes is the asset key; the perceptual hash (pHash, 64 bits) of the small decode links
 re-encoded copies. Decoding is bounded (pixel limit, format allowlist) and uses JPEG DCT scaling
 (`Image.draft`) so that a large photo is never decoded at full size just to make a thumbnail.
+
+Memory (a 250 KB PNG can decode to 240 MB): formats other than JPEG cannot be decoded reduced, so they have a
+lower pixel limit (MAX_PIXELS_FULL_DECODE); a full-size decode is reduced and flattened to RGB strip by strip
+(`reduced_rgb`), never copied whole; and callers with several decoding threads share a `PixelBudget`, the
+decoded pixels a process may hold at once.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 MAX_PIXELS = 60_000_000  # ~ 8000 x 7500: larger than any dealer photo, far below a decompression bomb
+# Formats that can be decoded reduced (JPEG DCT scaling): a 60 MP JPEG decodes to under 1 MP for a thumbnail.
+REDUCIBLE_FORMATS = frozenset({"JPEG", "MPO"})
+# Every other format (PNG, WebP, GIF, BMP, TIFF) is decoded at full size, 4 bytes a pixel with alpha: 32 MP is
+# 128 MB. A real photo that big in PNG is far over the download size cap (FETCH_MAX_IMAGE_BYTES, 25 MB); only
+# flat graphics or a pixel flood (one colour, 60 MP in 250 KB) get there, and they need no more than this.
+MAX_PIXELS_FULL_DECODE = 32_000_000
 THUMBNAIL_SIZE = 320
+_STRIP_PIXELS = 1 << 20  # reduced_rgb converts this many full-size pixels at a time (4 MB in RGBA)
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_ORIENTATION = 0x0112
+
+
+# glibc raises its mmap threshold after each big free (up to 32 MB): the pixel blocks of later decodes (16 MB each
+# in Pillow) then come from per-thread heaps that are never given back, and 8 fetch threads decoding big images
+# grew a process to ~1 GB with only two images held at once (the budget below). A fixed threshold keeps every
+# block of this size or more mmap'd, returned to the system as soon as it is freed.
+MALLOC_MMAP_THRESHOLD = 4 * 1024 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt parameter, glibc's malloc.h
+
+
+def malloc_return_big_blocks(threshold: int = MALLOC_MMAP_THRESHOLD) -> bool:
+    """Fixes glibc's mmap threshold for this process (see MALLOC_MMAP_THRESHOLD); False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
+
+
+malloc_return_big_blocks()
 
 
 class ImageRefused(Exception):
@@ -46,8 +92,49 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def inspect_image(data: bytes, *, max_pixels: int = MAX_PIXELS, thumbnail_size: int = THUMBNAIL_SIZE) -> ImageFacts:
-    """Decodes and checks the bytes; returns the asset's keys, size and a JPEG thumbnail. Raises ImageRefused."""
+class PixelBudget:
+    """The decoded pixels a process may hold at once, shared by its decoding threads (a semaphore on pixels).
+
+    An image takes its pixel count from the budget while it is decoded at full size and gives it back once it
+    is reduced; one image bigger than the whole budget waits until it is alone, so it still gets decoded.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        self.capacity = max(1, pixels)
+        self._free = self.capacity
+        self._changed = threading.Condition()
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        wanted = min(max(0, pixels), self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= wanted)
+            self._free -= wanted
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += wanted
+                self._changed.notify_all()
+
+
+def inspect_image(
+    data: bytes,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_pixels_full_decode: int = MAX_PIXELS_FULL_DECODE,
+    thumbnail_size: int = THUMBNAIL_SIZE,
+    budget: PixelBudget | None = None,
+) -> ImageFacts:
+    """Decodes and checks the bytes; returns the asset's keys, size and a JPEG thumbnail. Raises ImageRefused.
+
+    A format that cannot be decoded reduced is refused above `max_pixels_full_decode`; the full-size decode is
+    held under `budget` (when given) until it is reduced to twice the thumbnail size, strip by strip.
+    """
     if not data:
         raise ImageRefused("not_image", "empty body")
     try:
@@ -66,14 +153,22 @@ def inspect_image(data: bytes, *, max_pixels: int = MAX_PIXELS, thumbnail_size: 
                     "too_many_pixels",
                     f"image is {width}x{height} pixels, more than the {max_pixels:,} allowed",
                 )
+            if image_format not in REDUCIBLE_FORMATS and width * height > max_pixels_full_decode:
+                raise ImageRefused(
+                    "too_many_pixels",
+                    f"{image_format} image is {width}x{height} pixels, more than the {max_pixels_full_decode:,} "
+                    "allowed for a format that cannot be decoded reduced",
+                )
             # DCT scaling: decode a JPEG at 1/2, 1/4 or 1/8 of its size when that still covers the thumbnail.
             opened.draft("RGB", (thumbnail_size, thumbnail_size))
-            opened.load()  # reads every byte: truncated or corrupt data fails here
-            image: Image.Image = ImageOps.exif_transpose(opened) or opened
-            if image.mode in ("RGBA", "LA", "P", "PA") or "transparency" in image.info:
-                image = _flatten_on_white(image)
-            elif image.mode != "RGB":
-                image = image.convert("RGB")
+            with budget.hold(opened.width * opened.height) if budget is not None else nullcontext():
+                opened.load()  # reads every byte: truncated or corrupt data fails here
+                # Pillow's thumbnail(reducing_gap=2.0) would reduce by these factors first: do it while converting.
+                image = reduced_rgb(opened, _thumbnail_reduction(opened.size, thumbnail_size))
+                orientation = opened.getexif().get(_ORIENTATION, 1)
+                if image is not opened:
+                    opened.close()  # frees the full-size pixels before the budget is given back
+            image = orientation_transpose(image, orientation)
             image.thumbnail((thumbnail_size, thumbnail_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     except ImageRefused:
         raise
@@ -98,11 +193,52 @@ def inspect_image(data: bytes, *, max_pixels: int = MAX_PIXELS, thumbnail_size: 
     )
 
 
-def _flatten_on_white(image: Image.Image) -> Image.Image:
-    rgba = image.convert("RGBA")
-    background = Image.new("RGB", rgba.size, (255, 255, 255))
-    background.paste(rgba, mask=rgba.getchannel("A"))
-    return background
+def _thumbnail_reduction(size: tuple[int, int], thumbnail_size: int) -> tuple[int, int]:
+    width, height = size
+    shrink = min(1.0, thumbnail_size / width, thumbnail_size / height)
+    final_width, final_height = max(1, round(width * shrink)), max(1, round(height * shrink))
+    return max(1, int(width / final_width / 2)), max(1, int(height / final_height / 2))
+
+
+def to_rgb_on_white(image: Image.Image) -> Image.Image:
+    """RGB, any transparency composited on white."""
+    if image.mode in ("RGBA", "LA", "P", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def reduced_rgb(
+    image: Image.Image,
+    factor: int | tuple[int, int],
+    *,
+    to_rgb: Callable[[Image.Image], Image.Image] = to_rgb_on_white,
+) -> Image.Image:
+    """A loaded image reduced by an integer factor (box filter, as Image.reduce) and converted to RGB by `to_rgb`,
+    one strip of rows at a time: never a second full-size copy, whatever the mode (a 60 MP RGBA image would
+    otherwise be copied two or three times to flatten its transparency). The image itself when nothing changes.
+    """
+    factor_x, factor_y = (factor, factor) if isinstance(factor, int) else factor
+    factor_x, factor_y = max(1, factor_x), max(1, factor_y)
+    if factor_x == factor_y == 1 and image.mode == "RGB" and "transparency" not in image.info:
+        return image
+    width, height = image.size
+    out = Image.new("RGB", (-(-width // factor_x), -(-height // factor_y)))
+    rows = max(factor_y, _STRIP_PIXELS // max(1, width) // factor_y * factor_y)
+    for top in range(0, height, rows):
+        strip = to_rgb(image.crop((0, top, width, min(height, top + rows))))
+        if factor_x > 1 or factor_y > 1:
+            strip = strip.reduce((factor_x, factor_y))
+        out.paste(strip, (0, top // factor_y))
+    return out
+
+
+def orientation_transpose(image: Image.Image, orientation: int) -> Image.Image:
+    """The image as its EXIF orientation (1-8) says it is viewed."""
+    method = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    return image if method is None else image.transpose(method)
 
 
 def phash_distance(a: str, b: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
-from .models import Advertiser, Placement, Run, Sitemap
+from .models import Advertiser, Membership, Placement, Run, Sitemap
 
 AnyUser = User | AnonymousUser
 
@@ -16,6 +16,16 @@ def advertisers_visible_to(user: AnyUser) -> QuerySet[Advertiser]:
     if user.is_staff:
         return Advertiser.objects.all()
     return Advertiser.objects.filter(memberships__user=user)
+
+
+def user_can_edit(user: AnyUser, advertiser_id: int) -> bool:
+    """Whether the user may change an advertiser's data (start a Run, fix or revert a tag): staff, or an editor of
+    the advertiser. Viewers read only. The one rule every write route and screen asks."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff:
+        return True
+    return Membership.objects.filter(user=user, advertiser_id=advertiser_id, role=Membership.Role.EDITOR).exists()
 
 
 def sitemaps_visible_to(user: AnyUser) -> QuerySet[Sitemap]:

@@ -4,7 +4,10 @@ This is the single source of truth for preprocessing: the inference pipeline and
 both call `decode` and `to_tensor`, so a model sees the same pixels in training evaluation and production.
 
 Costs (DESIGN.md, "Costs measured"): `decode` asks the JPEG decoder for a DCT-scaled draft no smaller than
-needed (a 1600x1200 JPEG for a 224 model: ~6 ms instead of ~30 ms); `to_tensor` resizes with Pillow,
+needed (a 1600x1200 JPEG for a 224 model: ~6 ms instead of ~30 ms); other formats cannot be decoded reduced,
+so a big one is reduced right after decoding, strip by strip with its transparency flattened
+(catalog.imaging.reduced_rgb): what a batch holds is images at the models' size, never full-size copies;
+`to_tensor` resizes with Pillow,
 transposes while still uint8 and normalises with one fused multiply-add per pixel,
 `x * (scale / std) + (-mean / std)`, in float32.
 """
@@ -16,8 +19,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from catalog.imaging import orientation_transpose, reduced_rgb
 from classifier.contract import InputSpec
 
 LETTERBOX_FILL = 114  # the grey Ultralytics pads with; detectors are trained on it
@@ -25,6 +29,10 @@ WHITE = (255, 255, 255)
 # Pillow's reducing_gap: shrink by an integer factor with a box filter first, then resample the rest.
 # 3.0 is indistinguishable from a full resample in practice and much cheaper for big non-JPEG images.
 
+# Above this many decoded pixels, an image not reduced by a JPEG draft is reduced by an integer factor (a box
+# filter, like the DCT scaling) to no less than min_size: a batch of 32 then holds images at the models' size
+# (a 60 MP PNG would be 180 MB in RGB). Below it, images stay exact: they cost little to hold.
+REDUCE_ABOVE_PIXELS = 1_000_000
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 _ORIENTATION = 0x0112
 
@@ -80,8 +88,9 @@ def decode(data: bytes, *, min_size: tuple[int, int] | int) -> Decoded:
     """Decode image bytes to RGB, oriented by EXIF, transparency flattened on white.
 
     `min_size` is (width, height) in the final orientation, or one int for both: a JPEG is DCT-scaled
-    (`Image.draft`) to the smallest size that still has both dimensions >= min_size; other formats are
-    decoded at full size. Validation (format, pixel limits) is the caller's business.
+    (`Image.draft`) to the smallest size that still has both dimensions >= min_size; another format bigger than
+    REDUCE_ABOVE_PIXELS is reduced by the largest integer factor that keeps both >= min_size, as it is
+    converted to RGB (never a second full-size copy). Validation (format, pixel limits) is the caller's business.
     """
     min_width, min_height = _normalise_min_size(min_size)
     image = Image.open(io.BytesIO(data))
@@ -96,10 +105,24 @@ def decode(data: bytes, *, min_size: tuple[int, int] | int) -> Decoded:
     orientation = image.getexif().get(_ORIENTATION, 1)
     swaps = orientation in _SWAPS_AXES
     original_size = (stored_height, stored_width) if swaps else (stored_width, stored_height)
-    if orientation != 1:
-        ImageOps.exif_transpose(image, in_place=True)
-    rgb = flatten_to_rgb(image)
+    rgb = _reduced_to_rgb(image, (min_height, min_width) if swaps else (min_width, min_height))
+    if rgb is not image:
+        image.close()  # the full-size pixels go now, not when the caller's batch is done
+    rgb = orientation_transpose(rgb, orientation)
     return Decoded(image=rgb, original_size=original_size, scale=rgb.width / original_size[0])
+
+
+def _reduced_to_rgb(image: Image.Image, needed: tuple[int, int]) -> Image.Image:
+    """The loaded image in RGB, reduced when it is big, in stored axes (`needed` is min_size in those axes)."""
+    width, height = image.size
+    factor = 1
+    if width * height > REDUCE_ABOVE_PIXELS:
+        factor = max(1, min(width // max(1, needed[0]), height // max(1, needed[1])))
+    if image.mode in ("I", "F"):
+        # flatten_to_rgb scales these by the whole image's range, which one strip does not know.
+        rgb = flatten_to_rgb(image)
+        return rgb.reduce(factor) if factor > 1 else rgb
+    return reduced_rgb(image, factor, to_rgb=flatten_to_rgb)
 
 
 def letterbox_geometry(src_size: tuple[int, int], dst_size: tuple[int, int]) -> tuple[float, int, int, int, int]:

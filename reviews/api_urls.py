@@ -12,6 +12,7 @@ from .apis import (
     SitemapImageListApi,
     SitemapListApi,
 )
+from .export_apis import ExportCreateApi, ExportDetailApi
 
 app_name = "reviews_api"
 
@@ -23,4 +24,6 @@ urlpatterns = [
     path("images/<int:image_id>/fixes/", ImageFixCreateApi.as_view(), name="image-fix-create"),
     path("fixes/<int:fix_id>/revert/", FixRevertApi.as_view(), name="fix-revert"),
     path("runs/", RunListApi.as_view(), name="run-list"),
+    path("exports/", ExportCreateApi.as_view(), name="export-create"),
+    path("exports/<int:export_id>/", ExportDetailApi.as_view(), name="export-detail"),
 ]

@@ -132,10 +132,10 @@ class ImageSerializer(serializers.Serializer):
 class FixSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username", allow_null=True, read_only=True)
     origin: serializers.PrimaryKeyRelatedField[ManualFix] = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The fix a carried fix was carried from."
+        read_only=True, allow_null=True, help_text="The fix a carried fix was carried from."
     )
     reverts: serializers.PrimaryKeyRelatedField[ManualFix] = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The fix this one reverts."
+        read_only=True, allow_null=True, help_text="The fix this one reverts."
     )
     confirmation = serializers.BooleanField(
         source="is_confirmation", read_only=True, help_text="A fix to the label already in effect: confirmed."

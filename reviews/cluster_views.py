@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.utils.http import urlencode
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from catalog.models import TASK_LABELS, Sitemap, Task
 
@@ -110,6 +110,7 @@ def staff_cluster_fix(request: HtmxHttpRequest, sitemap_id: int) -> HttpResponse
 
 
 @login_required
+@require_safe
 def portal_clusters(request: HtmxHttpRequest, sitemap_id: int) -> HttpResponse:
     return _clusters(request, PORTAL, sitemap_id)
 

@@ -196,6 +196,7 @@ class ExportExclusion(models.Model):
         CONFLICT_ADVERTISERS = "conflict_advertisers", "Two advertisers disagree on the same picture (not settled)"
         FAILED = "failed_image", "The image failed or is missing"
         TOO_SMALL = "too_small", "The image is smaller than the minimum side"
+        PLACEHOLDER = "placeholder_no_color", "A placeholder has no color (color exports)"
         DROPPED = "dropped", "A likely label mistake, dropped after a second look"
 
     export = models.ForeignKey(DatasetExport, on_delete=models.CASCADE, related_name="exclusions")

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
-from catalog.models import Membership, Placement, Task
-from catalog.selectors import AnyUser, advertisers_visible_to
+from catalog.models import Placement, Task
+from catalog.selectors import AnyUser, advertisers_visible_to, user_can_edit
 from classifier.models import Classification, ModelHead
 
 from .effective import Inputs, Source, decide, scrape_color_of, tasks_needed
@@ -187,9 +187,5 @@ def fixes_visible_to(user: AnyUser) -> QuerySet[ManualFix]:
 
 
 def user_can_fix(user: User | AnonymousUser, advertiser_id: int) -> bool:
-    """Staff, or an editor of the advertiser: viewers read only."""
-    if isinstance(user, AnonymousUser):
-        return False
-    if user.is_staff:
-        return True
-    return Membership.objects.filter(user=user, advertiser_id=advertiser_id, role=Membership.Role.EDITOR).exists()
+    """Staff, or an editor of the advertiser: viewers read only (catalog.selectors.user_can_edit)."""
+    return user_can_edit(user, advertiser_id)

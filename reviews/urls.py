@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import cluster_views, views
+from . import cluster_views, loop_views, views
 from .occlusion_views import portal_occlusion, staff_occlusion
 
 app_name = "reviews"
@@ -17,6 +17,20 @@ urlpatterns = [
     path("staff/sitemaps/<int:sitemap_id>/clusters/fix/", cluster_views.staff_cluster_fix, name="staff-cluster-fix"),
     path("staff/fixes/<int:fix_id>/revert/", views.staff_revert, name="staff-revert"),
     path("staff/images/<int:placement_id>/occlusion/", staff_occlusion, name="staff-occlusion"),
+    path("staff/exports/", loop_views.staff_exports, name="staff-exports"),
+    path("staff/exports/preview/", loop_views.staff_export_preview, name="staff-export-preview"),
+    path("staff/exports/<int:export_id>/", loop_views.staff_export, name="staff-export"),
+    path("staff/exports/<int:export_id>/status/", loop_views.staff_export_status, name="staff-export-status"),
+    path("staff/exports/<int:export_id>/decide/", loop_views.staff_export_decide, name="staff-export-decide"),
+    path("staff/exports/<int:export_id>/freeze/", loop_views.staff_export_freeze, name="staff-export-freeze"),
+    path("staff/exports/<int:export_id>/train/", loop_views.staff_export_train, name="staff-export-train"),
+    path("staff/jobs/<str:kind>/<int:job_id>/", loop_views.staff_job, name="staff-job"),
+    path("staff/models/", loop_views.staff_models_root, name="staff-models-root"),
+    path("staff/models/<str:task>/", loop_views.staff_models, name="staff-models"),
+    path("staff/models/<str:task>/accuracy/", loop_views.staff_accuracy, name="staff-accuracy"),
+    path("staff/models/<str:task>/rollback/", loop_views.staff_model_rollback, name="staff-model-rollback"),
+    path("staff/versions/<int:version_id>/shadow/", loop_views.staff_model_shadow, name="staff-model-shadow"),
+    path("staff/versions/<int:version_id>/promote/", loop_views.staff_model_promote, name="staff-model-promote"),
     path("portal/", views.portal_sitemaps, name="portal-sitemaps"),
     path("portal/sitemaps/<int:sitemap_id>/", views.portal_grid, name="portal-grid"),
     path("portal/sitemaps/<int:sitemap_id>/fixes/", views.portal_fixes, name="portal-fixes"),

@@ -3,10 +3,12 @@ with htmx for in-place updates. Views parse, call selectors and services, and re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, user_passes_test
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -15,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
 from catalog.models import TASK_LABELS, Placement, Sitemap, Task
@@ -66,9 +68,21 @@ class Realm:
 STAFF = Realm("staff", ManualFix.Source.STAFF)
 PORTAL = Realm("portal", ManualFix.Source.ADVERTISER)
 
-staff_required = user_passes_test(lambda user: user.is_active and user.is_staff)
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff screens: an anonymous visitor logs in first; a logged-in user who is not staff (an advertiser's
+    editor or viewer) gets 403, not a login page that would not let them in either."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not (request.user.is_active and request.user.is_staff):
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
 
 
+@require_safe
 def home(request: HtmxHttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("login")
@@ -194,11 +208,13 @@ def staff_revert(request: HtmxHttpRequest, fix_id: int) -> HttpResponse:
 
 # The advertiser portal
 @login_required
+@require_safe
 def portal_sitemaps(request: HtmxHttpRequest) -> HttpResponse:
     return _sitemaps(request, PORTAL)
 
 
 @login_required
+@require_safe
 def portal_grid(request: HtmxHttpRequest, sitemap_id: int) -> HttpResponse:
     return _grid(request, PORTAL, sitemap_id)
 
@@ -210,6 +226,7 @@ def portal_fixes(request: HtmxHttpRequest, sitemap_id: int) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def portal_image(request: HtmxHttpRequest, placement_id: int) -> HttpResponse:
     return _image(request, PORTAL, placement_id)
 

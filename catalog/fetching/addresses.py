@@ -8,12 +8,14 @@ is checked is the address that is connected to.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import string
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import idna
 
 from .errors import FetchError
 from .policy import FetchPolicy
@@ -21,6 +23,7 @@ from .policy import FetchPolicy
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
 _V4 = ipaddress.IPv4Network
 _V6 = ipaddress.IPv6Network
@@ -153,6 +156,48 @@ def parse_legacy_ipv4(host: str) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(value)
 
 
+def unsupported_scheme(scheme: str) -> str:
+    """The one wording of a refused scheme, wherever a URL is taken (fetcher, CLI, API, admin, feeds)."""
+    return f"unsupported scheme {scheme.lower()!r} (only http and https)"
+
+
+def url_scheme(location: str) -> str | None:
+    """The scheme a location starts with (``file``, ``ftp``, ``https``), or None for a path."""
+    match = _URL_SCHEME.match(location.strip())
+    return match[1].lower() if match else None
+
+
+def url_refusal(url: str) -> str | None:
+    """Why the fetcher would refuse this URL before any DNS or connection, or None when it is acceptable.
+
+    The validator for URLs given by people (admin form, API, run trigger): the same check and the same
+    words as the fetcher's (``unsupported scheme 'file' (only http and https)``).
+    """
+    try:
+        parse_target(url)
+    except FetchError as error:
+        return error.detail
+    return None
+
+
+def _check_host_name(hostname: str, url: str) -> None:
+    """Refuses a host name IDNA rejects (empty labels, bad punycode, disallowed code points)."""
+    name = hostname[:-1] if hostname.endswith(".") else hostname
+    labels = name.split(".")
+    if any(not label for label in labels):
+        raise FetchError("bad_url", url, f"host {hostname!r} is not a valid domain name (empty label)")
+    for label in labels:
+        # Plain ASCII labels may hold "_" (real DNS names do); anything else must pass IDNA (UTS 46).
+        if label.isascii() and not label.lower().startswith("xn--"):
+            if len(label) > 63:
+                raise FetchError("bad_url", url, f"host {hostname!r} has a label longer than 63 characters")
+            continue
+        try:
+            idna.encode(label, uts46=True)
+        except idna.IDNAError as error:
+            raise FetchError("bad_url", url, f"host {hostname!r} is not a valid domain name (IDNA: {error})") from None
+
+
 def parse_target(url: str) -> Target:
     """Parses and normalises a URL, refusing what the fetcher will not request."""
     if not isinstance(url, str):
@@ -167,7 +212,7 @@ def parse_target(url: str) -> Target:
         raise FetchError("bad_url", url, str(error)) from error
     scheme = parts.scheme.lower()
     if scheme and scheme not in DEFAULT_PORTS:
-        raise FetchError("unsupported_scheme", url, f"scheme {scheme!r} is not http or https")
+        raise FetchError("unsupported_scheme", url, unsupported_scheme(scheme))
     if not scheme or not parts.netloc:
         raise FetchError("bad_url", url, "not an absolute http(s) URL")
     if "@" in parts.netloc:
@@ -187,6 +232,7 @@ def parse_target(url: str) -> Target:
             ip = parse_legacy_ipv4(hostname)
             literal = str(ip)
         else:
+            _check_host_name(hostname, url)
             literal = hostname
     except ValueError as error:
         raise FetchError("bad_url", url, f"bad IP address: {error}") from error

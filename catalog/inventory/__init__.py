@@ -4,7 +4,7 @@ scrape feeds and product pages. No Django here, so it can be used and tested fro
 
 from .feed import FEED_FORMAT, FEED_FORMAT_DOC, parse_feed
 from .reader import read_inventory
-from .types import FeedInvalid, Inventory, InventoryRefused, Kind, Page
+from .types import FeedInvalid, Inventory, InventoryRefused, Kind, NotAnInventory, Page
 from .walk import walk_sitemaps
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Inventory",
     "InventoryRefused",
     "Kind",
+    "NotAnInventory",
     "Page",
     "parse_feed",
     "read_inventory",

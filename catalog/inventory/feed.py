@@ -93,7 +93,8 @@ def _url(value: Any, path: str, problems: _Problems) -> str | None:
         return clean_url(value)
     except ValueError as exc:
         reason = str(exc)
-        problems.add(path, reason if reason.startswith("URL longer") else "not an http(s) URL")
+        keep = reason.startswith(("URL longer", "unsupported scheme"))
+        problems.add(path, reason if keep else "not an http(s) URL")
         return None
 
 

@@ -22,7 +22,7 @@ _PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE\s[^>\[]*(?:\[.*?\]
 _ELEMENT = re.compile(rb"<([A-Za-z_][\w:.-]*)")
 _HTML_DOCTYPE = re.compile(rb"<!DOCTYPE\s+html", re.I)
 _HTML_ROOTS = frozenset({"html", "head", "body"})
-_ROBOTS_LINE = re.compile(r"^[ \t]*(?:user-agent|disallow|allow|sitemap|crawl-delay)[ \t]*:", re.I | re.M)
+_ROBOTS_LINE = re.compile(r"^[ \t]*(?:user-agent|disallow|allow|site-?map|crawl-delay)[ \t]*:", re.I | re.M)
 
 
 def _pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -125,14 +125,12 @@ def sniff(head: bytes, *, url: str | None, complete: bool) -> Sniffed:
     lines = text.splitlines()
     if not complete and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut in the middle
-    non_empty = [line for line in lines if line.strip()]
-    urls = 0
-    for line in non_empty:
+    for line in lines:
+        # One URL line makes a text sitemap, however many comment or junk lines surround it: the reader
+        # records the junk (as an error when it outnumbers the URLs, so nothing is marked gone on it).
         try:
             clean_url(line)
         except ValueError:
             continue
-        urls += 1
-    if non_empty and urls * 2 > len(non_empty):
         return "text"
     raise InventoryRefused("not a sitemap, feed, robots.txt or HTML page")

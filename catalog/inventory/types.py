@@ -12,6 +12,21 @@ class InventoryRefused(Exception):
     """Hostile or unreadable input refused as a whole; ``str(exc)`` is a one-line reason."""
 
 
+class NotAnInventory(InventoryRefused):
+    """An HTML page where a sitemap, feed or robots.txt was expected (only a "page" source reads HTML).
+
+    ``final_url`` is where a redirect led, when the document was reached through one.
+    """
+
+    MESSAGE = "expected a sitemap, feed or robots.txt, got an HTML page"
+
+    def __init__(self, *, final_url: str | None = None, detail: str = "") -> None:
+        self.final_url = final_url
+        notes = [f"redirected to {final_url}"] if final_url else []
+        notes += [detail] if detail else []
+        super().__init__(f"{self.MESSAGE} ({'; '.join(notes)})" if notes else self.MESSAGE)
+
+
 class FeedInvalid(InventoryRefused):
     """A scrape feed that fails validation; ``errors`` lists every problem with its JSON path."""
 
@@ -31,6 +46,7 @@ class Kind(StrEnum):
     ATOM = "atom"
     FEED = "feed"
     PAGE = "page"
+    SITE = "site"  # a homepage: its sitemaps were discovered (robots.txt, then the well-known paths)
 
 
 @dataclass
@@ -63,6 +79,8 @@ class Inventory:
     pages: list[Page]
     sitemaps: list[str]
     errors: list[str]
+    # Repairs and harmless surprises: the document was read in full despite them (errors mean it was not).
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,4 +88,5 @@ class Inventory:
             "pages": [page.to_json() for page in self.pages],
             "sitemaps": list(self.sitemaps),
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
         }

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
+from catalog.fetching.addresses import unsupported_scheme
+
 MAX_URL_LENGTH = 2048
 MAX_ERRORS = 1000
 
@@ -28,9 +30,9 @@ class ErrorLog:
         else:
             self.omitted += 1
 
-    def as_list(self) -> list[str]:
+    def as_list(self, what: str = "errors") -> list[str]:
         if self.omitted:
-            return [*self.messages, f"... and {self.omitted} more errors"]
+            return [*self.messages, f"... and {self.omitted} more {what}"]
         return list(self.messages)
 
 
@@ -51,8 +53,8 @@ def clean_url(raw: str, base: str | None = None) -> str:
         if head.startswith(("https://", "http://")):
             scheme, _, rest = url.partition(":")
             url = f"{scheme.lower()}:{rest}"
-        elif _SCHEME.match(url) and not url.startswith("//"):
-            raise ValueError("not an http(s) URL")
+        elif (found := _SCHEME.match(url)) and not url.startswith("//"):
+            raise ValueError(unsupported_scheme(found[0][:-1]))
         elif base:
             url = urljoin(base, url)
             if not url.startswith(("https://", "http://")):

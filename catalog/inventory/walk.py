@@ -1,38 +1,77 @@
-"""walk_sitemaps: follow a sitemap index (or robots.txt) through its children, without any I/O of its own."""
+"""walk_sitemaps: follow a sitemap index (or robots.txt) through its children, without any I/O of its own.
+
+Also the discovery of a site's sitemaps from its homepage: robots.txt first, then the well-known paths.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .reader import read_inventory
-from .types import Inventory
+from .types import Inventory, Kind, NotAnInventory
 
 OpenUrl = Callable[[str], Iterable[bytes]]
+Expect = Literal["sitemap", "page", "any"]
+
+# robots.txt -> index -> index -> index -> urlset is four levels below the root; leave room for one more.
+DEFAULT_MAX_DEPTH = 5
+WELL_KNOWN_SITEMAPS = ("/sitemap.xml", "/sitemap_index.xml", "/sitemap-index.xml", "/sitemaps.xml")
+_SITEMAP_KINDS = frozenset({Kind.URLSET, Kind.SITEMAP_INDEX, Kind.TEXT, Kind.RSS, Kind.ATOM, Kind.FEED})
+_DOCUMENT_SUFFIXES = (".xml", ".gz", ".txt", ".json", ".rss", ".atom")
+
+
+def is_site_root(url: str) -> bool:
+    """True for a homepage URL: no path beyond "/" and no query (``https://dealer.example/``)."""
+    parts = urlsplit(url.strip())
+    return parts.path in ("", "/") and not parts.query
+
+
+def looks_like_document(url: str) -> bool:
+    """True when the URL names a document (a file suffix, "sitemap" or "feed" in the path, a query), not a page."""
+    parts = urlsplit(url.strip())
+    path = parts.path.lower()
+    return bool(parts.query) or path.endswith(_DOCUMENT_SUFFIXES) or "sitemap" in path or "feed" in path
 
 
 def walk_sitemaps(
     root_url: str,
     open_url: OpenUrl,
     *,
-    max_depth: int = 3,
+    expect: Expect = "any",
+    max_depth: int = DEFAULT_MAX_DEPTH,
     max_sitemaps: int = 1000,
     **read_kwargs: Any,
 ) -> Iterator[tuple[str, Inventory]]:
     """Read ``root_url`` and its child sitemaps depth-first in document order; yield (url, inventory).
 
     ``open_url(url)`` returns the document's bytes (e.g. a streaming HTTP body; closed after reading if
-    it has ``close()``). Children are yielded before their parent, so the parent's ``errors`` are complete
-    when it is yielded: a child read before (cycle or repeat), more than ``max_depth`` levels below the
-    root, beyond ``max_sitemaps`` documents in all, or failing to open or read ("child <url>: <reason>")
-    is recorded on the parent and skipped. ``read_kwargs`` go to read_inventory. Problems with the root
-    itself (open_url raising, InventoryRefused) propagate.
+    it has ``close()``; its ``final_url`` attribute, if any, says where redirects led). Children are yielded
+    before their parent, so the parent's ``errors`` are complete when it is yielded: a child more than
+    ``max_depth`` levels below the root, beyond ``max_sitemaps`` documents in all, or failing to open or
+    read ("child <url>: <reason>", an HTML page included) is an error recorded on the parent; a child read
+    before (cycle or repeat) is a warning, since nothing was lost. ``read_kwargs`` go to read_inventory.
+
+    ``expect`` is what the root may be: "page" and "any" read an HTML root as a product page; "sitemap"
+    never does. For "sitemap", a homepage is discovered (see ``_Walk.discover``): when the root URL is a site
+    root, or when it answers HTML without a redirect, does not look like a document and discovery finds
+    sitemaps. Otherwise HTML is NotAnInventory. Problems with the root itself (open_url raising,
+    InventoryRefused) propagate.
     """
     walk = _Walk(open_url=open_url, max_depth=max_depth, max_sitemaps=max_sitemaps, read_kwargs=read_kwargs)
     walk.seen.add(root_url.strip())
     walk.read_count = 1
-    root = walk.read(root_url)
+    if expect == "sitemap" and is_site_root(root_url):
+        root = walk.discover(root_url)
+    else:
+        try:
+            root = walk.read(root_url, allow_html=expect != "sitemap")
+        except NotAnInventory as refused:
+            if refused.final_url or looks_like_document(root_url):
+                raise
+            root = walk.discover(root_url, refused=refused)
     yield from walk.children(root_url, root, depth=0)
 
 
@@ -44,15 +83,71 @@ class _Walk:
     read_kwargs: dict[str, Any]
     seen: set[str] = field(default_factory=set)
     read_count: int = 0
+    preread: dict[str, Inventory] = field(default_factory=dict)
 
-    def read(self, url: str) -> Inventory:
+    def read(self, url: str, *, allow_html: bool = False) -> Inventory:
         chunks = self.open_url(url)
         try:
-            return read_inventory(chunks, url=url, **self.read_kwargs)
+            return read_inventory(chunks, url=url, allow_html=allow_html, **self.read_kwargs)
+        except NotAnInventory as exc:
+            final_url = getattr(chunks, "final_url", None)
+            if final_url and final_url != url and not exc.final_url:
+                raise NotAnInventory(final_url=final_url) from None
+            raise
         finally:
             close = getattr(chunks, "close", None)
             if callable(close):
                 close()
+
+    def discover(self, url: str, *, refused: NotAnInventory | None = None) -> Inventory:
+        """The sitemaps of the site at ``url``: robots.txt's, else those found at the well-known paths.
+
+        A robots.txt or well-known path that is missing (4xx) or answers HTML (a soft 404) is not an error;
+        one that fails otherwise (5xx, timeout) is, since it may hide sitemaps. Finding none at all raises
+        NotAnInventory, or, for a site root, reads the URL itself as a sitemap.
+        """
+        parts = urlsplit(url.strip())
+        origin = f"{parts.scheme}://{parts.netloc}"
+        site = Inventory(kind=Kind.SITE, pages=[], sitemaps=[], errors=[], warnings=[])
+        robots_url = f"{origin}/robots.txt"
+        robots = self._probe(robots_url, site)
+        if robots is not None and robots.kind is Kind.ROBOTS:
+            site.sitemaps = list(robots.sitemaps)
+            site.errors.extend(f"{robots_url}: {error}" for error in robots.errors)
+            site.warnings.extend(f"{robots_url}: {warning}" for warning in robots.warnings)
+        if not site.sitemaps:
+            for path in WELL_KNOWN_SITEMAPS:
+                candidate = f"{origin}{path}"
+                if candidate.strip() in self.seen:
+                    continue
+                found = self._probe(candidate, site)
+                if found is not None and found.kind in _SITEMAP_KINDS:
+                    self.preread[candidate] = found
+                    site.sitemaps.append(candidate)
+        if site.sitemaps:
+            return site
+        detail = "no sitemap found in robots.txt or at " + ", ".join(WELL_KNOWN_SITEMAPS)
+        if site.errors:
+            detail += "; " + "; ".join(site.errors)
+        if refused is not None:
+            raise NotAnInventory(detail=detail)
+        try:
+            return self.read(url, allow_html=False)
+        except NotAnInventory as exc:
+            raise NotAnInventory(final_url=exc.final_url, detail=detail) from None
+
+    def _probe(self, url: str, site: Inventory) -> Inventory | None:
+        self.seen.add(url.strip())
+        self.read_count += 1
+        try:
+            return self.read(url, allow_html=False)
+        except NotAnInventory:
+            return None
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if not (isinstance(status, int) and 400 <= status < 500):
+                site.errors.append(f"{url}: {str(exc) or type(exc).__name__}")
+            return None
 
     def children(self, url: str, inventory: Inventory, *, depth: int) -> Iterator[tuple[str, Inventory]]:
         if inventory.sitemaps and depth >= self.max_depth:
@@ -64,8 +159,12 @@ class _Walk:
         over_limit = 0
         for child_url in inventory.sitemaps:
             key = child_url.strip()
+            preread = self.preread.pop(key, None)
+            if preread is not None:
+                yield from self.children(child_url, preread, depth=depth + 1)
+                continue
             if key in self.seen:
-                inventory.errors.append(f"child {child_url}: already read (cycle or repeat), skipped")
+                inventory.warnings.append(f"child {child_url}: already read (cycle or repeat), skipped")
                 continue
             if self.read_count >= self.max_sitemaps:
                 over_limit += 1

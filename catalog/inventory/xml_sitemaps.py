@@ -1,8 +1,10 @@
 """Streaming readers of XML sitemaps, sitemap indexes, RSS 2.0 and Atom feeds (stdlib expat).
 
 Names are matched by local name (the part after any ``prefix:``) without namespace processing, so
-sitemaps with a missing, wrong or undeclared namespace still read. Entity declarations and DTDs are
-refused while streaming and never expanded.
+sitemaps with a missing, wrong or undeclared namespace still read. The bytes pass through
+``repair.repaired_xml`` first (any encoding, bad bytes, raw ``&``, HTML entities; each repair a warning).
+Entity declarations and internal DTD subsets are refused while streaming and never expanded; a DOCTYPE
+that only names an external DTD is accepted and the DTD never loaded.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from xml.parsers import expat
 
+from .repair import repaired_xml
 from .sniff import CHUNK_SIZE
 from .types import InventoryRefused, Kind, Page
 from .values import MAX_URL_LENGTH, ErrorLog, clean_url, parse_feed_datetime, parse_w3c_datetime, shorten
@@ -73,10 +76,9 @@ class _Reader:
     # -- security ---------------------------------------------------------------------------------
 
     def refuse_doctype(self, name: str, system_id: str | None, public_id: str | None, has_subset: int) -> None:
+        # An external DTD is only named: parameter entity parsing is off, so it is never loaded.
         if has_subset:
             raise _Refuse(f"refused: DOCTYPE {name} has an internal subset (entities are not allowed)")
-        if system_id or public_id:
-            raise _Refuse(f"refused: DOCTYPE {name} references an external DTD")
 
     def refuse_entity(self, name: str, *_args: Any) -> None:
         raise _Refuse(f"refused: entity declaration {name!r} (entity expansion is not allowed)")
@@ -297,7 +299,8 @@ class _Reader:
     # -- driver -------------------------------------------------------------------------------------
 
     def read(self, chunks: Iterable[bytes]) -> None:
-        parser = expat.ParserCreate()
+        # The repair pass hands over UTF-8 whatever the document declared.
+        parser = expat.ParserCreate(encoding="UTF-8")
         self.parser = parser
         parser.buffer_text = True
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -323,13 +326,21 @@ class _Reader:
 
 
 def read_xml(
-    chunks: Iterable[bytes], *, url: str | None, max_images_per_page: int, errors: ErrorLog
+    chunks: Iterable[bytes],
+    *,
+    url: str | None,
+    max_images_per_page: int,
+    errors: ErrorLog,
+    warnings: ErrorLog | None = None,
+    encoding: str = "utf-8",
 ) -> tuple[Kind, list[Page], list[str]]:
     """Read a sitemap, sitemap index, RSS or Atom document; return (kind, pages, child sitemaps).
 
-    Broken or truncated XML keeps the entries read before the break and records the parser error.
+    ``encoding`` is the Python codec of the bytes (see repair.declared_encoding). Bad characters are
+    repaired and logged in ``warnings``; XML still broken after that keeps the entries read before the
+    break and records the parser error.
     """
     reader = _Reader(url=url, max_images=max_images_per_page, errors=errors)
-    reader.read(chunks)
+    reader.read(repaired_xml(chunks, encoding, warnings=warnings if warnings is not None else ErrorLog()))
     assert reader.kind is not None  # noqa: S101 - read() raises otherwise
     return reader.kind, reader.pages, reader.sitemaps

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import tempfile
+
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
 from django.db import IntegrityError, transaction
 
 from catalog.imaging import ImageFacts
@@ -23,14 +28,15 @@ def asset_get_or_create(*, facts: ImageFacts, data: bytes) -> tuple[ImageAsset, 
     """The asset for these bytes, created with its stored original and thumbnail if new.
 
     Call it for bytes not known a moment ago (the Run looks the SHA-256 up before decoding). Safe under
-    concurrency and re-runs: files are content-addressed (a file left by a worker that died before its row
-    was written is reused) and the row is keyed by SHA-256, so a lost race returns the winner's row.
+    concurrency and re-runs: files are content-addressed and written atomically (a file left by a worker that
+    died before its row was written is reused only when its size and SHA-256 match: a truncated one is written
+    again) and the row is keyed by SHA-256, so a lost race returns the winner's row.
     """
     original_name, thumbnail_name = asset_storage_names(facts)
-    if not default_storage.exists(original_name):
-        original_name = default_storage.save(original_name, ContentFile(data))
-    if not default_storage.exists(thumbnail_name):
-        thumbnail_name = default_storage.save(thumbnail_name, ContentFile(facts.thumbnail_jpeg))
+    if not stored_file_matches(default_storage, original_name, size=facts.byte_size, sha256=facts.sha256):
+        original_name = storage_write_atomic(default_storage, original_name, data)
+    if not stored_file_matches(default_storage, thumbnail_name, size=len(facts.thumbnail_jpeg)):
+        thumbnail_name = storage_write_atomic(default_storage, thumbnail_name, facts.thumbnail_jpeg)
     try:
         with transaction.atomic():
             asset = ImageAsset.objects.create(
@@ -46,3 +52,58 @@ def asset_get_or_create(*, facts: ImageFacts, data: bytes) -> tuple[ImageAsset, 
     except IntegrityError:  # another worker created it meanwhile
         return ImageAsset.objects.get(sha256=facts.sha256), False
     return asset, True
+
+
+def stored_file_matches(storage: Storage, name: str, *, size: int, sha256: str | None = None) -> bool:
+    """Whether the stored file holds these bytes (its size, and its SHA-256 when given): `exists()` is not enough,
+    a worker that died mid-write (before writes were atomic) left truncated files."""
+    try:
+        if not storage.exists(name) or storage.size(name) != size:
+            return False
+        if sha256 is None:
+            return True
+        digest = hashlib.sha256()
+        with storage.open(name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def _process_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _process_umask()  # read once, at import: setting it later would race with threads creating files
+
+
+def storage_write_atomic(storage: Storage, name: str, data: bytes) -> str:
+    """Stores the bytes under this name, replacing what is there, so that no reader ever sees part of them;
+    returns the name stored.
+
+    On the file system: a temporary file in the same directory, flushed to disk, then renamed over the name
+    (os.replace is atomic; a worker killed before the rename leaves only a hidden `.partial` file). Elsewhere
+    (S3 and the like) one PUT is atomic already.
+    """
+    if not isinstance(storage, FileSystemStorage):
+        return storage.save(name, ContentFile(data))
+    path = storage.path(name)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=storage.directory_permissions_mode or 0o777, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        # mkstemp makes the file 0o600: give it what the storage would have given it.
+        os.chmod(temporary, storage.file_permissions_mode or (0o666 & ~_UMASK))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return name

@@ -8,6 +8,7 @@ one batch, which the resumed Run handles again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import random
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -23,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.fetching import FetchError, FetchResult, SafeFetcher
-from catalog.imaging import ImageRefused, inspect_image, sha256_hex
+from catalog.imaging import ImageRefused, PixelBudget, inspect_image, sha256_hex
 from catalog.models import ImageAsset, Outcome, Placement, Run
 
 from .assets import asset_get_or_create
@@ -71,6 +73,13 @@ class HostLimiter:
             return semaphore
 
 
+@functools.cache
+def decode_budget() -> PixelBudget:
+    """The decoded pixels this process's fetch threads may hold at once (settings.IMAGE_DECODE_BUDGET_PIXELS),
+    shared by every Run it executes: 8 threads decoding 60 MP floods at once would need 2 GB."""
+    return PixelBudget(settings.IMAGE_DECODE_BUDGET_PIXELS)
+
+
 def url_jobs_for_run(run: Run) -> tuple[int, list[UrlJob]]:
     """(distinct live image URLs of the Run's sitemap, the jobs for those this Run has not handled yet)."""
     rows = Placement.objects.filter(
@@ -110,6 +119,8 @@ class ImageFetchPool:
         self._results: queue.SimpleQueue[tuple[UrlJob, UrlResult]] = queue.SimpleQueue()
         self._limiter = HostLimiter(settings.RUN_FETCH_PER_HOST)
         self._retries = settings.RUN_FETCH_RETRIES
+        self._claim_lock = threading.Lock()
+        self._claimed: set[int] = set()  # assets counted as downloaded by this attempt (created or found unrecorded)
 
     def run_jobs(self, jobs: list[UrlJob]) -> Counter[str]:
         threads = [
@@ -190,15 +201,34 @@ class ImageFetchPool:
         if fetched.not_modified:
             return UrlResult(Outcome.FAILED, reason="unexpected_304", detail="304 Not Modified to an unconditional GET")
         data = fetched.content
-        known = ImageAsset.objects.filter(sha256=sha256_hex(data)).values_list("id", flat=True).first()
+        known = ImageAsset.objects.filter(sha256=sha256_hex(data)).values_list("id", "created_at").first()
         if known is not None:
-            return UrlResult(Outcome.CACHE_HIT, asset_id=known, fetch=fetched)
+            outcome = Outcome.DOWNLOADED if self._created_unrecorded(*known) else Outcome.CACHE_HIT
+            return UrlResult(outcome, asset_id=known[0], fetch=fetched)
         try:
-            facts = inspect_image(data)
+            facts = inspect_image(data, budget=decode_budget())
         except ImageRefused as exc:
             return UrlResult(Outcome.FAILED, reason=exc.reason, detail=str(exc), fetch=fetched)
         asset, created = asset_get_or_create(facts=facts, data=data)
+        if created:
+            with self._claim_lock:  # another URL of the same bytes may have found the new row already
+                created = asset.pk not in self._claimed
+                self._claimed.add(asset.pk)
         return UrlResult(Outcome.DOWNLOADED if created else Outcome.CACHE_HIT, asset_id=asset.pk, fetch=fetched)
+
+    def _created_unrecorded(self, asset_id: int, created_at: datetime) -> bool:
+        """Whether this Run created the asset in an attempt that died before recording it: created since the Run
+        started, and no placement anywhere says it was downloaded. Such an asset counts as downloaded, once (the
+        first URL of this attempt to find it claims it), not as a cache hit."""
+        if self.run.started_at is None or created_at < self.run.started_at:
+            return False
+        if Placement.objects.filter(asset_id=asset_id, outcome=Outcome.DOWNLOADED).exists():
+            return False
+        with self._claim_lock:
+            if asset_id in self._claimed:
+                return False
+            self._claimed.add(asset_id)
+        return True
 
     def _record(self, batch: list[tuple[UrlJob, UrlResult]]) -> None:
         """Writes a batch of outcomes on their placements in one transaction, then counts them.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,9 +26,10 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from catalog.fetching import FetchError, SafeFetcher
+from catalog.fetching.addresses import url_refusal
 from catalog.inventory import InventoryRefused, parse_feed
 from catalog.models import Outcome, Placement, Run, Sitemap
-from catalog.sources import SourceResult, fetch_policy, source_read_feed, source_read_url
+from catalog.sources import WARNING_PREFIX, Expect, SourceResult, fetch_policy, source_read_feed, source_read_url
 
 from .image_fetch import ImageFetchPool, url_jobs_for_run
 from .sync import inventory_sync
@@ -73,6 +75,8 @@ def run_start(
     A feed document is validated first (FeedInvalid with every problem). Raises RunAlreadyActive when the
     sitemap has a queued or running Run: the database keeps that rule, so two callers cannot race past it.
     """
+    if sitemap.url and (refusal := url_refusal(sitemap.url)):
+        raise RunError(f"sitemap {sitemap.pk} has a URL that is never fetched: {refusal}")
     if feed_document is not None:
         parse_feed(feed_document)  # type: ignore[arg-type]
     elif sitemap.kind == Sitemap.Kind.FEED and not sitemap.url:
@@ -95,14 +99,17 @@ def run_start(
     return run
 
 
-def run_enqueue(*, run_id: int) -> None:
-    """Hands the Run to a worker. A broker that is down leaves it queued: the periodic sweep sends it later."""
+def run_enqueue(*, run_id: int) -> bool:
+    """Hands the Run to a worker; False when the broker refused it. A broker that is down leaves it as it is: the
+    workers' lease check (catalog.tasks.RunLeaseCheck) and beat's sweep send it again later."""
     from catalog.tasks import run_execute_task
 
     try:
         run_execute_task.delay(run_id)
     except Exception:
-        logger.exception("run %s: the broker refused the task; the sweep will send it again", run_id)
+        logger.exception("run %s: the broker refused the task; the lease check will send it again", run_id)
+        return False
+    return True
 
 
 def run_claim(*, run_id: int, worker: str) -> Run | None:
@@ -190,10 +197,12 @@ def _read_and_sync(run: Run) -> bool:
         _fail(run, f"the source could not be read: {exc}")
         return False
     assert run.started_at is not None  # noqa: S101 - set by run_claim
+    # Errors (a child that failed or was not an inventory, a lost entry) keep everything unseen alive;
+    # warnings (repairs of a document read in full) do not.
     run.listings = inventory_sync(
-        sitemap=run.sitemap, pages=source.pages, seen_at=run.started_at, complete=not source.errors
+        sitemap=run.sitemap, pages=source.pages, seen_at=run.started_at, complete=source.complete
     )
-    run.source_errors = source.errors[:200]
+    run.source_errors = source.messages()[:200]
     run.step = Run.Step.FETCH
     run.save(update_fields=["listings", "source_errors", "step", "updated_at"])
     return True
@@ -202,8 +211,9 @@ def _read_and_sync(run: Run) -> bool:
 def _read_source(run: Run) -> SourceResult:
     if run.feed_document is not None:
         return source_read_feed(run.feed_document)
+    expect: Expect = "page" if run.sitemap.kind == Sitemap.Kind.PAGE else "sitemap"
     with SafeFetcher(fetch_policy(max_bytes=settings.FETCH_MAX_DOCUMENT_BYTES)) as fetcher:
-        return source_read_url(run.sitemap.url, fetcher=fetcher, follow_children=True)
+        return source_read_url(run.sitemap.url, fetcher=fetcher, follow_children=True, expect=expect)
 
 
 def _fetch_images(run: Run, progress: ProgressCallback | None) -> None:
@@ -257,7 +267,7 @@ def run_finish(*, run: Run, step_failures: dict[str, int] | None = None) -> Run:
     if run.urls and run.failed == run.urls:
         run.status = Run.Status.FAILED
         run.error = run.error or "every image failed: " + ", ".join(f"{k} x{n}" for k, n in run.failure_reasons.items())
-    elif run.failed or run.source_errors or step_failures:
+    elif run.failed or step_failures or any(not e.startswith(WARNING_PREFIX) for e in run.source_errors):
         run.status = Run.Status.PARTIAL
     else:
         run.status = Run.Status.SUCCEEDED
@@ -295,8 +305,14 @@ def _set_step(run: Run, step: str) -> None:
     run.save(update_fields=["step", "heartbeat_at", "updated_at"])
 
 
-def runs_resume_orphaned() -> list[int]:
-    """Re-enqueues Runs whose worker died (lease expired) and queued Runs that no worker has taken."""
+def runs_resume_orphaned(*, sent: dict[int, float] | None = None) -> list[int]:
+    """Re-enqueues Runs whose worker died (lease expired) and queued Runs that no worker has taken.
+
+    A Run in its classify step whose batches were lost (a broker restarted, or was down at the hand-over) stops
+    renewing its lease: it is re-claimed here and its classify step enqueues the batches still missing.
+    `sent` (Run id -> time.monotonic() it was last sent, kept by a caller that checks often) sends a Run again
+    only once per lease period, so a long queue is not flooded with copies.
+    """
     stale_queue = timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS)
     orphaned = [
         run.pk
@@ -306,9 +322,16 @@ def runs_resume_orphaned() -> list[int]:
         if (run.status == Run.Status.RUNNING and run_lease_expired(run))
         or (run.status == Run.Status.QUEUED and run.created_at < stale_queue)
     ]
+    if sent is not None:
+        now = time.monotonic()
+        for run_id, at in list(sent.items()):
+            if run_id not in orphaned or now - at >= settings.RUN_LEASE_SECONDS:
+                del sent[run_id]
+        orphaned = [run_id for run_id in orphaned if run_id not in sent]
     for run_id in orphaned:
         logger.warning("resuming orphaned run %s", run_id)
-        run_enqueue(run_id=run_id)
+        if run_enqueue(run_id=run_id) and sent is not None:
+            sent[run_id] = time.monotonic()
     return orphaned
 
 

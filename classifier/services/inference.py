@@ -140,6 +140,16 @@ def decode_all(datas: list[bytes], loaded: LoadedModels) -> list[Decoded | Excep
     return decoded
 
 
+def _decode_asset(asset: ImageAsset, loaded: LoadedModels) -> Decoded | Exception:
+    try:
+        with asset.original.open("rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        logger.warning("asset %s: cannot read %s: %s", asset.pk, asset.original.name, exc)
+        data = b""
+    return decode_all([data], loaded)[0]
+
+
 def infer(
     images: list[Decoded | Exception],
     active: ActiveModels,
@@ -187,15 +197,8 @@ def classify_assets(assets: list[ImageAsset], active: ActiveModels) -> list[Imag
     """Classifies the assets with every active head and stores the results, and new detector boxes, in the
     cache. A failure is stored as a failed Classification with its reason, never as a label."""
     loaded = load_models(active)
-    datas: list[bytes] = []
-    for asset in assets:
-        try:
-            with asset.original.open("rb") as handle:
-                datas.append(handle.read())
-        except OSError as exc:
-            datas.append(b"")
-            logger.warning("asset %s: cannot read %s: %s", asset.pk, asset.original.name, exc)
-    images = decode_all(datas, loaded)
+    # One image at a time, read and decoded to the models' size: a batch never holds its files or full-size pixels.
+    images = [_decode_asset(asset, loaded) for asset in assets]
     cached: dict[int, list[int] | None] = {}
     if loaded.detector is not None:
         cached = dict(

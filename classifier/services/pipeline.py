@@ -9,11 +9,13 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from catalog.models import ImageAsset, Placement, Run
 from catalog.services.runs import run_finish
@@ -56,12 +58,33 @@ def run_classify_step(*, run: Run, inline: bool, progress: Callable[[Run], None]
                 progress(run)
         run_classified_finish(run_id=run.pk)
         return
-    from classifier.tasks import classify_batch_task
-
     # Hand over: the batches renew the heartbeat; the last one to leave nothing pending finishes the Run.
     Run.objects.filter(pk=run.pk).update(worker="", heartbeat_at=timezone.now())
-    for asset_ids in batches:
-        transaction.on_commit(lambda ids=asset_ids: classify_batch_task.delay(run.pk, ids))  # type: ignore[misc]
+    transaction.on_commit(partial(run_classify_hand_over, run_id=run.pk, batches=batches))
+
+
+def run_classify_hand_over(*, run_id: int, batches: list[list[int]]) -> bool:
+    """Sends the batches to the inference queue, retrying a broker that is down with a bounded backoff
+    (settings.RUN_HANDOVER_RETRIES). A broker still down after that does not fail the Run: it stays running in its
+    classify step with its lease released at once, and the workers' lease check (or beat's sweep) hands it over
+    again when the broker is back. Batches sent twice cost nothing: a batch classifies only what still needs it.
+    """
+    from classifier.tasks import classify_batch_task
+
+    policy = {
+        "max_retries": settings.RUN_HANDOVER_RETRIES,
+        "interval_start": 1.0,
+        "interval_step": 2.0,
+        "interval_max": 10.0,
+    }
+    try:
+        for asset_ids in batches:
+            classify_batch_task.apply_async((run_id, asset_ids), retry=True, retry_policy=policy)
+    except (KombuOperationalError, OSError) as exc:
+        logger.warning("run %s: the broker is down at the hand-over (%s); the Run waits for it", run_id, exc)
+        Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(heartbeat_at=None)
+        return False
+    return True
 
 
 def _classify_inline(run_id: int, batches: list[list[int]], active: ActiveModels) -> Iterator[int]:
@@ -124,5 +147,24 @@ def run_classified_finish(*, run_id: int) -> Run | None:
         failures = Classification.objects.filter(
             status=Classification.Status.FAILED, updated_at__gte=run.started_at, asset_id__in=_live_asset_ids(run)
         ).count()
+        # Counted again from the results: a batch sent twice (a hand-over repeated after a broker outage) or
+        # classified by two workers at once adds to the running counter twice.
+        run.classified = run_classified_count(run, active)
         # Visible as failures, never as a default label: the Run is partial and says why.
         return run_finish(run=run, step_failures={"classification_failed": failures})
+
+
+def run_classified_count(run: Run, active: ActiveModels) -> int:
+    """Assets of the Run's sitemap that this Run classified: a result of every active head, ok, since it started."""
+    if not active.heads:
+        return 0
+    assets = ImageAsset.objects.filter(id__in=_live_asset_ids(run))
+    for task, head in active.heads.items():
+        done = Classification.objects.filter(
+            model_version_id=head.model_version_id,
+            task=task,
+            status=Classification.Status.OK,
+            updated_at__gte=run.started_at,
+        )
+        assets = assets.filter(id__in=done.values("asset_id"))
+    return assets.count()

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "django_celery_beat",
+    "axes",
     "catalog",
     "classifier",
     "reviews",
@@ -51,6 +52,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -113,6 +117,52 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# The cache: throttling and login lockouts count in it, so every process must share it: Redis when CACHE_URL
+# says so (production), this process's memory otherwise (one dev server, tests).
+CACHE_URL = os.environ.get("CACHE_URL", "")
+SILENCED_SYSTEM_CHECKS: list[str] = []
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # django-axes warns that a per-process cache misses attempts made on other processes: true, and production
+    # sets CACHE_URL (check --deploy then reports nothing).
+    SILENCED_SYSTEM_CHECKS.append("axes.W001")
+
+# Brute-force protection of the logins (the screens' and the admin's): django-axes counts failures per
+# (username, address) in the cache and answers 429 for a while after too many.
+AUTHENTICATION_BACKENDS = [
+    "config.security.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
+# Content-Security-Policy of the screens (django-csp). Scripts are our own files (htmx, the grid's script, the
+# API docs' start script): no inline script and no eval. Templates and htmx set style attributes, and the API docs
+# page has a <style> block, hence 'unsafe-inline' for styles only. Images may also come from the storage's own
+# host (S3 presigned URLs): CSP_IMG_SRC adds origins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", *env_list("CSP_IMG_SRC")],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reviews:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -124,8 +174,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",  # at most 500 rows a page
     "PAGE_SIZE": 100,
+    # Advertisers' tokens and sessions per user (staff are not throttled), requests without credentials per address.
+    "DEFAULT_THROTTLE_CLASSES": ["config.api.AdvertiserRateThrottle", "config.api.AnonymousRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "advertiser": os.environ.get("API_THROTTLE_ADVERTISER", "600/minute"),
+        "anon": os.environ.get("API_THROTTLE_ANON", "60/minute"),
+    },
     "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -136,6 +192,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation documents its error answers (400, 401, 403, 404, 409, 415, 429) with their bodies.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.api.error_responses_hook"],
 }
 # Serve local media (thumbnails, originals) from Django when storage is the local file system; production
 # with S3 serves them from the bucket.
@@ -220,3 +278,11 @@ CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))
 # Inline classification (run_sitemap --sync, benchmarks) runs its batches in this many processes, one per core
 # like the inference workers; 1 keeps it in the calling process.
 CLASSIFY_INLINE_PROCESSES = int(os.environ.get("CLASSIFY_INLINE_PROCESSES", str(os.cpu_count() or 1)))
+# Memory per process (catalog.imaging): the decoded pixels the fetch threads of one process hold at once. An RGBA
+# pixel is 4 bytes, so 64 MP is ~256 MB at most, whatever the images (a pixel flood of 60 MP PNGs included).
+IMAGE_DECODE_BUDGET_PIXELS = int(os.environ.get("IMAGE_DECODE_BUDGET_PIXELS", "64000000"))
+# Faults (catalog.tasks.RunLeaseCheck, classifier.services.pipeline): every worker checks the Runs' leases on a
+# timer of its own, not a queued task that a broker restart could lose; beat's sweep is the second line. The
+# hand-over to the inference queue retries a broker that is down this many times (1, 3, 5, 7, 9, 10 s apart).
+RUN_LEASE_CHECK_SECONDS = float(os.environ.get("RUN_LEASE_CHECK_SECONDS", "30"))
+RUN_HANDOVER_RETRIES = int(os.environ.get("RUN_HANDOVER_RETRIES", "6"))

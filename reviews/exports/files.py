@@ -82,8 +82,7 @@ def crop_jpeg(data: bytes, crop_box: list[int] | None) -> bytes:
     if crop_box is None and image.format in ("JPEG", "MPO"):
         return data
     image.load()
-    image = ImageOps.exif_transpose(image) or image
-    rgb = flatten_to_rgb(image)
+    rgb = flatten_to_rgb(ImageOps.exif_transpose(image) or image)
     if crop_box is not None:
         x0, y0, x1, y1 = crop_box
         x0, y0 = max(0, min(int(x0), rgb.width - 1)), max(0, min(int(y0), rgb.height - 1))

@@ -69,9 +69,7 @@ def export_candidates(filters: Filters) -> QuerySet[ManualFix]:
         decision__in=KEPT_DECISIONS,
     )
     fixes = fixes.filter(new | Q(Exists(kept))) if filters.extends_id is not None else fixes.filter(new)
-    ok_listing = (
-        _live_of_scope().filter(status=Placement.Status.OK).order_by("listing_id").values("listing_id")[:1]
-    )
+    ok_listing = _live_of_scope().filter(status=Placement.Status.OK).order_by("listing_id").values("listing_id")[:1]
     return fixes.annotate(
         ok_listing=Subquery(ok_listing, output_field=BigIntegerField()),
         min_side=Least("asset__width", "asset__height"),
@@ -85,7 +83,7 @@ def export_has_candidates(filters: Filters) -> bool:
     scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": filters.task}
     return (
         export_candidates(filters)
-        .filter(ok_listing__isnull=False, min_side__gte=filters.min_side)
+        .filter(**{"ok_listing__isnull": False, "min_side__gte": filters.min_side})  # annotations
         .exclude(asset__original="")
         .filter(~Exists(disagreements().filter(**scope)), ~Exists(advertiser_conflicts().filter(**scope)))
         .exists()

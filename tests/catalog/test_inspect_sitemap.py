@@ -60,6 +60,7 @@ def test_json_lists_pages_and_images_in_document_order(tmp_path):
         ],
         "sitemaps": [],
         "errors": [],
+        "warnings": [],
     }
 
 
@@ -119,3 +120,82 @@ def test_text_report_summarises_what_was_read(tmp_path):
     out = inspect(str(path)).stdout
     assert "kind: urlset" in out
     assert "pages: 2  images: 2" in out
+
+
+@pytest.mark.parametrize(
+    ("location", "scheme"),
+    [("file:///etc/passwd", "file"), ("gopher://dealer.example/x", "gopher"), ("ftp://dealer.example/s.xml", "ftp")],
+)
+def test_other_schemes_are_refused_by_name(location, scheme):
+    result = inspect(location)
+
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip()
+        == f"CommandError: refused {location}: unsupported scheme '{scheme}' (only http and https)"
+    )
+
+
+def test_a_host_idna_rejects_is_refused_in_one_line():
+    result = inspect("http://.xn--iaur-yva35b.lt/sitemap.xml")
+
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "not a valid domain name" in result.stderr
+
+
+def test_repairs_are_shown_as_warnings_and_the_read_goes_on(tmp_path):
+    path = tmp_path / "sitemap.xml"
+    path.write_bytes(
+        b'<?xml version="1.0" encoding="utf8mb4"?><urlset>'
+        b"<url><loc>https://dealer.example/search?make=Ford&model=F-150</loc></url>"
+        b"<url><loc>https://dealer.example/caf\xe9&nbsp;2</loc></url></urlset>"
+    )
+
+    out = json.loads(inspect(str(path), "--json").stdout)
+    text = inspect(str(path)).stdout
+
+    assert [page["loc"] for page in out["pages"]] == [
+        "https://dealer.example/search?make=Ford&model=F-150",
+        "https://dealer.example/caf\u00e9\u00a02",
+    ]
+    assert out["errors"] == []
+    assert len(out["warnings"]) == 3
+    assert "warnings (repaired, read on): 3" in text
+
+
+@pytest.mark.parametrize("encoding", ["Shift_JIS", "EUC-JP", "UTF-16"])
+def test_declared_encodings_are_read(tmp_path, encoding):
+    path = tmp_path / "sitemap.xml"
+    path.write_bytes(
+        f'<?xml version="1.0" encoding="{encoding}"?><urlset><url><loc>https://dealer.example/車</loc></url></urlset>'.encode(
+            encoding
+        )
+    )
+
+    result = inspect(str(path), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert [page["loc"] for page in json.loads(result.stdout)["pages"]] == ["https://dealer.example/車"]
+
+
+def test_an_undecodable_document_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "sitemap.xml"
+    path.write_bytes('<?xml version="1.0" encoding="x-nope"?><urlset><loc>車</loc></urlset>'.encode("shift_jis"))
+
+    result = inspect(str(path))
+
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: refused {path}: unknown encoding 'x-nope' (and the document is not UTF-8)"
+    ]
+
+
+def test_a_homepage_is_discovered_and_a_product_page_is_read_with_kind_page():
+    with InventoryServer(images=make_inventory_images(4, seed=5), images_per_listing=2) as server:
+        homepage = json.loads(inspect(f"{server.base_url}/", "--json").stdout)
+        page = json.loads(inspect(server.listing_url(1), "--kind", "page", "--json").stdout)
+        listing_urls = [server.listing_url(k) for k in range(2)]
+
+    assert (homepage["kind"], [p["loc"] for p in homepage["pages"]]) == ("site", listing_urls)
+    assert (page["kind"], len(page["pages"][0]["images"])) == ("page", 2)

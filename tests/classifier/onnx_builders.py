@@ -238,3 +238,33 @@ def region_contract(*, size: int = 32, crop: str = "none", resize: str = "stretc
         "heads": [{"output": "image_type", "task": "image_type", "activation": "softmax",
                    "labels": list(IMAGE_TYPE_LABELS)}],
     }  # fmt: skip
+
+
+def embedding_classifier(*, size: int = 16, hidden: int = 8, seed: int = 0) -> bytes:
+    """An image_type classifier with a refittable head: NHWC pixels -> ReduceMean (the 3 channel means) ->
+    Gemm "embedding" (3 -> hidden) -> Relu ("features") -> Gemm "image_type" (hidden -> 3 logits, with a bias),
+    so classifier.training.refit.find_head finds a real linear layer on penultimate features. Random weights
+    (fixed by `seed`): it tags colors somewhat arbitrarily, which fixes can then correct."""
+    rng = np.random.default_rng(seed)
+    embedding = rng.normal(0.0, 2.0, size=(3, hidden)).astype(np.float32)
+    embedding_bias = rng.normal(0.0, 0.3, size=(hidden,)).astype(np.float32)
+    head = rng.normal(0.0, 1.0, size=(hidden, 3)).astype(np.float32)
+    head_bias = np.zeros(3, dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["pixels"], ["means"], axes=[1, 2], keepdims=0),
+            helper.make_node("Gemm", ["means", "embedding_weight", "embedding_bias"], ["embedding"]),
+            helper.make_node("Relu", ["embedding"], ["features"]),
+            helper.make_node("Gemm", ["features", "head_weight", "head_bias"], ["image_type"]),
+        ],
+        "embedding_classifier",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", size, size, 3])],
+        [helper.make_tensor_value_info("image_type", TensorProto.FLOAT, ["N", 3])],
+        initializer=[
+            numpy_helper.from_array(embedding, "embedding_weight"),
+            numpy_helper.from_array(embedding_bias, "embedding_bias"),
+            numpy_helper.from_array(head, "head_weight"),
+            numpy_helper.from_array(head_bias, "head_bias"),
+        ],
+    )
+    return _model(graph)

@@ -52,7 +52,7 @@ def test_product_page_images():
         "https://img.example/f_auto,w_900/pic.jpg",
         "https://cdn.dealer.example/assets/pic.jpg",
     ]
-    assert inventory.errors == ["image not an http(s) URL: 'javascript:alert(1)'"]
+    assert inventory.errors == ["image unsupported scheme 'javascript' (only http and https): 'javascript:alert(1)'"]
 
 
 def test_page_without_base_resolves_against_url_and_tolerates_broken_html():

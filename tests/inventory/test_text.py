@@ -19,7 +19,8 @@ def test_plain_text_sitemap():
         "https://s.example/d",
     ]
     assert all(page.images == [] for page in inventory.pages)
-    assert inventory.errors == ["2 lines skipped: not http(s) URLs (first: 'not a url')"]
+    assert inventory.errors == []
+    assert inventory.warnings == ["2 lines skipped: not http(s) URLs (first: 'not a url')"]
 
 
 def test_gzipped_text_sitemap_with_bom():
@@ -67,7 +68,9 @@ def test_robots_with_a_bad_sitemap_line():
     inventory = read_inventory([data])
 
     assert inventory.sitemaps == ["https://s.example/s.xml"]
-    assert inventory.errors == ["robots.txt Sitemap line: not an http(s) URL: 'javascript:alert(1)'"]
+    assert inventory.errors == [
+        "robots.txt Sitemap line: unsupported scheme 'javascript' (only http and https): 'javascript:alert(1)'"
+    ]
 
 
 def test_empty_document_refused():
@@ -82,4 +85,11 @@ def test_empty_gzip_refused():
 
 def test_prose_refused():
     with pytest.raises(InventoryRefused, match=r"^not a sitemap, feed, robots.txt or HTML page$"):
-        read_inventory([b"Hello,\nthis is just a letter.\nhttps://s.example/a\nRegards\n"])
+        read_inventory([b"Hello,\nthis is just a letter.\nno link at all\nRegards\n"])
+
+
+def test_prose_with_a_link_keeps_the_link_and_records_an_error():
+    inventory = read_inventory([b"Hello,\nthis is just a letter.\nhttps://s.example/a\nRegards\n"])
+
+    assert [page.loc for page in inventory.pages] == ["https://s.example/a"]
+    assert inventory.errors == ["3 lines skipped: not http(s) URLs (first: 'Hello,')"]

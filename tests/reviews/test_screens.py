@@ -148,7 +148,7 @@ def test_the_portal_shows_an_advertiser_only_its_own(client, model):
     # A placement of theirs smuggled into a post on my own sitemap is ignored, not fixed.
     client.post(reverse("reviews:portal-fixes", args=[mine.pk]), {"change": f"{their_placements[0].pk}:color:Blue"})
     assert not ManualFix.objects.exists()
-    assert client.get(reverse("reviews:staff-grid", args=[mine.pk])).status_code == 302  # not staff: to login
+    assert client.get(reverse("reviews:staff-grid", args=[mine.pk])).status_code == 403  # not staff
 
     client.post(reverse("reviews:portal-fixes", args=[mine.pk]), {"change": f"{my_placements[0].pk}:color:Blue"})
     assert ManualFix.objects.get().source == "advertiser"

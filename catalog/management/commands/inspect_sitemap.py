@@ -4,8 +4,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.fetching import FetchError, SafeFetcher
+from catalog.fetching.addresses import unsupported_scheme, url_scheme
 from catalog.inventory import InventoryRefused
-from catalog.sources import SourceResult, fetch_policy, source_read_file, source_read_url
+from catalog.sources import Expect, SourceResult, fetch_policy, source_read_file, source_read_url
 
 SHOWN_PAGES = 20
 
@@ -13,17 +14,24 @@ SHOWN_PAGES = 20
 class Command(BaseCommand):
     help = (
         "Reads a sitemap, sitemap index, scrape feed, robots.txt or product page (a URL or a local file) and "
-        "prints what it found. A URL's child sitemaps are fetched; a local file's are listed."
+        "prints what it found. A URL's child sitemaps are fetched; a local file's are listed. As in a Run of a "
+        "sitemap, HTML is not read as listings (a homepage's sitemaps are discovered) unless --kind page."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("location", metavar="PATH_OR_URL")
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--no-follow", action="store_true", help="List a URL's child sitemaps, do not fetch them.")
+        parser.add_argument(
+            "--kind",
+            choices=["sitemap", "page"],
+            default="sitemap",
+            help="Read it as a Sitemap of this kind would be: 'page' reads a product page's images.",
+        )
 
-    def handle(self, *args: object, location: str, json: bool, no_follow: bool, **options: object) -> None:
+    def handle(self, *args: object, location: str, json: bool, no_follow: bool, kind: str, **options: object) -> None:
         try:
-            result = self._read(location, follow=not no_follow)
+            result = self._read(location, follow=not no_follow, kind=kind)
         except (InventoryRefused, FetchError) as exc:
             raise CommandError(f"refused {location}: {exc}") from exc
         except OSError as exc:
@@ -33,14 +41,18 @@ class Command(BaseCommand):
         else:
             self._print_report(result)
 
-    def _read(self, location: str, *, follow: bool) -> SourceResult:
-        if location.lower().startswith(("http://", "https://")):
+    def _read(self, location: str, *, follow: bool, kind: str) -> SourceResult:
+        expect: Expect = "page" if kind == "page" else "sitemap"
+        scheme = url_scheme(location)
+        if scheme in ("http", "https"):
             with SafeFetcher(fetch_policy()) as fetcher:
-                return source_read_url(location, fetcher=fetcher, follow_children=follow)
+                return source_read_url(location, fetcher=fetcher, follow_children=follow, expect=expect)
+        if scheme is not None:
+            raise CommandError(f"refused {location}: {unsupported_scheme(scheme)}")
         path = Path(location)
         if not path.is_file():
             raise CommandError(f"no such file: {location} (give a local file or an http(s) URL)")
-        return source_read_file(path)
+        return source_read_file(path, allow_html=expect == "page")
 
     def _print_report(self, result: SourceResult) -> None:
         write = self.stdout.write
@@ -62,6 +74,10 @@ class Command(BaseCommand):
             write(self.style.WARNING(f"errors: {len(result.errors)}"))
             for error in result.errors:
                 write(self.style.WARNING(f"  {error}"))
+        if result.warnings:
+            write(self.style.WARNING(f"warnings (repaired, read on): {len(result.warnings)}"))
+            for warning in result.warnings:
+                write(self.style.WARNING(f"  {warning}"))
 
 
 def _json_dumps(value: object) -> str:

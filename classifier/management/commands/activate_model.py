@@ -3,25 +3,46 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from classifier.models import ModelVersion
+from classifier.services.promotion import PromotionError, model_promote
 from classifier.services.registry import RegistryError, model_activate
 
 
+def find_version(reference: str) -> ModelVersion:
+    """The model version named by its id or its SHA-256 (a prefix is enough), or a CommandError."""
+    found = ModelVersion.objects.filter(pk=int(reference)) if reference.isdigit() else ModelVersion.objects.none()
+    if not found.exists():
+        found = ModelVersion.objects.filter(sha256__startswith=reference.lower())
+    if found.count() != 1:
+        raise CommandError(f"no single model version matches {reference!r}")
+    return found.get()
+
+
 class Command(BaseCommand):
-    help = "Makes a model version the active one for its tasks (or only --task ones). The one it replaces is retired."
+    help = (
+        "Makes a model version the active one for its tasks (or only --task ones). The one it replaces is retired. "
+        "A classifier is promoted (recorded, undone by rollback_model) once its shadow pass has finished, or with "
+        "--force."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("version", help="Model version id, or its SHA-256 (a prefix is enough).")
         parser.add_argument("--task", action="append", dest="tasks", help="Only this task (repeatable).")
+        parser.add_argument(
+            "--force", action="store_true", help="Promote a classifier before its shadow pass has finished."
+        )
 
-    def handle(self, *args: object, version: str, tasks: list[str] | None, **options: Any) -> None:
-        found = ModelVersion.objects.filter(pk=int(version)) if version.isdigit() else ModelVersion.objects.none()
-        if not found.exists():
-            found = ModelVersion.objects.filter(sha256__startswith=version.lower())
-        if found.count() != 1:
-            raise CommandError(f"no single model version matches {version!r}")
+    def handle(self, *args: object, version: str, tasks: list[str] | None, force: bool, **options: Any) -> None:
+        found = find_version(version)
+        forced = False
         try:
-            activated = model_activate(version=found.get(), tasks=tasks)
-        except RegistryError as exc:
+            if found.kind == ModelVersion.Kind.CLASSIFIER:
+                forced = model_promote(version=found, tasks=tasks, force=force).forced
+                activated = found
+                activated.refresh_from_db()
+            else:
+                activated = model_activate(version=found, tasks=tasks)
+        except (PromotionError, RegistryError) as exc:
             raise CommandError(str(exc)) from exc
         active = ", ".join(activated.heads.filter(is_active=True).values_list("task", flat=True)) or "vehicle crop"
-        self.stdout.write(f"{activated.name} is active for: {active}")
+        note = " (forced: the shadow pass had not finished)" if forced else ""
+        self.stdout.write(f"{activated.name} is active for: {active}{note}")

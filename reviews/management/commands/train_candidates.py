@@ -37,7 +37,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--export", type=int, required=True, help="The DatasetExport id (frozen).")
         parser.add_argument("--candidates", type=int, default=4, help="How many settings to try (1 to 8).")
-        parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object instead of the table.")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print one JSON object instead of the table."
+        )
 
     def handle(self, *args: object, export: int, candidates: int, as_json: bool, **options: Any) -> None:
         from reviews.exports.services import export_mark_used, training_manifest
@@ -94,4 +96,3 @@ class Command(BaseCommand):
             line += "".join(f" {row.get('local_accuracy', {}).get(slug, float('nan')):>14.3f}" for slug in slugs)
             self.stdout.write(line)
         self.stdout.write(f"* best on the test split (macro F1): model {result['best']}; candidates are not active.")
-

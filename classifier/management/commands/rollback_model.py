@@ -1,0 +1,21 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalog.models import Task
+from classifier.services.promotion import PromotionError, model_rollback
+
+
+class Command(BaseCommand):
+    help = "Rolls a task back to the model its latest promotion replaced (instant: its results are still cached)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--task", required=True, choices=Task.values)
+
+    def handle(self, *args: object, task: str, **options: Any) -> None:
+        try:
+            rollback = model_rollback(task=task)
+        except PromotionError as exc:
+            raise CommandError(str(exc)) from exc
+        was = rollback.from_version.name if rollback.from_version else "none"
+        self.stdout.write(f"{task}: {rollback.to_version.name} is active again (was {was})")

@@ -1,0 +1,403 @@
+"""Candidate models from a dataset export: refit the parent's head on cached features, evaluate, register.
+
+A training job reads a manifest (built by reviews from a frozen DatasetExport; classifier never imports
+reviews): the labelled items with their split and advertiser, and `retain` rows, confident model tags that no
+human changed. It runs on the `training` queue, so tagging never waits for it:
+
+1. features of every item and retained row under the parent (`features.asset_features`, cached per asset);
+2. N candidate heads, one per `refit.default_grid(N)` setting (class-balanced; anchors a decade apart);
+3. the parent's own head (the baseline) and each candidate on the test split: accuracy, macro F1, per class,
+   confusion, and local accuracy per advertiser;
+4. every candidate written as ONNX (only the trained head's weights differ from the parent's) and registered
+   in ONE transaction, as ModelVersions with status candidate.
+
+Registration is last and atomic, so a worker killed at any point leaves no half-registered model: the job is
+failed or still running, and running it again restarts from the (cached) features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import onnx
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from classifier.models import ModelHead, ModelVersion, TrainingJob
+from classifier.services.features import FeatureError, asset_features
+from classifier.services.registry import RegistryError, model_register
+from classifier.training.metrics import LocalAccuracy
+from classifier.training.refit import (
+    CandidateSettings,
+    HeadLayer,
+    RefitError,
+    default_grid,
+    evaluate,
+    find_head,
+    fit_with_settings,
+    predict,
+    write_refit_model,
+)
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+# Share of the job's progress each stage takes (features dominate the first run; fits dominate re-runs).
+_FEATURES, _FITTING, _EVALUATING = 0.5, 0.4, 0.05
+
+
+class TrainingError(Exception):
+    """A training job is refused or cannot go on; the message says why in one line (shown as 400/409)."""
+
+
+def _active_version(task: str) -> ModelVersion:
+    head = ModelHead.objects.filter(task=task, is_active=True).select_related("model_version").first()
+    if head is None:
+        raise TrainingError(f"no model is active for {task}: nothing to refit")
+    return head.model_version
+
+
+def _check_manifest(*, task: str, export_id: int, manifest: dict[str, Any], labels: list[str]) -> None:
+    if manifest.get("task", task) != task:
+        raise TrainingError(f"export {export_id} is a {manifest['task']} dataset, not {task}")
+    items = manifest.get("items") or []
+    for split in ("train", "test"):
+        if not any(item.get("split") == split for item in items):
+            raise TrainingError(f"export {export_id} has no {split} items: nothing to {split} on")
+    unknown = sorted({row["label"] for row in [*items, *manifest.get("retain", [])]} - set(labels))
+    if unknown:
+        raise TrainingError(f"label {unknown[0]!r} is not one of the model's {task} labels ({', '.join(labels)})")
+
+
+def _lease_seconds() -> int:
+    return int(getattr(settings, "TRAINING_LEASE_SECONDS", 900))
+
+
+def _fail_abandoned(export_id: int) -> None:
+    """A running job that has not reported for a lease lost its worker (and its task, or it would have been
+    redelivered): fail it, so that the export can be trained again. Queued jobs wait for a worker, untouched."""
+    cutoff = timezone.now() - timedelta(seconds=_lease_seconds())
+    TrainingJob.objects.filter(export_id=export_id, status=TrainingJob.Status.RUNNING, updated_at__lt=cutoff).update(
+        status=TrainingJob.Status.FAILED,
+        error=f"its worker stopped reporting for over {_lease_seconds()} s",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+
+
+def _already_training(export_id: int) -> TrainingError | None:
+    job = TrainingJob.objects.filter(export_id=export_id, status__in=TrainingJob.ACTIVE).first()
+    if job is None:
+        return None
+    return TrainingError(f"export {export_id} is already being trained (job {job.pk})")
+
+
+def training_start(
+    *,
+    task: str,
+    export_id: int,
+    manifest: dict[str, Any],
+    candidates: int = 4,
+    user: AbstractBaseUser | None = None,
+    parent: ModelVersion | None = None,
+    enqueue: bool = True,
+) -> TrainingJob:
+    """Creates a queued TrainingJob for `candidates` candidates refitted from `parent` (by default the active
+    model of `task`) on the export's manifest, and enqueues it on the training queue after commit.
+
+    Raises TrainingError when there is no such parent, the parent does not tag `task`, the manifest has no
+    train or no test items or labels the head does not know, the number of candidates is out of range, or
+    another job of this export is queued or running (a running job silent for settings.TRAINING_LEASE_SECONDS,
+    900 by default, lost its worker: it is failed and no longer stands in the way).
+    """
+    parent = parent or _active_version(task)
+    head = ModelHead.objects.filter(model_version=parent, task=task).first()
+    if head is None:
+        raise TrainingError(f"model {parent.name} does not tag {task}")
+    _check_manifest(task=task, export_id=export_id, manifest=manifest, labels=list(head.labels))
+    try:
+        default_grid(candidates)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    _fail_abandoned(export_id)
+    refusal = _already_training(export_id)
+    if refusal is not None:
+        raise refusal
+    try:
+        with transaction.atomic():
+            job = TrainingJob.objects.create(
+                task=task,
+                parent=parent,
+                export_id=export_id,
+                manifest=manifest,
+                candidates_wanted=candidates,
+                created_by=user,  # type: ignore[misc]
+                stage="queued",
+            )
+    except IntegrityError as exc:  # the other job was created between the check and here
+        raise _already_training(export_id) or TrainingError(f"export {export_id}: {exc}") from exc
+    if enqueue:
+        from classifier.tasks import training_job_task
+
+        training_job_task.delay_on_commit(job.pk)  # type: ignore[attr-defined]  # not in celery-types yet
+    return job
+
+
+def _one_line(error: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, TrainingError | FeatureError | RefitError | RegistryError):
+        text = f"{type(error).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Reporter:
+    """Writes the job's stage and progress (at most once per 1% or stage change) and echoes to `progress`."""
+
+    def __init__(self, job: TrainingJob, progress: Progress | None) -> None:
+        self.job = job
+        self.callback = progress
+        self.written = (-1.0, "")
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        fraction = min(1.0, max(0.0, fraction))
+        if stage != self.written[1] or fraction - self.written[0] >= 0.01:
+            # updated_at is the heartbeat that `_fail_abandoned` reads.
+            TrainingJob.objects.filter(pk=self.job.pk).update(
+                progress=fraction, stage=stage[:200], updated_at=timezone.now()
+            )
+            self.job.progress, self.job.stage = fraction, stage
+            self.written = (fraction, stage)
+        if self.callback is not None:
+            self.callback(fraction, stage)
+
+
+def _test_result(
+    probabilities: np.ndarray, y_true: np.ndarray, advertisers: list[str], labels: list[str]
+) -> tuple[dict[str, Any], dict[str, float], dict[str, dict[str, Any]]]:
+    """TEST, {slug: accuracy}, {slug: LocalAccuracy.as_dict()} of predictions on the test items."""
+    y_pred = probabilities.argmax(axis=1)
+    test = evaluate([int(v) for v in y_true], [int(v) for v in y_pred], labels)
+    reviewed: dict[str, int] = defaultdict(int)
+    correct: dict[str, int] = defaultdict(int)
+    for slug, truth, guess in zip(advertisers, y_true, y_pred, strict=True):
+        reviewed[slug] += 1
+        correct[slug] += int(truth == guess)
+    local = {slug: LocalAccuracy(reviewed=reviewed[slug], correct=correct[slug]) for slug in sorted(reviewed)}
+    accuracy = {slug: float(value.accuracy or 0.0) for slug, value in local.items()}
+    return test, accuracy, {slug: value.as_dict() for slug, value in local.items()}
+
+
+@dataclasses.dataclass
+class _Candidate:
+    settings: CandidateSettings
+    weight: np.ndarray
+    bias: np.ndarray
+    test: dict[str, Any]
+    local_accuracy: dict[str, float]
+    local_counts: dict[str, dict[str, Any]]
+
+
+def _candidate_bytes(parent_data: bytes, head: HeadLayer, candidate: _Candidate, job: TrainingJob, k: int) -> bytes:
+    """The parent's ONNX with only this head's weights replaced, and where it comes from in its metadata.
+
+    The metadata makes each job's files distinct: refitting is deterministic, so two jobs on the same export
+    would otherwise write byte-identical files, which the registry (idempotent by SHA-256) would merge.
+    """
+    model = onnx.load_from_string(write_refit_model(parent_data, head.output, candidate.weight, candidate.bias))
+    for key, value in (
+        ("imagetagger.parent_sha256", job.parent.sha256),
+        ("imagetagger.export", str(job.export_id)),
+        ("imagetagger.training_job", str(job.pk)),
+        ("imagetagger.candidate", str(k)),
+        ("imagetagger.settings", json.dumps(dataclasses.asdict(candidate.settings))),
+    ):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model.SerializeToString()
+
+
+def _register(
+    *, job: TrainingJob, parent_data: bytes, head: HeadLayer, candidates: list[_Candidate]
+) -> list[ModelVersion]:
+    """Registers every candidate; the caller holds the transaction, so it is all of them or none."""
+    files = [_candidate_bytes(parent_data, head, c, job, k) for k, c in enumerate(candidates, start=1)]
+    versions = []
+    for k, (candidate, data) in enumerate(zip(candidates, files, strict=True), start=1):
+        name = f"{job.parent.name} refit e{job.export_id} #{k}"
+        contract = {**job.parent.contract, "name": name}
+        metrics: dict[str, object] = {
+            "test": candidate.test,
+            "local_accuracy": candidate.local_accuracy,
+            "local_counts": candidate.local_counts,
+        }
+        version = model_register(data=data, contract=contract, activate=False, metrics=metrics)
+        version.name = name
+        version.status = ModelVersion.Status.CANDIDATE
+        version.parent = job.parent
+        version.export_id = job.export_id
+        version.training_job = job
+        version.params = dataclasses.asdict(candidate.settings)
+        version.metrics = metrics
+        version.notes = f"Head {job.task} refitted from {job.parent.name} on export {job.export_id} (job {job.pk})."
+        version.save()
+        versions.append(version)
+    return versions
+
+
+def _fit(
+    features: np.ndarray, labels: np.ndarray, head: HeadLayer, setting: CandidateSettings, pseudo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One candidate head (a seam: tests make it fail to play a worker that dies mid-training)."""
+    return fit_with_settings(features, labels, head, setting, pseudo=pseudo)
+
+
+def _train(job: TrainingJob, report: _Reporter) -> None:
+    """The work of `training_run`; raises on any failure, registers nothing before the very end.
+
+    Retained knowledge, and why two mechanisms: fixes come from the advertisers whose photos the model gets
+    wrong, so a head fitted on them alone drifts toward those advertisers and the others lose accuracy (the
+    issue allows them at most 1 point). (1) The manifest's `retain` rows, confident model tags on live
+    inventory that nobody changed, go in as pseudo-labels weighted by the setting's `pseudo_label_weight`: they
+    show the fit what the rest of the inventory looks like and how the parent labels it, in the regions of
+    feature space the fixes never visit. (2) The L2-SP anchor pulls the weights toward the parent's, which
+    keeps the parent's behaviour for classes and directions that neither fixes nor retained rows cover (a label
+    with no rows at all). Pseudo-labels alone would not bound how far an under-determined weight moves; the
+    anchor alone, strong enough to protect everyone, stops the drifted advertiser from being learnt. The grid
+    spans anchors a decade apart and the held-out test split, which holds every advertiser, picks.
+    """
+    manifest = job.manifest
+    parent = job.parent
+    model_head = ModelHead.objects.filter(model_version=parent, task=job.task).first()
+    if model_head is None:
+        raise TrainingError(f"model {parent.name} does not tag {job.task}")
+    labels = list(model_head.labels)
+    _check_manifest(task=job.task, export_id=job.export_id, manifest=manifest, labels=labels)
+    grid = default_grid(job.candidates_wanted)
+    index = {label: i for i, label in enumerate(labels)}
+
+    items = manifest["items"]
+    train = [item for item in items if item["split"] == "train"]
+    test = [item for item in items if item["split"] == "test"]
+    labelled = {item["asset"] for item in items}
+    # A retained row on an image that humans labelled would contradict or duplicate it (and on a test image
+    # it would leak the answer into training): the human label wins.
+    retain = [row for row in manifest.get("retain", []) if row["asset"] not in labelled]
+
+    rows = [*train, *retain, *test]
+    ids = [int(row["asset"]) for row in rows]
+
+    def features_progress(done: int, total: int) -> None:
+        report(_FEATURES * done / max(total, 1), f"features {done}/{total}")
+
+    features = asset_features(version=parent, task=job.task, asset_ids=ids, progress=features_progress)
+    n_fit = len(train) + len(retain)
+    x_fit, x_test = features[:n_fit], features[n_fit:]
+    y_fit = np.array([index[row["label"]] for row in [*train, *retain]], dtype=np.int64)
+    pseudo = np.r_[np.zeros(len(train), dtype=bool), np.ones(len(retain), dtype=bool)]
+    y_test = np.array([index[item["label"]] for item in test], dtype=np.int64)
+    advertisers = [str(item.get("advertiser", "")) for item in test]
+
+    with parent.file.open("rb") as handle:
+        parent_data = handle.read()
+    head = find_head(onnx.load_from_string(parent_data), model_head.output)
+
+    fitted = []
+    for k, setting in enumerate(grid, start=1):
+        report(_FEATURES + _FITTING * (k - 1) / len(grid), f"candidate {k} of {len(grid)}")
+        fitted.append((setting, *_fit(x_fit, y_fit, head, setting, pseudo)))
+
+    report(_FEATURES + _FITTING, "evaluating")
+    baseline_test, baseline_local, baseline_counts = _test_result(
+        predict(x_test, head.weight, head.bias), y_test, advertisers, labels
+    )
+    candidates = []
+    for setting, weight, bias in fitted:
+        test_result, local, counts = _test_result(predict(x_test, weight, bias), y_test, advertisers, labels)
+        candidates.append(_Candidate(setting, weight, bias, test_result, local, counts))
+
+    report(_FEATURES + _FITTING + _EVALUATING, "registering")
+    # The candidates and the job's success in one transaction: a worker killed before the commit leaves no
+    # candidate and a job to run again; after it, a succeeded job that a redelivered task returns as it is.
+    with transaction.atomic():
+        versions = _register(job=job, parent_data=parent_data, head=head, candidates=candidates)
+        best = max(
+            zip(versions, candidates, strict=True),
+            key=lambda pair: (pair[1].test["macro_f1"], pair[1].test["accuracy"], -pair[0].pk),
+        )[0]
+        job.result = {
+            "export": job.export_id,
+            "baseline": {
+                "model_version": parent.pk,
+                "test": baseline_test,
+                "local_accuracy": baseline_local,
+                "local_counts": baseline_counts,
+            },
+            "candidates": [
+                {
+                    "model_version": version.pk,
+                    "params": version.params,
+                    "test": candidate.test,
+                    "local_accuracy": candidate.local_accuracy,
+                    "local_counts": candidate.local_counts,
+                }
+                for version, candidate in zip(versions, candidates, strict=True)
+            ],
+            "best": best.pk,
+            "sizes": {"train": len(train), "retain": len(retain), "test": len(test)},
+        }
+        job.status = TrainingJob.Status.SUCCEEDED
+        job.progress = 1.0
+        job.stage = "done"
+        job.error = ""
+        job.finished_at = timezone.now()
+        job.save(update_fields=["result", "status", "progress", "stage", "error", "finished_at", "updated_at"])
+
+
+def training_run(*, job_id: int, progress: Progress | None = None) -> TrainingJob:
+    """Runs a training job to the end: features, candidates, evaluation, then registration in one transaction.
+
+    Idempotent and resumable: a succeeded job is returned as it is; a queued, running (its worker died) or
+    failed job starts again from the features, which are cached, since nothing was registered before the end.
+    Any error fails the job with a one-line reason and registers nothing. `progress(fraction, stage)` echoes
+    what is written to the job (stages "features 1200/3000", "candidate 2 of 4", "evaluating", "registering").
+    """
+    job = TrainingJob.objects.select_related("parent").get(pk=job_id)
+    if job.status == TrainingJob.Status.SUCCEEDED:
+        return job
+    try:
+        with transaction.atomic():
+            TrainingJob.objects.filter(pk=job.pk).update(
+                status=TrainingJob.Status.RUNNING,
+                started_at=timezone.now(),
+                finished_at=None,
+                progress=0.0,
+                stage="starting",
+                error="",
+                updated_at=timezone.now(),
+            )
+    except IntegrityError as exc:  # a failed job re-run while another job of its export is active
+        raise _already_training(job.export_id) or TrainingError(str(exc)) from exc
+    job.refresh_from_db()
+    report = _Reporter(job, progress)
+    try:
+        _train(job, report)
+    except Exception as exc:
+        logger.exception("training job %s failed", job.pk)
+        job.status = TrainingJob.Status.FAILED
+        job.error = _one_line(exc)
+        job.stage = f"failed at: {job.stage}"[:200]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "stage", "finished_at", "updated_at"])
+        return job
+    if progress is not None:
+        progress(1.0, "done")
+    return job

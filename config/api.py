@@ -1,0 +1,145 @@
+"""What every API operation shares: the page size cap, throttling of advertisers' tokens, and the error bodies in
+the schema (declared in one place, a drf-spectacular postprocessing hook). Views live in config.api_views (this
+module is loaded by DRF's settings, which drf-spectacular's views import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+
+# PostgreSQL's OFFSET is a bigint; nothing we serve comes near 2**31 rows.
+MAX_OFFSET = 2**31 - 1
+
+
+class Pagination(LimitOffsetPagination):
+    """limit/offset paging with a cap: a page holds at most `max_limit` rows (a larger limit is clamped to it, so
+    one request never loads a whole 100k-image sitemap); a limit or offset that is not a number in range is a 400
+    that says what to send."""
+
+    max_limit = 500
+
+    def _integer(self, request: Request, name: str, *, minimum: int, maximum: int, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum or (value > maximum and name != self.limit_query_param):
+            raise ValidationError({name: [f"give an integer from {minimum} to {maximum}"]})
+        return min(value, maximum)
+
+    def get_limit(self, request: Request) -> int:
+        default = self.default_limit or self.max_limit
+        return self._integer(request, self.limit_query_param, minimum=1, maximum=self.max_limit, default=default)
+
+    def get_offset(self, request: Request) -> int:
+        return self._integer(request, self.offset_query_param, minimum=0, maximum=MAX_OFFSET, default=0)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        limit, offset = super().get_schema_operation_parameters(view)
+        limit["description"] = (
+            f"Page size: 1 to {self.max_limit}, default {self.default_limit}; a larger limit is clamped to "
+            f"{self.max_limit}. Not a whole number, or under 1: 400."
+        )
+        limit["schema"] = {"type": "integer", "minimum": 1}
+        offset["description"] = f"Rows to skip: 0 to {MAX_OFFSET}; out of range or not a whole number: 400."
+        offset["schema"] = {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}
+        return [limit, offset]
+
+
+class _LiveRates(SimpleRateThrottle):
+    """Reads the rate from REST_FRAMEWORK at each request, not once at import, so settings changes apply."""
+
+    def get_rate(self) -> str | None:
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")
+        return None if rate is None else str(rate)
+
+
+class AdvertiserRateThrottle(_LiveRates, UserRateThrottle):
+    """Advertisers' tokens and sessions: DEFAULT_THROTTLE_RATES["advertiser"] per user. Staff are not throttled."""
+
+    scope = "advertiser"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        user = request.user
+        if not (user and user.is_authenticated) or user.is_staff:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": user.pk}
+
+
+class AnonymousRateThrottle(_LiveRates, AnonRateThrottle):
+    """Requests without credentials (the public schema): DEFAULT_THROTTLE_RATES["anon"] per client address."""
+
+
+# The error bodies, one schema component each; the hook below puts them on every operation.
+_DETAIL = {"type": "string", "description": "What went wrong, for a person."}
+ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "properties": {"detail": _DETAIL},
+        "required": ["detail"],
+    },
+    "ValidationError": {
+        "type": "object",
+        "description": "Invalid input: `{field: [messages]}` per invalid field or parameter, or `detail` (with "
+        "`errors`, every problem of a scrape feed).",
+        "properties": {"detail": _DETAIL, "errors": {"type": "array", "items": {"type": "string"}}},
+        "additionalProperties": {},
+    },
+    "Conflict": {
+        "type": "object",
+        "properties": {
+            "detail": _DETAIL,
+            "active_run": {"type": "integer", "description": "The Run under way (runs of a sitemap never overlap)."},
+        },
+        "required": ["detail"],
+    },
+}
+# status -> (component, description used when the operation declares none)
+ERROR_RESPONSES: dict[str, tuple[str, str]] = {
+    "400": ("ValidationError", "Invalid parameters or body."),
+    "401": ("Error", "No credentials, or an invalid token."),
+    "403": ("Error", "Not allowed: a viewer cannot change anything (or a session without its CSRF token)."),
+    "404": ("Error", "No such object among those the user may see (another advertiser's objects answer 404)."),
+    "409": ("Conflict", "Conflicts with the current state."),
+    "415": ("Error", "Unsupported request body media type."),
+    "429": ("Error", "Too many requests: throttled; the Retry-After header says when to try again."),
+}
+_METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
+
+
+def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every operation documents the errors it can answer with their bodies:
+    401, 403, 404 and 429 always; 400 when it takes query parameters or a body; 415 when it takes a body; and any
+    other error its view declares (409), whose description is kept and whose body becomes the shared one."""
+    result.setdefault("components", {}).setdefault("schemas", {}).update(ERROR_SCHEMAS)
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            codes = {"401", "403", "404", "429"} | {code for code in responses if code in ERROR_RESPONSES}
+            takes_query = any(parameter.get("in") == "query" for parameter in operation.get("parameters", []))
+            if takes_query or "requestBody" in operation:
+                codes.add("400")
+            if "requestBody" in operation:
+                codes.add("415")
+            # Errors are rendered like the operation's answers (the schema endpoint answers YAML or JSON).
+            media_types = {"application/json"}
+            for success in ("200", "201", "202"):
+                media_types |= set(responses.get(success, {}).get("content", {}))
+            for code in sorted(codes):
+                component, description = ERROR_RESPONSES[code]
+                schema = {"$ref": f"#/components/schemas/{component}"}
+                responses[code] = {
+                    "description": responses.get(code, {}).get("description") or description,
+                    "content": {media_type: {"schema": schema} for media_type in sorted(media_types)},
+                }
+    return result

@@ -1,0 +1,245 @@
+"""What promoting a candidate would change, per advertiser, and how the active models age.
+
+`candidate_flips` reads the candidate's shadow-pass results (its own Classification rows) beside the effective
+tags of the one rule (reviews.effective.annotate_effective): a tag flips when it comes from the model today and
+the candidate says something else. Fixes, scraped colors and a placeholder's "no color" (source "rule") do not
+flip. It also says how many standing human fixes the candidate agrees with: the labels it would have got right.
+
+`accuracy_over_time` is the decay chart: per ISO week, the share of model tags that human fixes overturned.
+
+Both cost a constant number of grouped queries whatever the number of advertisers and images.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.db.models import CharField, Count, DateField, Exists, F, FloatField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import Window
+from django.db.models.functions import RowNumber, TruncWeek
+from django.utils import timezone
+
+from catalog.models import Advertiser, Placement
+from classifier.models import Classification, ModelVersion, Promotion
+
+from .accuracy import latest_human_fixes
+from .effective import PLACEMENT_ADVERTISER, ColumnNames, Source, annotate_effective
+from .expressions import active_heads
+from .models import ManualFix
+
+
+@dataclass
+class AdvertiserFlips:
+    """What the candidate would change at one advertiser.
+
+    `images`: live images with a candidate result; `flips`: (current label, candidate label) -> images whose
+    effective tag comes from the model today and would change; `samples`: some of those placements (asset and
+    listing loaded; `flip_from` / `flip_to` / `candidate_confidence` annotated) for thumbnails; `fixes_agree` /
+    `fixes_disagree`: the advertiser's standing human fixes (live images) whose label the candidate gives / not.
+    """
+
+    advertiser: Advertiser
+    images: int = 0
+    flips: dict[tuple[str, str], int] = field(default_factory=dict)
+    samples: list[Placement] = field(default_factory=list)
+    fixes_agree: int = 0
+    fixes_disagree: int = 0
+
+    @property
+    def flipped(self) -> int:
+        return sum(self.flips.values())
+
+    @property
+    def flip_share(self) -> float | None:
+        return self.flipped / self.images if self.images else None
+
+    @property
+    def fixes_agree_share(self) -> float | None:
+        reviewed = self.fixes_agree + self.fixes_disagree
+        return self.fixes_agree / reviewed if reviewed else None
+
+
+def _live_placements() -> QuerySet[Placement]:
+    """Placements production tags: still listed, fetched, with a picture."""
+    return Placement.objects.filter(
+        is_gone=False, listing__is_gone=False, status=Placement.Status.OK, asset__isnull=False
+    )
+
+
+def _candidate_result(version: ModelVersion, task: str, field_name: str) -> Subquery:
+    ok = Classification.objects.filter(
+        asset_id=OuterRef("asset_id"), model_version_id=version.pk, task=task, status=Classification.Status.OK
+    )
+    output = FloatField() if field_name == "confidence" else CharField()
+    return Subquery(ok.values(field_name)[:1], output_field=output)
+
+
+def candidate_flips(*, version: ModelVersion, task: str, samples: int = 6) -> list[AdvertiserFlips]:
+    """Per advertiser with live images the candidate classified (most flips first): how many effective tags of
+    `task` would flip if `version` were the active model, from what to what, with up to `samples` placements
+    (the candidate's most confident flips first), and how many standing human fixes it agrees with.
+
+    Six queries whatever the number of advertisers.
+    """
+    heads = active_heads()
+    column = ColumnNames(task)
+    with_candidate = _live_placements().annotate(candidate_label=_candidate_result(version, task, "label"))
+    with_candidate = with_candidate.filter(candidate_label__isnull=False)
+
+    images = {
+        row["advertiser"]: row["images"]
+        for row in with_candidate.values(advertiser=F(PLACEMENT_ADVERTISER)).annotate(images=Count("id")).order_by()
+    }
+    flipped = (
+        annotate_effective(with_candidate, [task], heads)
+        .filter(**{column.source: Source.MODEL})
+        .exclude(**{column.label: F("candidate_label")})
+    )
+    flips: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
+    for row in (
+        flipped.values(advertiser=F(PLACEMENT_ADVERTISER), flip_from=F(column.label), flip_to=F("candidate_label"))
+        .annotate(images=Count("id"))
+        .order_by()
+    ):
+        flips[row["advertiser"]][(row["flip_from"], row["flip_to"])] = row["images"]
+
+    sampled: dict[int, list[Placement]] = defaultdict(list)
+    if samples > 0 and flips:
+        ranked = flipped.annotate(
+            flip_from=F(column.label),
+            flip_to=F("candidate_label"),
+            candidate_confidence=_candidate_result(version, task, "confidence"),
+        ).annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F(PLACEMENT_ADVERTISER)],
+                order_by=[F("candidate_confidence").desc(nulls_last=True), F("id").asc()],
+            )
+        )
+        chosen = ranked.filter(rank__lte=samples).select_related("asset", "listing__sitemap")
+        for placement in chosen.order_by(PLACEMENT_ADVERTISER, "rank"):
+            sampled[placement.listing.sitemap.advertiser_id].append(placement)
+
+    fixes = _fix_agreement(version, task)
+    advertisers = Advertiser.objects.in_bulk(set(images) | set(fixes))
+    out = [
+        AdvertiserFlips(
+            advertiser=advertiser,
+            images=images.get(pk, 0),
+            flips=dict(sorted(flips.get(pk, {}).items(), key=lambda item: (-item[1], item[0]))),
+            samples=sampled.get(pk, []),
+            fixes_agree=fixes.get(pk, (0, 0))[0],
+            fixes_disagree=fixes.get(pk, (0, 0))[1],
+        )
+        for pk, advertiser in advertisers.items()
+    ]
+    return sorted(out, key=lambda item: (-item.flipped, item.advertiser.name, item.advertiser.pk))
+
+
+def _fix_agreement(version: ModelVersion, task: str) -> dict[int, tuple[int, int]]:
+    """Advertiser id -> (agree, disagree): its latest human fix of each live picture against the candidate."""
+    live = _live_placements().filter(asset_id=OuterRef("asset_id"), **{PLACEMENT_ADVERTISER: OuterRef("advertiser_id")})
+    rows = (
+        latest_human_fixes()
+        .filter(task=task)
+        .filter(Exists(live))
+        .annotate(candidate_label=_candidate_result(version, task, "label"))
+        .filter(candidate_label__isnull=False)
+        .values("advertiser_id")
+        .annotate(
+            agree=Count("id", filter=Q(new_label=F("candidate_label"))),
+            disagree=Count("id", filter=~Q(new_label=F("candidate_label"))),
+        )
+        .order_by()
+    )
+    return {row["advertiser_id"]: (row["agree"], row["disagree"]) for row in rows}
+
+
+def accuracy_over_time(*, task: str, weeks: int = 26, now: datetime | None = None) -> dict[str, Any]:
+    """Per ISO week (its Monday) of the last `weeks`, the share of model tags that human fixes made that week
+    overturned, overall and per advertiser, with the task's promotions and rollbacks as markers. Two queries.
+
+    A fix "looked at a model tag" when it records a label that was in effect (`old_label` not empty), and it
+    "overturned" it when it says something else (`old_label != new_label`; a confirmation keeps it). This is an
+    approximation: `old_label` is the effective label at the time of the fix, which is the model's for nearly
+    every first fix, but may be an earlier fix or a scraped color. Carried fixes are copies, not humans looking,
+    and are left out. Weeks are in the site's time zone.
+
+    Returns {"task", "weeks": [iso Monday...], "overall": [{"week", "reviewed", "overturned", "share"}...],
+    "advertisers": [{"advertiser", "slug", "name", "reviewed", "overturned", "share", "series": [...]}...],
+    "promotions": [{"week", "date", "task", "to_version", "to_version_id", "from_version_id", "kind"}...]}.
+    """
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    this_monday = today - timedelta(days=today.weekday())
+    mondays = [this_monday - timedelta(weeks=back) for back in range(weeks - 1, -1, -1)]
+    start = timezone.make_aware(datetime.combine(mondays[0], time.min))
+    week = TruncWeek("created_at", output_field=DateField())
+
+    rows = (
+        ManualFix.objects.filter(task=task, source__in=ManualFix.HUMAN, created_at__gte=start, created_at__lte=now)
+        .exclude(old_label="")
+        .values("advertiser_id", "advertiser__slug", "advertiser__name", week=week)
+        .annotate(reviewed=Count("id"), overturned=Count("id", filter=~Q(old_label=F("new_label"))))
+        .order_by()
+    )
+    overall: dict[date, list[int]] = {monday: [0, 0] for monday in mondays}
+    per_advertiser: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        counts = overall.setdefault(row["week"], [0, 0])
+        counts[0] += row["reviewed"]
+        counts[1] += row["overturned"]
+        entry = per_advertiser.setdefault(
+            row["advertiser_id"],
+            {"slug": row["advertiser__slug"], "name": row["advertiser__name"], "weeks": {}},
+        )
+        entry["weeks"][row["week"]] = (row["reviewed"], row["overturned"])
+
+    promotions = [
+        {
+            "week": row["week"].isoformat(),
+            "date": timezone.localtime(row["created_at"]).isoformat(),
+            "task": row["task"],
+            "to_version": row["to_version__name"],
+            "to_version_id": row["to_version_id"],
+            "from_version_id": row["from_version_id"],
+            "kind": row["kind"],
+        }
+        for row in Promotion.objects.filter(task=task, created_at__gte=start, created_at__lte=now)
+        .order_by("created_at", "id")
+        .values("created_at", "task", "to_version__name", "to_version_id", "from_version_id", "kind", week=week)
+    ]
+    advertisers = []
+    for pk, entry in per_advertiser.items():
+        reviewed = sum(r for r, _ in entry["weeks"].values())
+        overturned = sum(o for _, o in entry["weeks"].values())
+        advertisers.append(
+            {
+                "advertiser": pk,
+                "slug": entry["slug"],
+                "name": entry["name"],
+                **_point(reviewed, overturned),
+                "series": [
+                    {"week": monday.isoformat(), **_point(*entry["weeks"].get(monday, (0, 0)))} for monday in mondays
+                ],
+            }
+        )
+    advertisers.sort(key=lambda item: (-item["reviewed"], item["name"]))
+    return {
+        "task": task,
+        "weeks": [monday.isoformat() for monday in mondays],
+        "overall": [{"week": monday.isoformat(), **_point(*overall[monday])} for monday in mondays],
+        "advertisers": advertisers,
+        "promotions": promotions,
+    }
+
+
+def _point(reviewed: int, overturned: int) -> dict[str, Any]:
+    return {
+        "reviewed": reviewed,
+        "overturned": overturned,
+        "share": round(overturned / reviewed, 4) if reviewed else None,
+    }

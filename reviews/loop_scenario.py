@@ -1,0 +1,147 @@
+"""The loop's reference scenario: a drifted advertiser recovers, and nobody else pays for it.
+
+Advertisers publish generated inventories over real local HTTP: one shoots its cars in a white photo booth
+(classifier.synth.drifted_sample, all Dealer, a style the starter models never saw), the others publish ordinary
+dealer photos, stock renders and placeholders. Every image's true type is known from the generator. The scenario
+runs the product's own services, as the screens and commands do: Runs with the active models, human labels (fixes
+and confirmations), a frozen export, candidates, the shadow pass and the promotion. Used by the end-to-end test
+and by `manage.py benchmark_loop`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+from catalog.inventory_server import InventoryServer
+from catalog.models import Placement, Sitemap, Task
+from catalog.services import advertiser_get_or_create
+from catalog.services.runs import run_execute, run_start
+from classifier.models import Classification, ModelHead, ModelVersion, TrainingJob
+from classifier.synth import drifted_sample, vehicle_sample
+from reviews.services.fixes import Change, manual_fixes_apply
+
+TASK = Task.IMAGE_TYPE.value
+DRIFTED = "drift-motors"
+IMAGES_PER_LISTING = 5
+IMAGE_SIZE = (480, 360)
+Stage = Callable[[str], None]
+
+
+def _jpeg(kind: str, seed: int) -> tuple[bytes, str]:
+    sample = drifted_sample(seed, size=IMAGE_SIZE) if kind == "drifted" else vehicle_sample(seed, size=IMAGE_SIZE)
+    out = io.BytesIO()
+    sample.image.convert("RGB").save(out, "JPEG", quality=88)
+    return out.getvalue(), sample.image_type
+
+
+def generate(kind: str, count: int, *, seed: int) -> tuple[list[bytes], list[str]]:
+    """`count` JPEGs of the style and their true image types, made on every core."""
+    seeds = [seed + i for i in range(count)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        made = list(pool.map(_jpeg, [kind] * count, seeds, chunksize=32))
+    return [data for data, _ in made], [label for _, label in made]
+
+
+@dataclass
+class Shop:
+    slug: str
+    kind: str  # "drifted" or "ordinary"
+    images: list[bytes]
+    truth: list[str]
+    sitemap: Sitemap | None = None
+    server: InventoryServer | None = None
+    truth_by_url: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LoopScenario:
+    """`sizes`: advertiser slug -> number of images; the DRIFTED slug gets the drifted style."""
+
+    sizes: dict[str, int]
+    seed: int = 7_000_000  # far from the seeds the starter models were trained and measured on
+    shops: dict[str, Shop] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    labelled: set[int] = field(default_factory=set)  # assets a human labelled (train or test of an export)
+
+    def generate(self) -> None:
+        for k, (slug, count) in enumerate(self.sizes.items()):
+            kind = "drifted" if slug == DRIFTED else "ordinary"
+            images, truth = generate(kind, count, seed=self.seed + 100_000 * k)
+            self.shops[slug] = Shop(slug, kind, images, truth)
+
+    @contextmanager
+    def serving(self) -> Iterator[LoopScenario]:
+        """Every shop's inventory on its own local HTTP server, for as long as the block runs."""
+        with ExitStack() as stack:
+            for shop in self.shops.values():
+                shop.server = stack.enter_context(
+                    InventoryServer(images=shop.images, images_per_listing=IMAGES_PER_LISTING)
+                )
+                shop.truth_by_url = {shop.server.image_url(i): label for i, label in enumerate(shop.truth)}
+            yield self
+
+    def run_all(self, progress: Stage | None = None) -> None:
+        """One Run per shop (created on first use), inline, with whatever models are active."""
+        for shop in self.shops.values():
+            assert shop.server is not None  # noqa: S101 - inside serving()
+            advertiser = advertiser_get_or_create(slug=shop.slug)
+            shop.sitemap, _ = Sitemap.objects.get_or_create(advertiser=advertiser, url=shop.server.sitemap_url)
+            run = run_start(sitemap=shop.sitemap, enqueue=False)
+            run_execute(run_id=run.pk, inline=True)
+            if progress:
+                progress(f"{shop.slug}: Run {run.pk} read {len(shop.images)} images")
+
+    def placements(self, shop: Shop) -> list[Placement]:
+        return list(
+            Placement.objects.filter(listing__sitemap=shop.sitemap, is_gone=False, asset__isnull=False)
+            .select_related("listing__sitemap", "asset")
+            .order_by("id")
+        )
+
+    def label(self, *, fixes: dict[str, int], user: Any = None) -> int:
+        """Human labels: for each shop, its first `n` images get their true type (a fix where the model is wrong,
+        a confirmation where it is right), as a reviewer on the grid or an API client would record them."""
+        user = user or get_user_model().objects.get_or_create(username="loop-reviewer", defaults={"is_staff": True})[0]
+        written = 0
+        for slug, count in fixes.items():
+            shop = self.shops[slug]
+            chosen = self.placements(shop)[:count]
+            self.labelled |= {placement.asset_id for placement in chosen if placement.asset_id}
+            changes = [Change(placement, TASK, shop.truth_by_url[placement.url]) for placement in chosen]
+            written += len(manual_fixes_apply(changes=changes, user=user, source="staff", confirm=True))
+        return written
+
+    def accuracy(self) -> dict[str, float]:
+        """Per shop: the share of its live images that no human labelled (so never trained on) whose tag from the
+        ACTIVE model is the true type: what the model gives a new image of that shop. One query per shop."""
+        head = ModelHead.objects.get(task=TASK, is_active=True)
+        out = {}
+        for slug, shop in self.shops.items():
+            placements = [p for p in self.placements(shop) if p.asset_id not in self.labelled]
+            labels = dict(
+                Classification.objects.filter(
+                    asset_id__in={p.asset_id for p in placements}, model_version_id=head.model_version_id, task=TASK
+                ).values_list("asset_id", "label")
+            )
+            right = sum(labels.get(p.asset_id or 0) == shop.truth_by_url[p.url] for p in placements)
+            out[slug] = right / len(placements) if placements else 0.0
+        return out
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.timings[stage] = round(time.perf_counter() - started, 2)
+
+
+def best_candidate(job: TrainingJob) -> ModelVersion:
+    return ModelVersion.objects.get(pk=job.result["best"])

@@ -1,0 +1,584 @@
+"""Screens of the loop (issue 9): dataset exports, candidate models, the shadow pass, promotion, rollback and
+accuracy over time. Staff only: anyone else logged in gets 404 (the screens do not exist for them), anonymous
+visitors are sent to the login page. Views parse, call the services of reviews.exports and classifier, render.
+
+Background work (export build and freeze, training, shadow pass) runs in Celery; its pages poll a progress
+partial every second with htmx, and reload once when the job ends (HX-Refresh), to show what it produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from catalog.models import TASK_LABELS, Advertiser, Task
+from classifier.models import ModelHead, ModelVersion, Promotion, ShadowPass, TrainingJob
+from classifier.services.promotion import PromotionError, model_promote, model_rollback
+from classifier.services.shadow import ShadowError, shadow_start
+from classifier.services.training import TrainingError, training_start
+
+from .comparison import AdvertiserFlips, accuracy_over_time, candidate_flips
+from .exports import (
+    ExportError,
+    export_create,
+    export_decide,
+    export_freeze_enqueue,
+    export_label_issues,
+    export_list,
+    export_mark_used,
+    export_summary,
+    training_manifest,
+)
+from .exports.selectors import Filters, export_candidates, training_cutoff
+from .expressions import advertiser_conflicts, disagreements
+from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
+
+View = Callable[..., HttpResponse]
+
+# Stages the freeze writes while it runs (reviews.exports.services): the export is busy, its page polls.
+FREEZING_STAGES = ("freezing", "writing the zip", "storing the zip")
+LABEL_ISSUES_SHOWN = 300
+JOBS_LISTED = 10
+
+
+def staff_only(view: View) -> View:
+    """Staff screens of the loop: anonymous visitors log in first; a logged-in non-staff user gets 404."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not (request.user.is_active and request.user.is_staff):
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # noqa: S101 - staff_only requires a logged-in user
+    return request.user
+
+
+def _task(value: object) -> str:
+    return value if isinstance(value, str) and value in Task.values else Task.IMAGE_TYPE
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+# Exports.
+
+
+@dataclass
+class ExportForm:
+    """The export form's values, from a GET (preview) or POST (create); `errors` says what could not be read."""
+
+    task: str = Task.IMAGE_TYPE
+    since: date | None = None
+    since_last_training: bool = True
+    advertisers: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    min_side: int = 64
+    extends: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_data(cls, data: Any, *, bound: bool) -> ExportForm:
+        form = cls(task=_task(data.get("task")))
+        if since := (data.get("since") or "").strip():
+            try:
+                form.since = date.fromisoformat(since)
+            except ValueError:
+                form.errors.append(f"since: {since!r} is not a date (YYYY-MM-DD)")
+        # An unchecked checkbox sends nothing: a bound form without it means "no".
+        form.since_last_training = data.get("since_last_training") == "on" if bound else True
+        form.advertisers = [slug for slug in data.getlist("advertisers") if slug]
+        form.sources = [source for source in data.getlist("sources") if source]
+        form.min_side = _int(data.get("min_side", 64), -1)
+        if form.min_side < 1:
+            form.errors.append("min side: a whole number of pixels, at least 1")
+        if extends := data.get("extends"):
+            form.extends = _int(extends, 0) or None
+        return form
+
+
+@dataclass
+class ExportPreview:
+    """What an export with these filters would take, counted without creating anything."""
+
+    labelled: int
+    eligible: int
+    excluded: dict[str, int]
+    since: datetime | None
+    since_export: int | None
+    error: str = ""
+
+    @property
+    def excluded_rows(self) -> list[tuple[str, str, int]]:
+        labels = dict(ExportExclusion.Reason.choices)
+        return [(reason, labels.get(reason, reason), n) for reason, n in self.excluded.items() if n]
+
+
+def export_preview(form: ExportForm) -> ExportPreview:
+    """Counts the labelled images the filters match, how many would go in, and how many each cheap exclusion
+    keeps out (failed image, too small, unsettled conflicts), in one aggregate query over the export's own
+    candidates (reviews.exports.selectors.export_candidates). An approximation of the build: placeholders of a
+    color export and the kept items of an extended export are only sorted out by the build itself."""
+    ids = dict(Advertiser.objects.filter(slug__in=form.advertisers).values_list("slug", "id"))
+    cutoff = training_cutoff(task=form.task) if form.since is None and form.since_last_training else None
+    if form.since is not None:
+        since: datetime | None = timezone.make_aware(datetime.combine(form.since, time.min))
+    else:
+        since = cutoff.created_at if cutoff else None
+    filters = Filters(
+        task=form.task,
+        since=since,
+        advertiser_ids=tuple(ids.values()),
+        sources=tuple(form.sources),
+        min_side=max(form.min_side, 1),
+        extends_id=form.extends,
+    )
+    scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": form.task}
+    failed = Q(ok_listing__isnull=True) | Q(asset__original="")
+    small = ~failed & Q(min_side__lt=filters.min_side)
+    staff = ~failed & ~small & Q(conflict_staff=True)
+    advertisers = ~failed & ~small & ~Q(conflict_staff=True) & Q(conflict_advertisers=True)
+    counts = (
+        export_candidates(filters)
+        .annotate(
+            conflict_staff=Exists(disagreements().filter(**scope)),
+            conflict_advertisers=Exists(advertiser_conflicts().filter(**scope)),
+        )
+        .aggregate(
+            labelled=Count("id"),
+            failed=Count("id", filter=failed),
+            small=Count("id", filter=small),
+            staff=Count("id", filter=staff),
+            advertisers=Count("id", filter=advertisers),
+        )
+    )
+    reason = ExportExclusion.Reason
+    excluded = {
+        reason.FAILED: counts["failed"],
+        reason.TOO_SMALL: counts["small"],
+        reason.CONFLICT_STAFF: counts["staff"],
+        reason.CONFLICT_ADVERTISERS: counts["advertisers"],
+    }
+    unknown = sorted(set(form.advertisers) - set(ids))
+    return ExportPreview(
+        labelled=counts["labelled"],
+        eligible=counts["labelled"] - sum(excluded.values()),
+        excluded={str(k): v for k, v in excluded.items()},
+        since=since,
+        since_export=cutoff.pk if cutoff else None,
+        error=f"unknown advertiser: {', '.join(unknown)}" if unknown else "; ".join(form.errors),
+    )
+
+
+def _export_form_context(form: ExportForm) -> dict[str, Any]:
+    return {
+        "form": form,
+        "tasks": Task.choices,
+        "all_advertisers": Advertiser.objects.order_by("name").values_list("slug", "name"),
+        "all_sources": [(str(s), ManualFix.Source(s).label) for s in ManualFix.HUMAN],
+        "frozen_exports": DatasetExport.objects.filter(status=DatasetExport.Status.FROZEN).values_list("pk", "task"),
+    }
+
+
+@staff_only
+def staff_exports(request: HttpRequest) -> HttpResponse:
+    """The export form (with its live preview), and every export."""
+    if request.method == "POST":
+        form = ExportForm.from_data(request.POST, bound=True)
+        if not form.errors:
+            try:
+                export = export_create(
+                    task=form.task,
+                    since=form.since,
+                    since_last_training=form.since_last_training,
+                    advertisers=form.advertisers,
+                    sources=form.sources,
+                    min_side=form.min_side,
+                    extends=form.extends,
+                    user=_user(request),
+                )
+            except ExportError as exc:
+                form.errors.append(str(exc))
+            else:
+                messages.success(request, f"Export {export.pk} is being built")
+                return redirect("reviews:staff-export", export.pk)
+        status = 400
+    else:
+        form, status = ExportForm.from_data(request.GET, bound=False), 200
+    context = _export_form_context(form) | {
+        "exports": export_list()[:200],
+        "preview": export_preview(form),
+        "reasons": dict(ExportExclusion.Reason.choices),
+    }
+    return render(request, "reviews/exports.html", context, status=status)
+
+
+@staff_only
+def staff_export_preview(request: HttpRequest) -> HttpResponse:
+    form = ExportForm.from_data(request.GET, bound=True)
+    return render(request, "reviews/_partials/export_preview.html", {"preview": export_preview(form), "form": form})
+
+
+def export_busy(export: DatasetExport) -> bool:
+    """Whether a build or a freeze of the export is under way (its page polls)."""
+    if export.status == DatasetExport.Status.BUILDING:
+        return True
+    return export.status == DatasetExport.Status.REVIEW and export.stage.startswith(FREEZING_STAGES)
+
+
+@staff_only
+def staff_export(request: HttpRequest, export_id: int) -> HttpResponse:
+    export = get_object_or_404(export_list(), pk=export_id)
+    summary = export_summary(export)
+    issues = list(export_label_issues(export=export)[:LABEL_ISSUES_SHOWN])
+    pending = sum(1 for item in issues if item.decision == ExportItem.Decision.PENDING)
+    reasons = dict(ExportExclusion.Reason.choices)
+    jobs = list(TrainingJob.objects.filter(export_id=export.pk).order_by("-created_at", "-id")[:JOBS_LISTED])
+    biggest = max([max(row.train, row.test) for row in summary.labels] or [0])
+    context = {
+        "export": export,
+        "summary": summary,
+        "biggest": biggest,
+        "exclusions": [(reason, reasons.get(reason, reason), n) for reason, n in summary.excluded.items()],
+        "issues": issues,
+        "pending": pending,
+        "busy": export_busy(export),
+        "jobs": jobs,
+        "training": any(job.is_active for job in jobs),
+    }
+    return render(request, "reviews/export.html", context)
+
+
+@staff_only
+def staff_export_status(request: HttpRequest, export_id: int) -> HttpResponse:
+    """The export's status and progress (polled while it builds or freezes; reloads the page when done)."""
+    export = get_object_or_404(DatasetExport, pk=export_id)
+    busy = export_busy(export)
+    response = render(request, "reviews/_partials/export_status.html", {"export": export, "busy": busy})
+    if not busy and request.headers.get("HX-Request"):
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@staff_only
+@require_POST
+def staff_export_decide(request: HttpRequest, export_id: int) -> HttpResponse:
+    """Keeps or drops one likely label mistake; answers JSON (the page's keyboard script posts it)."""
+    export = get_object_or_404(DatasetExport, pk=export_id)
+    try:
+        item = export_decide(
+            export=export, item_id=_int(request.POST.get("item"), 0), decision=request.POST.get("decision", "")
+        )
+    except ExportError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    pending = ExportItem.objects.filter(export=export, decision=ExportItem.Decision.PENDING).count()
+    return JsonResponse(
+        {"item": item.pk, "decision": item.decision, "label": item.label, "pending": pending, "counts": export.counts}
+    )
+
+
+@staff_only
+@require_POST
+def staff_export_freeze(request: HttpRequest, export_id: int) -> HttpResponse:
+    export = get_object_or_404(DatasetExport, pk=export_id)
+    try:
+        export_freeze_enqueue(export=export, keep_pending=request.POST.get("keep_pending") == "1")
+    except ExportError as exc:
+        messages.error(request, str(exc))
+    else:
+        export.refresh_from_db()
+        if export.is_frozen:
+            messages.success(request, f"Export {export.pk} is frozen")
+        else:
+            messages.success(request, f"Export {export.pk} is being frozen")
+    return redirect("reviews:staff-export", export.pk)
+
+
+@staff_only
+@require_POST
+def staff_export_train(request: HttpRequest, export_id: int) -> HttpResponse:
+    """Trains candidates from a frozen export on the training queue, and marks the export used for training."""
+    export = get_object_or_404(DatasetExport, pk=export_id)
+    try:
+        manifest = training_manifest(export=export)
+        job = training_start(
+            task=export.task,
+            export_id=export.pk,
+            manifest=manifest,
+            candidates=_int(request.POST.get("candidates"), 4),
+            user=_user(request),
+            enqueue=True,
+        )
+        export_mark_used(export=export)
+    except (ExportError, TrainingError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Training job {job.pk}: {job.candidates_wanted} candidates from export {export.pk}")
+    return redirect(f"{reverse('reviews:staff-export', args=[export.pk])}#training")
+
+
+# Jobs.
+
+JOB_KINDS: dict[str, type[TrainingJob] | type[ShadowPass]] = {"training": TrainingJob, "shadow": ShadowPass}
+
+
+@staff_only
+def staff_job(request: HttpRequest, kind: str, job_id: int) -> HttpResponse:
+    """A training job's or a shadow pass's progress (polled while it runs; reloads the page when it ends)."""
+    model = JOB_KINDS.get(kind)
+    if model is None:
+        raise Http404
+    job = get_object_or_404(model, pk=job_id)
+    response = render(request, "reviews/_partials/job_progress.html", {"job": job, "kind": kind})
+    if not job.is_active and request.headers.get("HX-Request"):
+        response["HX-Refresh"] = "true"
+    return response
+
+
+# Models.
+
+
+@dataclass
+class ModelColumn:
+    """One model of a training job's comparison, on the job's test split."""
+
+    version_id: int
+    version: ModelVersion | None
+    role: str  # "baseline" or "candidate"
+    test: dict[str, Any]
+    local: dict[str, float]
+    local_counts: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    best: bool = False
+    active: bool = False
+    worse: set[str] = field(default_factory=set)
+    shadow: ShadowPass | None = None
+    flips: list[AdvertiserFlips] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.version.name if self.version else f"model {self.version_id}"
+
+    @property
+    def shadow_done(self) -> bool:
+        return self.shadow is not None and self.shadow.status == ShadowPass.Status.SUCCEEDED
+
+    @property
+    def per_class(self) -> list[tuple[str, dict[str, float]]]:
+        per_class = self.test.get("per_class", {})
+        return [(label, per_class.get(label, {})) for label in self.test.get("labels", [])]
+
+    @property
+    def confusion(self) -> list[tuple[str, list[tuple[int, float]]]]:
+        """(true label, [(count, share of the row)]) rows of the confusion matrix."""
+        rows = []
+        for label, counts in zip(self.test.get("labels", []), self.test.get("confusion", []), strict=False):
+            total = sum(counts) or 1
+            rows.append((label, [(n, n / total) for n in counts]))
+        return rows
+
+
+def _comparison(job: TrainingJob, active_id: int | None, task: str) -> list[ModelColumn]:
+    """The baseline and the candidates of a succeeded job; advertisers a candidate makes worse; shadow passes
+    (one query) and, for each candidate whose pass succeeded, its flips per advertiser."""
+    result = job.result or {}
+    baseline = result.get("baseline", {})
+    columns = [
+        ModelColumn(
+            version_id=baseline.get("model_version", job.parent_id),
+            version=None,
+            role="baseline",
+            test=baseline.get("test", {}),
+            local=baseline.get("local_accuracy", {}),
+            local_counts=baseline.get("local_counts", {}),
+        )
+    ]
+    for row in result.get("candidates", []):
+        local = row.get("local_accuracy", {})
+        columns.append(
+            ModelColumn(
+                version_id=row["model_version"],
+                version=None,
+                role="candidate",
+                test=row.get("test", {}),
+                local=local,
+                local_counts=row.get("local_counts", {}),
+                params=row.get("params", {}),
+                best=row["model_version"] == result.get("best"),
+                worse={slug for slug, a in local.items() if a < columns[0].local.get(slug, 0.0) - 1e-9},
+            )
+        )
+    versions = ModelVersion.objects.in_bulk([column.version_id for column in columns])
+    passes: dict[int, ShadowPass] = {}
+    for shadow in ShadowPass.objects.filter(model_version_id__in=list(versions)).order_by("-created_at", "-id"):
+        passes.setdefault(shadow.model_version_id, shadow)
+    for column in columns:
+        column.version = versions.get(column.version_id)
+        column.active = column.version_id == active_id
+        column.shadow = passes.get(column.version_id)
+        if column.role == "candidate" and column.version is not None and column.shadow_done:
+            column.flips = candidate_flips(version=column.version, task=task)
+    return columns
+
+
+@dataclass(frozen=True)
+class LocalCell:
+    accuracy: float | None
+    reviewed: int | None
+    worse: bool
+    best: bool
+
+
+def _local_table(columns: list[ModelColumn]) -> list[tuple[str, list[LocalCell]]]:
+    """Per advertiser of the test split: each model's local accuracy, whether a candidate makes it worse than
+    the baseline, and which model is best there."""
+    slugs = sorted({slug for column in columns for slug in column.local})
+    rows = []
+    for slug in slugs:
+        values = [column.local.get(slug) for column in columns]
+        top = max((v for v in values if v is not None), default=None)
+        cells = [
+            LocalCell(
+                accuracy=value,
+                reviewed=(column.local_counts.get(slug) or {}).get("reviewed"),
+                worse=slug in column.worse,
+                best=value is not None and value == top and len(columns) > 1,
+            )
+            for column, value in zip(columns, values, strict=True)
+        ]
+        rows.append((slug, cells))
+    return rows
+
+
+@staff_only
+def staff_models_root(request: HttpRequest) -> HttpResponse:
+    return redirect("reviews:staff-models", Task.IMAGE_TYPE)
+
+
+@staff_only
+def staff_models(request: HttpRequest, task: str) -> HttpResponse:
+    """The active model and the candidates of a training job (the latest that succeeded, or ?job=ID) side by
+    side on the job's test split; shadow passes, promotion and rollback; running jobs."""
+    if task not in Task.values:
+        raise Http404
+    active = ModelHead.objects.filter(task=task, is_active=True).select_related("model_version").first()
+    active_id = active.model_version_id if active else None
+    jobs = list(
+        TrainingJob.objects.filter(task=task)
+        .select_related("parent", "created_by")
+        .order_by("-created_at", "-id")[:JOBS_LISTED]
+    )
+    chosen_id = _int(request.GET.get("job"), 0)
+    job = next((j for j in jobs if j.pk == chosen_id), None) if chosen_id else None
+    if job is None and chosen_id:
+        job = TrainingJob.objects.filter(task=task, pk=chosen_id).select_related("parent").first()
+    if job is None:
+        job = next((j for j in jobs if j.status == TrainingJob.Status.SUCCEEDED), None)
+    columns = _comparison(job, active_id, task) if job and job.status == TrainingJob.Status.SUCCEEDED else []
+    local_table = _local_table(columns)
+    promotions = list(
+        Promotion.objects.filter(task=task)
+        .select_related("user", "to_version", "from_version")
+        .order_by("-created_at", "-id")[:5]
+    )
+    context = {
+        "task": task,
+        "tasks": Task.choices,
+        "active": active.model_version if active else None,
+        "jobs": jobs,
+        "running": [j for j in jobs if j.is_active],
+        "job": job,
+        "columns": columns,
+        "candidates": [column for column in columns if column.role == "candidate"],
+        "local_table": local_table,
+        "promotions": promotions,
+        "last_promotion": promotions[0] if promotions else None,
+        "labels": TASK_LABELS.get(task, ()),
+    }
+    return render(request, "reviews/models.html", context)
+
+
+def _models_url(task: str, job: object = None) -> str:
+    url = reverse("reviews:staff-models", args=[task])
+    return f"{url}?job={job}" if job else url
+
+
+def _version_task(version: ModelVersion, request: HttpRequest) -> str:
+    """The task the screen was showing (a version may have several heads)."""
+    tasks = list(version.heads.values_list("task", flat=True))
+    wanted = request.POST.get("task", "")
+    return wanted if wanted in tasks else (tasks[0] if tasks else Task.IMAGE_TYPE)
+
+
+@staff_only
+@require_POST
+def staff_model_shadow(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        shadow = shadow_start(version=version, enqueue=True)
+    except ShadowError as exc:
+        messages.error(request, str(exc))
+    else:
+        shadow.refresh_from_db()
+        messages.success(request, f"Shadow pass {shadow.pk} of {version.name}: {shadow.get_status_display().lower()}")
+    return redirect(_models_url(_version_task(version, request), request.POST.get("job")))
+
+
+@staff_only
+@require_POST
+def staff_model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        promotion = model_promote(version=version, user=_user(request), force=request.POST.get("force") == "1")
+    except PromotionError as exc:
+        messages.error(request, f"Not promoted: {exc}")
+    else:
+        forced = " (forced before its shadow pass finished)" if promotion.forced else ""
+        messages.success(request, f"{version.name} is now the active {promotion.task} model{forced}")
+    return redirect(_models_url(_version_task(version, request), request.POST.get("job")))
+
+
+@staff_only
+@require_POST
+def staff_model_rollback(request: HttpRequest, task: str) -> HttpResponse:
+    if task not in Task.values:
+        raise Http404
+    try:
+        promotion = model_rollback(task=task, user=_user(request))
+    except PromotionError as exc:
+        messages.error(request, f"Not rolled back: {exc}")
+    else:
+        messages.success(request, f"Rolled back: {promotion.to_version.name} is the active {task} model again")
+    return redirect(_models_url(task, request.POST.get("job")))
+
+
+@staff_only
+def staff_accuracy(request: HttpRequest, task: str) -> HttpResponse:
+    """Accuracy over time: the share of model tags that fixes overturned, per week, overall and per advertiser,
+    with the task's promotions marked."""
+    if task not in Task.values:
+        raise Http404
+    weeks = min(max(_int(request.GET.get("weeks"), 26), 4), 104)
+    data = accuracy_over_time(task=task, weeks=weeks)
+    return render(request, "reviews/accuracy.html", {"task": task, "tasks": Task.choices, "data": data, "weeks": weeks})
