@@ -19,6 +19,19 @@ def thumbnail_tag(asset: ImageAsset | None, size: int = 64) -> str:
     )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A table the admin shows but never writes: append-only history, or rows only their services may write."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0

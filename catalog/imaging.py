@@ -288,35 +288,58 @@ def phash_cluster_roots(
     clusters: np.ndarray | None = None,
     among: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The cluster root (lowest id of its connected component) of every asset, as an array aligned with `ids`.
+    """The cluster root of every asset, as an array aligned with `ids` (leader clustering).
 
-    Assets are linked when their hashes are within max_distance bits, transitively. With `clusters` (the
-    current cluster id of each asset, -1 for none) and `among` (indexes of the assets to compare with all the
-    others), the current clusters are kept as links and only the pairs involving `among` are computed: the
-    incremental case. Without them, every pair is computed (a full rebuild).
+    A cluster is its root (its first asset) and the assets within max_distance bits of the root. Each asset to
+    place (`among`, indexes; default every asset), in id order, joins the nearest root within max_distance
+    (ties: the lowest root id), or becomes a root itself. Existing clusters (`clusters`: the current cluster id
+    of each asset, -1 for none) are kept as they are. Unlike connected components, no chain of near pairs links
+    two far pictures: a cluster's pictures are all within 2 x max_distance bits of each other (measured on
+    generated inventories, transitive chaining put most Stock renders of four advertisers in one cluster).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     count = len(ids)
+    result = np.full(count, -1, dtype=np.int64) if clusters is None else clusters.astype(np.int64).copy()
     if count == 0:
-        return np.empty(0, dtype=np.int64)
-    if among is None:
-        among = np.arange(count)
-    near_i, near_j = phash_near_pairs(hashes, among, max_distance=max_distance)
-    links_i, links_j = [near_i], [near_j]
-    if clusters is not None:
-        # Members of one current cluster stay together: each is linked to the cluster's first member here.
-        clustered = np.flatnonzero(clusters >= 0)
-        _, first, inverse = np.unique(clusters[clustered], return_index=True, return_inverse=True)
-        links_i.append(clustered)
-        links_j.append(clustered[first][inverse])
-    rows, cols = np.concatenate(links_i), np.concatenate(links_j)
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(count, count))
-    components, component_of = connected_components(graph, directed=False)
-    roots = np.full(components, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(roots, component_of, ids.astype(np.int64))
-    return roots[component_of]
+        return result
+    among = np.arange(count) if among is None else np.asarray(among, dtype=np.intp)
+    pending = among[result[among] < 0]
+    pending = pending[np.argsort(ids[pending], kind="stable")]
+    roots = np.flatnonzero(result == ids)  # existing roots: their cluster is their own id
+    # The nearest existing root of each asset to place, a block at a time (distance, then root id)...
+    big = np.iinfo(np.int64).max
+    best_existing = np.full(len(pending), -1, dtype=np.int64)
+    best_distance = np.full(len(pending), big, dtype=np.int64)
+    if len(roots) and len(pending):
+        root_ids = ids[roots].astype(np.int64)
+        rows_per_block = max(1, _PAIRS_PER_BLOCK // len(roots))
+        for start in range(0, len(pending), rows_per_block):
+            block = pending[start : start + rows_per_block]
+            distances = popcount(hashes[block, None] ^ hashes[None, roots]).astype(np.int64)
+            best = (distances * (int(root_ids.max()) + 1) + root_ids[None, :]).argmin(axis=1)
+            picked = distances[np.arange(len(block)), best]
+            best_existing[start : start + len(block)] = np.where(picked <= max_distance, root_ids[best], -1)
+            best_distance[start : start + len(block)] = np.where(picked <= max_distance, picked, big)
+    # ...then, in id order, each one against the roots founded in this call too, as a rebuild would.
+    new_roots = np.empty(len(pending), dtype=np.intp)
+    found = 0
+    for position, index in enumerate(pending):
+        choice, distance = int(best_existing[position]), int(best_distance[position])
+        if found:
+            candidates = new_roots[:found]
+            distances = popcount(hashes[candidates] ^ hashes[index]).astype(np.int64)
+            best = int(distances.argmin())  # new roots come in id order: the first minimum is the lowest id
+            new_id = int(ids[candidates[best]])
+            if distances[best] <= max_distance and (
+                distances[best] < distance or (distances[best] == distance and new_id < choice)
+            ):
+                choice, distance = new_id, int(distances[best])
+        if choice >= 0:
+            result[index] = choice
+        else:
+            result[index] = ids[index]
+            new_roots[found] = index
+            found += 1
+    return result
 
 
 def crop_box_style(box: list[int] | tuple[int, int, int, int], width: int, height: int) -> str:

@@ -1,12 +1,12 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from catalog.admin import thumbnail_tag
+from catalog.admin import ReadOnlyAdmin, thumbnail_tag
 from catalog.imaging import crop_box_style
 
-from .models import Classification, Detection, ModelHead, ModelVersion
+from .models import Classification, Detection, ModelHead, ModelVersion, OcclusionMap, Promotion, ShadowPass, TrainingJob
 
 
 class ModelHeadInline(admin.TabularInline):
@@ -27,9 +27,30 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ["name", "=sha256"]
     readonly_fields = ["name", "kind", "file", "sha256", "contract", "status", "metrics", "activated_at"]
     inlines = [ModelHeadInline]
+    actions = ["activate"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
         return super().get_queryset(request).prefetch_related("heads")
+
+    @admin.action(description="Activate (promote) the selected classifiers", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        """As activate_model without --force: refused until the version's shadow pass is done, and the refusal
+        says why."""
+        from .services.promotion import PromotionError, model_promote
+
+        for version in queryset.order_by("pk"):
+            try:
+                promotion = model_promote(version=version, user=request.user, force=False)
+            except PromotionError as exc:
+                self.message_user(request, f"{version.name} (#{version.pk}): {exc}", messages.ERROR)
+            else:
+                version.refresh_from_db()
+                tasks = ", ".join(head.task for head in version.heads.all() if head.is_active)
+                self.message_user(
+                    request,
+                    f"{version.name} (#{version.pk}) is now active for {tasks or promotion.task}",
+                    messages.SUCCESS,
+                )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # registration checks the contract against the graph: use register_model
@@ -84,3 +105,36 @@ class DetectionAdmin(admin.ModelAdmin):
     list_filter = ["model_version"]
     raw_id_fields = ["asset"]
     search_fields = ["=asset__sha256"]
+
+
+@admin.register(OcclusionMap)
+class OcclusionMapAdmin(ReadOnlyAdmin):
+    list_display = ["id", "thumbnail", "task", "label", "model_version", "status", "progress", "updated_at"]
+    list_filter = ["task", "status", "model_version"]
+    search_fields = ["=asset__sha256", "label"]
+    list_select_related = ["asset", "model_version"]
+
+    @admin.display(description="Image")
+    def thumbnail(self, obj: OcclusionMap) -> str:
+        return thumbnail_tag(obj.asset)
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "task", "export_id", "parent", "status", "progress", "stage", "created_by", "created_at"]
+    list_filter = ["task", "status"]
+    list_select_related = ["parent", "created_by"]
+
+
+@admin.register(ShadowPass)
+class ShadowPassAdmin(ReadOnlyAdmin):
+    list_display = ["id", "model_version", "status", "done", "total", "started_at", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["model_version"]
+
+
+@admin.register(Promotion)
+class PromotionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "task", "kind", "from_version", "to_version", "forced", "user", "created_at"]
+    list_filter = ["task", "kind", "forced"]
+    list_select_related = ["from_version", "to_version", "user"]

@@ -1,10 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
-from django.views.static import serve
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from config.api_views import ApiDocsView
+from reviews.media_views import media_file
 
 urlpatterns = [
     path("", include("reviews.urls")),
@@ -16,7 +16,7 @@ urlpatterns = [
     path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
 ]
 handler404 = "config.api_views.not_found"
-if settings.SERVE_MEDIA:
-    urlpatterns += [
-        re_path(rf"^{settings.MEDIA_URL.lstrip('/')}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
-    ]
+# Stored files, for logged-in users within their scope (reviews.media_views): local storage's url() points here;
+# S3's url() is presigned already, and this view redirects to such a URL.
+_MEDIA_PREFIX = settings.MEDIA_URL.strip("/") if settings.MEDIA_URL.startswith("/") else "media"
+urlpatterns += [path(f"{_MEDIA_PREFIX}/<path:name>", media_file, name="media")]

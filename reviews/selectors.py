@@ -5,15 +5,16 @@ API view may map failed/unknown to Placeholder / null.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from catalog.models import Placement, Task
-from catalog.selectors import AnyUser, advertisers_visible_to, user_can_edit
-from classifier.models import Classification, ModelHead
+from catalog.selectors import AnyUser, advertisers_visible_to, placements_visible_to, user_can_edit
+from classifier.models import Classification, ModelHead, OcclusionMap
 
 from .effective import Inputs, Source, decide, scrape_color_of, tasks_needed
 from .expressions import latest_fixes, picture
@@ -189,3 +190,26 @@ def fixes_visible_to(user: AnyUser) -> QuerySet[ManualFix]:
 def user_can_fix(user: User | AnonymousUser, advertiser_id: int) -> bool:
     """Staff, or an editor of the advertiser: viewers read only (catalog.selectors.user_can_edit)."""
     return user_can_edit(user, advertiser_id)
+
+
+# Stored names of a picture's files all hold its SHA-256 (catalog.services.assets.asset_storage_names, the occlusion
+# service): the asset is found by its unique key, then the exact stored name is checked.
+_PICTURE_FILE = re.compile(r"(originals|thumbnails|occlusion)/(?:[^/]+/)*([0-9a-f]{64})[^/]*")
+
+
+def media_visible_to(user: AnyUser, name: str) -> bool:
+    """Whether the user may see this stored file: staff any; an advertiser's user the original, the thumbnail and
+    the occlusion heatmaps of the pictures in their advertisers' placements; exports, model files and anything
+    else staff only."""
+    if not (user.is_authenticated and user.is_active):
+        return False
+    if user.is_staff:
+        return True
+    match = _PICTURE_FILE.fullmatch(name)
+    if match is None:
+        return False
+    kind, sha256 = match.groups()
+    placements = placements_visible_to(user).filter(asset__sha256=sha256)
+    if kind == "occlusion":
+        return OcclusionMap.objects.filter(heatmap=name, asset__in=placements.values("asset")).exists()
+    return placements.filter(Q(asset__original=name) | Q(asset__thumbnail=name)).exists()

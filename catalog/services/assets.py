@@ -8,8 +8,9 @@ import os
 import tempfile
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from django.core.files.storage import FileSystemStorage, Storage, default_storage, storages
 from django.db import IntegrityError, transaction
+from django.utils.functional import empty
 
 from catalog.imaging import ImageFacts
 from catalog.models import ImageAsset
@@ -78,6 +79,14 @@ def _process_umask() -> int:
 
 
 _UMASK = _process_umask()  # read once, at import: setting it later would race with threads creating files
+
+
+def storage_forget_connections() -> None:
+    """Makes this process build its storage afresh. Called in every forked child (catalog.apps): remote storage
+    (S3) keeps pooled connections, and a child using the parent's sockets would mix its requests with the
+    parent's or a sibling's answers."""
+    storages._storages = {}  # type: ignore[attr-defined]  # the handler's instances (as Django's test signals reset them)
+    default_storage._wrapped = empty  # type: ignore[attr-defined]  # a LazyObject: rebuilt on next use
 
 
 def storage_write_atomic(storage: Storage, name: str, data: bytes) -> str:

@@ -1,13 +1,14 @@
 """Near-duplicate clusters of image assets, stored on ImageAsset.cluster_id.
 
-Two assets are linked when their perceptual hashes are within settings.CARRY_FORWARD_MAX_DISTANCE bits (the
-carry-forward threshold); a cluster is a connected component of those links (so A~B and B~C put A and C
-together however far apart they are), and its id is its lowest asset id (the root). An asset alone is its own
-cluster. Reviewers see it as a badge and can review by cluster; conflicts between advertisers and the dataset
-split are computed per cluster.
+A cluster is a root (its first asset; the cluster id is the root's id) and the assets whose perceptual hash is
+within settings.CARRY_FORWARD_MAX_DISTANCE bits (the carry-forward threshold) of the root's: each new asset
+joins the nearest root within the threshold, or founds its own cluster (leader clustering). Clusters are never
+chained: A~B and B~C do not put A and C together when they are far apart, so a cluster never grows into a
+catch-all of look-alike stock renders. An asset alone is its own cluster. Reviewers see it as a badge and can
+review by cluster; conflicts between advertisers and the dataset split are computed per cluster.
 
 Cost: every call loads every asset's pHash (8 bytes an asset in memory, plus its id and cluster: ~24 MB at a
-million assets, read as a million rows) and computes new assets x all assets Hamming distances with
+million assets, read as a million rows) and computes new assets x cluster roots Hamming distances with
 numpy, in blocks of ~4M pairs: measured on the development machine, ~5.6 s per 1,000 new assets against a million,
 so a cold Run of 10,000 new images costs about a minute there, plus ~1 s to link the components. Past ~10M
 assets, or for large cold Runs, replace the brute force with an index of the hashes: multi-index hashing
@@ -81,9 +82,7 @@ def assets_cluster(*, asset_ids: list[int]) -> int:
     """Clusters these assets against all the others; returns how many assets' cluster changed.
 
     Every asset that has no cluster yet is clustered with them (one whose Run died before this step, or one a
-    concurrent Run is still bringing in), so no link is ever left unexamined. A new asset that links two
-    clusters merges them: the merged cluster takes the lowest root, and the members of the clusters that lose
-    their root are moved in the same UPDATE (by cluster id, however big they are). Idempotent. A constant
+    concurrent Run is still bringing in). An asset already in a cluster stays there. Idempotent. A constant
     number of queries for up to 5,000 changed assets; see the module's docstring for the cost in memory and time.
     """
     if not asset_ids and not ImageAsset.objects.filter(cluster_id__isnull=True).exists():

@@ -53,9 +53,18 @@ class RunAlreadyActive(RunError):
     def __init__(self, active: Run) -> None:
         super().__init__(
             f"sitemap {active.sitemap_id} already has run {active.pk} {active.status}; "
-            "two Runs of one sitemap never overlap: try again when it has finished"
+            "two Runs of one sitemap never overlap: try again when it has finished, "
+            f"or cancel it: manage.py cancel_run {active.pk}"
         )
         self.active = active
+
+
+class RunCancelled(RunError):
+    """Raised inside a worker when the Run it carries was cancelled: it stops where it is."""
+
+
+#: The error of a cancelled Run (status failed): `manage.py cancel_run RUN_ID`.
+RUN_CANCELLED = "cancelled"
 
 
 def worker_identity() -> str:
@@ -179,6 +188,8 @@ def run_execute(
             run.refresh_from_db()
         else:
             run_finish(run=run)
+    except RunCancelled:
+        run.refresh_from_db()
     except SoftTimeLimitExceeded:
         _fail(run, "the Run reached its time limit; the next Run carries on with what is left")
     except Exception as exc:
@@ -229,6 +240,8 @@ def _fetch_images(run: Run, progress: ProgressCallback | None) -> None:
         run.save(update_fields=[*OUTCOME_FIELDS.values(), "failure_reasons", "heartbeat_at", "updated_at"])
         if progress is not None:
             progress(run)
+        if not Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).exists():
+            raise RunCancelled(f"run {run.pk} was cancelled")
 
     if jobs:
         with SafeFetcher(fetch_policy()) as fetcher:
@@ -261,20 +274,48 @@ def run_finish(*, run: Run, step_failures: dict[str, int] | None = None) -> Run:
     `step_failures` are failures of a later step by reason (e.g. {"classification_failed": 3}): counted with
     the image failures, they make the Run partial, visibly.
     """
-    _apply_counts(run, _outcome_counts(run))
-    step_failures = {reason: n for reason, n in (step_failures or {}).items() if n}
-    run.failure_reasons = {**run.failure_reasons, **step_failures}
-    if run.urls and run.failed == run.urls:
-        run.status = Run.Status.FAILED
-        run.error = run.error or "every image failed: " + ", ".join(f"{k} x{n}" for k, n in run.failure_reasons.items())
-    elif run.failed or step_failures or any(not e.startswith(WARNING_PREFIX) for e in run.source_errors):
-        run.status = Run.Status.PARTIAL
-    else:
-        run.status = Run.Status.SUCCEEDED
-    run.step = Run.Step.DONE
-    run.finished_at = timezone.now()
-    run.save()
+    with transaction.atomic():
+        # A Run cancelled meanwhile (run_cancel) stays cancelled: the worker's copy of it is stale.
+        if not Run.objects.select_for_update().filter(pk=run.pk, status__in=Run.ACTIVE_STATUSES).exists():
+            run.refresh_from_db()
+            return run
+        _apply_counts(run, _outcome_counts(run))
+        step_failures = {reason: n for reason, n in (step_failures or {}).items() if n}
+        run.failure_reasons = {**run.failure_reasons, **step_failures}
+        if run.urls and run.failed == run.urls:
+            run.status = Run.Status.FAILED
+            run.error = run.error or "every image failed: " + ", ".join(
+                f"{k} x{n}" for k, n in run.failure_reasons.items()
+            )
+        elif run.failed or step_failures or any(not e.startswith(WARNING_PREFIX) for e in run.source_errors):
+            run.status = Run.Status.PARTIAL
+        else:
+            run.status = Run.Status.SUCCEEDED
+        run.step = Run.Step.DONE
+        run.finished_at = timezone.now()
+        run.save()
     run_after_finish(run=run)
+    return run
+
+
+def run_cancel(*, run_id: int) -> Run:
+    """Cancels a queued or running Run: it is failed at once with the error "cancelled", so the sitemap is free
+    for the next Run. A worker carrying it stops at its next progress tick and writes nothing more on the Run;
+    what it already did is kept (placements stamped with the Run), and the next Run carries on from there.
+    Raises RunError when there is no such Run or it has already finished."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise RunError(f"no run {run_id}")
+        if run.status not in Run.ACTIVE_STATUSES:
+            raise RunError(f"run {run_id} is {run.status}: only a queued or running Run can be cancelled")
+        _apply_counts(run, _outcome_counts(run))
+        run.status = Run.Status.FAILED
+        run.error = RUN_CANCELLED
+        run.finished_at = timezone.now()
+        run.save(
+            update_fields=["status", "error", "finished_at", *OUTCOME_FIELDS.values(), "failure_reasons", "updated_at"]
+        )
     return run
 
 
@@ -293,10 +334,12 @@ def run_after_finish(*, run: Run) -> None:
 
 
 def _fail(run: Run, error: str) -> None:
-    run.status = Run.Status.FAILED
-    run.error = error[:5000]
-    run.finished_at = timezone.now()
-    run.save()
+    # Conditional: a Run cancelled meanwhile keeps its "cancelled".
+    now = timezone.now()
+    Run.objects.filter(pk=run.pk, status__in=Run.ACTIVE_STATUSES).update(
+        status=Run.Status.FAILED, error=error[:5000], finished_at=now, updated_at=now
+    )
+    run.refresh_from_db()
 
 
 def _set_step(run: Run, step: str) -> None:

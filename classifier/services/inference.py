@@ -12,7 +12,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import LessThan
 
 from catalog.models import ImageAsset
 from classifier.contract import ClassifierContract, DetectorContract, parse_contract
@@ -284,16 +286,31 @@ def _failed(asset_id: int, head: ModelHead, error: str) -> Classification:
     )
 
 
+def heads_done(active: ActiveModels, done: Q) -> Func:
+    """How many active heads have a result matching `done` for the outer asset (an OuterRef("pk") on ImageAsset).
+
+    A scalar subquery, which PostgreSQL runs once per outer asset as a probe of the unique key (asset, model
+    version, task): its cost follows the number of assets filtered, never the size of the Classification table,
+    whatever the planner's statistics say (a NOT IN, or NOT EXISTS in an OR, may become a hash over every result
+    of the model: 1.7-2.6 s measured with 1,000,000 rows of other advertisers)."""
+    heads = Q()
+    for task, head in active.heads.items():
+        heads |= Q(model_version_id=head.model_version_id, task=task)
+    rows = (
+        Classification.objects.filter(heads, done, asset_id=OuterRef("pk"))
+        .order_by()
+        .annotate(n=Func(F("pk"), function="COUNT"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
 def needs_classification(asset_ids: Any, active: ActiveModels, *, since: Any = None) -> Q:
     """A filter on ImageAsset for assets missing a result of some active head: no row, or a failure older
-    than `since` (a failure is tried again once per Run)."""
-    missing = Q()
-    for task, head in active.heads.items():
-        done = Classification.objects.filter(model_version_id=head.model_version_id, task=task)
-        done = (
-            done.filter(Q(status=Classification.Status.OK) | Q(updated_at__gte=since))
-            if since
-            else done.filter(status=Classification.Status.OK)
-        )
-        missing |= ~Q(id__in=done.values("asset_id"))
-    return Q(id__in=asset_ids) & missing if active.heads else Q(pk__in=[])
+    than `since` (a failure is tried again once per Run). Costs one index probe per asset of `asset_ids`."""
+    if not active.heads:
+        return Q(pk__in=[])
+    done = Q(status=Classification.Status.OK)
+    if since:
+        done |= Q(updated_at__gte=since)
+    return Q(id__in=asset_ids) & Q(LessThan(heads_done(active, done), len(active.heads)))

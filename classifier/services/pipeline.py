@@ -13,7 +13,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -21,7 +21,7 @@ from catalog.models import ImageAsset, Placement, Run
 from catalog.services.runs import run_finish
 from classifier.models import Classification
 
-from .inference import ActiveModels, active_models, classify_assets, needs_classification
+from .inference import ActiveModels, active_models, classify_assets, heads_done, needs_classification
 
 logger = logging.getLogger(__name__)
 
@@ -158,13 +158,11 @@ def run_classified_count(run: Run, active: ActiveModels) -> int:
     """Assets of the Run's sitemap that this Run classified: a result of every active head, ok, since it started."""
     if not active.heads:
         return 0
-    assets = ImageAsset.objects.filter(id__in=_live_asset_ids(run))
-    for task, head in active.heads.items():
-        done = Classification.objects.filter(
-            model_version_id=head.model_version_id,
-            task=task,
-            status=Classification.Status.OK,
-            updated_at__gte=run.started_at,
-        )
-        assets = assets.filter(id__in=done.values("asset_id"))
-    return assets.count()
+    # Every head done, counted per asset of the sitemap by probes of the unique key (see heads_done).
+    done = Q(status=Classification.Status.OK, updated_at__gte=run.started_at)
+    return (
+        ImageAsset.objects.filter(id__in=_live_asset_ids(run))
+        .alias(heads_done=heads_done(active, done))
+        .filter(heads_done__gte=len(active.heads))
+        .count()
+    )

@@ -329,10 +329,7 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     # candidate and a job to run again; after it, a succeeded job that a redelivered task returns as it is.
     with transaction.atomic():
         versions = _register(job=job, parent_data=parent_data, head=head, candidates=candidates)
-        best = max(
-            zip(versions, candidates, strict=True),
-            key=lambda pair: (pair[1].test["macro_f1"], pair[1].test["accuracy"], -pair[0].pk),
-        )[0]
+        best = _best(versions, candidates, baseline_local)
         job.result = {
             "export": job.export_id,
             "baseline": {
@@ -352,6 +349,7 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
                 for version, candidate in zip(versions, candidates, strict=True)
             ],
             "best": best.pk,
+            "max_drop": MAX_ADVERTISER_DROP,
             "sizes": {"train": len(train), "retain": len(retain), "test": len(test)},
         }
         job.status = TrainingJob.Status.SUCCEEDED
@@ -360,6 +358,28 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
         job.error = ""
         job.finished_at = timezone.now()
         job.save(update_fields=["result", "status", "progress", "stage", "error", "finished_at", "updated_at"])
+
+
+# A candidate that makes any advertiser's local accuracy on the test split drop by more than this is not picked
+# as the best while another candidate keeps every advertiser: the loop must not buy one advertiser's recovery
+# with another's accuracy. The screens still show every candidate, and staff may promote any of them.
+MAX_ADVERTISER_DROP = 0.01
+
+
+def worst_drop(local: dict[str, float], baseline_local: dict[str, float]) -> float:
+    """The largest fall of an advertiser's local accuracy on the test split against the baseline (0 if none)."""
+    return max([0.0, *(baseline_local[slug] - value for slug, value in local.items() if slug in baseline_local)])
+
+
+def _best(versions: list[ModelVersion], candidates: list[Any], baseline_local: dict[str, float]) -> ModelVersion:
+    """The best candidate: the highest macro F1 (then accuracy) among those that keep every advertiser within
+    MAX_ADVERTISER_DROP; if none does, the one whose worst drop is smallest."""
+    pairs = list(zip(versions, candidates, strict=True))
+    drops = {version.pk: worst_drop(candidate.local_accuracy, baseline_local) for version, candidate in pairs}
+    keeping = [pair for pair in pairs if drops[pair[0].pk] <= MAX_ADVERTISER_DROP + 1e-9]
+    if not keeping:
+        return min(pairs, key=lambda pair: (drops[pair[0].pk], -pair[1].test["macro_f1"], pair[0].pk))[0]
+    return max(keeping, key=lambda pair: (pair[1].test["macro_f1"], pair[1].test["accuracy"], -pair[0].pk))[0]
 
 
 def training_run(*, job_id: int, progress: Progress | None = None) -> TrainingJob:

@@ -106,10 +106,26 @@ STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", VAR_DIR / "staticfiles")
 MEDIA_URL = os.environ.get("DJANGO_MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", VAR_DIR / "media"))
 
-# Storage: local files by default; S3-compatible storage when IMAGETAGGER_STORAGE=s3
-# (AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... as django-storages reads them).
+# Storage: local files by default; S3-compatible storage when IMAGETAGGER_STORAGE=s3. Objects stay private
+# (no ACL): browsers get them through presigned URLs that expire in minutes (`url()` signs them), or through the
+# scope-checking media view, which redirects to one. Keys unset: boto3's own chain (instance role, ~/.aws).
 if os.environ.get("IMAGETAGGER_STORAGE", "local") == "s3":
-    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {}}
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "access_key": os.environ.get("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,  # "path" for MinIO and the like
+            "signature_version": "s3v4",
+            "querystring_auth": True,
+            "querystring_expire": int(os.environ.get("AWS_QUERYSTRING_EXPIRE", "300")),
+            "default_acl": None,
+            "file_overwrite": True,  # names are content-addressed: the same name holds the same bytes
+        },
+    }
 else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {}}
 STORAGES = {
@@ -140,6 +156,7 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no "AXES: BEGIN ..." banner on every manage.py command
 
 # Content-Security-Policy of the screens (django-csp). Scripts are our own files (htmx, the grid's script, the
 # API docs' start script): no inline script and no eval. Templates and htmx set style attributes, and the API docs
@@ -195,9 +212,6 @@ SPECTACULAR_SETTINGS = {
     # Every operation documents its error answers (400, 401, 403, 404, 409, 415, 429) with their bodies.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.api.error_responses_hook"],
 }
-# Serve local media (thumbnails, originals) from Django when storage is the local file system; production
-# with S3 serves them from the bucket.
-SERVE_MEDIA = env_bool("IMAGETAGGER_SERVE_MEDIA", default=os.environ.get("IMAGETAGGER_STORAGE", "local") == "local")
 
 # Celery. Embedded default: a file-system broker under var/, so `runserver` and a worker work with no
 # server; production sets CELERY_BROKER_URL=redis://...
@@ -210,6 +224,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # The exchange tables (default.exchange, celery.pidbox.exchange, ...): kombu's default is ./control.
+        "control_folder": str(_broker_dir / "control"),
     }
 else:
     # A Run can outlive the default one-hour visibility timeout of Redis; an acks_late task that is
@@ -254,7 +270,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # One line per image request is noise; failures are recorded on the placements.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console handler (DEBUG only) would print its lines a second time beside the root's,
+        # e.g. the reloader's "Watching for file changes": its records go to the root handler only.
+        "django": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 
 # Runs (catalog.services.runs)

@@ -37,16 +37,16 @@ def clusters_of(*assets: ImageAsset) -> list[int | None]:
 FAR = (1 << 64) - 1  # every bit differs from 0
 
 
-def test_links_are_transitive_and_far_assets_stay_alone():
+def test_a_cluster_is_its_root_and_the_pictures_near_it_never_a_chain():
     assert settings.CARRY_FORWARD_MAX_DISTANCE == 10
     a = asset()
     b = asset(*range(8))  # 8 bits from a
-    c = asset(*range(16))  # 8 bits from b, 16 from a
+    c = asset(*range(16))  # 8 bits from b, 16 from a: no chain puts it with a
     alone = asset(base=FAR)
     also_alone = asset(*range(11), base=FAR)  # 11 bits from `alone`: one more than the threshold
 
     assert assets_cluster(asset_ids=[a.pk, b.pk, c.pk, alone.pk, also_alone.pk]) == 5
-    assert clusters_of(a, b, c, alone, also_alone) == [a.pk, a.pk, a.pk, alone.pk, also_alone.pk]
+    assert clusters_of(a, b, c, alone, also_alone) == [a.pk, a.pk, c.pk, alone.pk, also_alone.pk]
     assert assets_cluster(asset_ids=[a.pk, b.pk, c.pk]) == 0  # idempotent
 
 
@@ -56,19 +56,19 @@ def test_nothing_new_reads_no_hash(django_assert_max_num_queries):
         assert assets_cluster(asset_ids=[]) == 0
 
 
-def test_a_new_asset_that_bridges_two_clusters_merges_them_under_the_lowest_root(django_assert_max_num_queries):
+def test_a_new_asset_joins_the_nearest_root_and_moves_nobody(django_assert_max_num_queries):
     low = asset()
     high = asset(*range(20))  # 20 bits from `low`: another cluster
     high_member = asset(*range(18))  # 2 bits from `high`, 18 from `low`
     assets_cluster(asset_ids=[low.pk, high.pk, high_member.pk])
     assert clusters_of(low, high, high_member) == [low.pk, high.pk, high.pk]
 
-    bridge = asset(*range(9))  # 9 bits from `low`, 9 from `high_member`
+    between = asset(*range(12))  # 12 bits from `low`, 8 from `high`: the nearer root within the threshold
     with django_assert_max_num_queries(5):  # savepoint, lock, load, one UPDATE, release
-        changed = assets_cluster(asset_ids=[bridge.pk])
+        changed = assets_cluster(asset_ids=[between.pk])
 
-    assert changed == 3  # the bridge, and both members of the cluster that lost its root
-    assert clusters_of(low, high, high_member, bridge) == [low.pk] * 4
+    assert changed == 1  # only the newcomer: existing clusters never move
+    assert clusters_of(low, high, high_member, between) == [low.pk, high.pk, high.pk, high.pk]
 
 
 def test_an_asset_without_a_cluster_is_clustered_with_the_next_call():

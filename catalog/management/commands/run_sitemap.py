@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from catalog.inventory import InventoryRefused
+from catalog.inventory import FeedInvalid, InventoryRefused
 from catalog.models import Run, Sitemap
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
 from catalog.services.runs import RunError, run_execute, run_start
@@ -37,6 +37,9 @@ class Command(BaseCommand):
             run = run_start(
                 sitemap=sitemap, trigger=Run.Trigger.MANUAL, feed_document=feed, enqueue=not options["sync"]
             )
+        except FeedInvalid as exc:  # every problem, as the API answers them
+            problems = "".join(f"\n  {error}" for error in exc.errors)
+            raise CommandError(f"invalid scrape feed, {len(exc.errors)} problem(s):{problems}") from exc
         except (RunError, InventoryRefused) as exc:
             raise CommandError(str(exc)) from exc
         if not options["json"]:

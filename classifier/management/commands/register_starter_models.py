@@ -22,7 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="Activate them even over other active models.")
 
     def handle(self, *args: object, dir: Path, force: bool, **options: Any) -> None:
-        metrics = json.loads((dir / "metrics.json").read_text()) if (dir / "metrics.json").exists() else {}
+        metrics_file = dir / "metrics.json"
+        # {"measured_on": ..., "models": {"vehicle": {...}, ...}, "table": ...}: each model's figures by its name.
+        metrics = json.loads(metrics_file.read_text()).get("models", {}) if metrics_file.exists() else {}
         for name in STARTERS:
             model, spec = dir / f"{name}.onnx", dir / f"{name}.json"
             if not model.exists():
@@ -33,6 +35,10 @@ class Command(BaseCommand):
                 )
             except RegistryError as exc:
                 raise CommandError(f"refused {model}: {exc}") from exc
+            if not version.metrics and metrics.get(name):
+                # Registered before the figures were read right: the same file, now with its figures.
+                version.metrics = metrics[name]
+                version.save(update_fields=["metrics", "updated_at"])
             if force or not self._something_else_active(version):
                 model_activate(version=version)
             self.stdout.write(f"{version.name}: {version.status}")
