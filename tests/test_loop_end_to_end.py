@@ -8,7 +8,7 @@ from django.core.management import call_command
 from classifier.models import Classification, ModelHead
 from classifier.services.promotion import model_promote, model_rollback
 from classifier.services.shadow import shadow_run, shadow_start
-from classifier.services.training import training_run, training_start
+from classifier.services.training import drop_tolerance, training_run, training_start
 from reviews.exports.services import export_build, export_create, export_freeze, export_mark_used, training_manifest
 from reviews.loop_scenario import DRIFTED, TASK, LoopScenario, best_candidate
 
@@ -48,10 +48,12 @@ def test_a_drifted_advertiser_recovers_and_nobody_else_pays(scenario):
     baseline_drifted = result["baseline"]["local_accuracy"][DRIFTED]
     best = next(c for c in result["candidates"] if c["model_version"] == result["best"])
     # On the export's test split (the same for the baseline and every candidate), the drifted advertiser rises and
-    # no other advertiser drops by more than a point (the best candidate is picked among those that keep them all).
-    assert best["local_accuracy"][DRIFTED] >= baseline_drifted + 0.05
+    # no other advertiser drops by more than a point, or one of its images on a split this small (the best
+    # candidate is picked among those that keep them all).
+    assert best["local_accuracy"][DRIFTED] >= baseline_drifted + 0.05, result
     for slug in ("alpha-cars", "beta-auto"):
-        assert best["local_accuracy"][slug] >= result["baseline"]["local_accuracy"][slug] - 0.01
+        tolerance = drop_tolerance(best["local_counts"][slug]["reviewed"])
+        assert best["local_accuracy"][slug] >= result["baseline"]["local_accuracy"][slug] - tolerance
 
     candidate = best_candidate(job)
     shadow = shadow_run(pass_id=shadow_start(version=candidate, enqueue=False).pk)

@@ -95,6 +95,7 @@ def viewer_world():
         "job_id": 1,
         "kind": "training",
         "task": "color",
+        "name": placement.asset.thumbnail.name,  # the media view: a read, any write method is refused
     }
     return membership.user, values
 
