@@ -17,16 +17,13 @@ from catalog.models import Placement
 from classifier.models import Classification
 from classifier.training.metrics import LocalAccuracy
 
-from .expressions import active_heads
+from .expressions import active_heads, newer_in_scope
 from .models import ManualFix
 
 
 def latest_human_fixes() -> QuerySet[ManualFix]:
     """The latest human fix of every (advertiser, asset, task) that has one."""
-    scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
-    newer = ManualFix.objects.filter(**scope, source__in=ManualFix.HUMAN).filter(
-        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
-    )
+    newer = newer_in_scope(source__in=ManualFix.HUMAN)
     return ManualFix.objects.filter(source__in=ManualFix.HUMAN).filter(~Exists(newer))
 
 

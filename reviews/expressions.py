@@ -72,7 +72,7 @@ def shares_from_counts(counts: Mapping[str, int]) -> dict[str, float]:
     return {label: round(images / total, 4) for label, images in ordered}
 
 
-def _newer_in_scope(**extra: Any) -> QuerySet[ManualFix]:
+def newer_in_scope(**extra: Any) -> QuerySet[ManualFix]:
     """Fixes of the outer fix's (advertiser, asset, task) made after it."""
     scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
     return ManualFix.objects.filter(**scope, **extra).filter(
@@ -82,7 +82,7 @@ def _newer_in_scope(**extra: Any) -> QuerySet[ManualFix]:
 
 def latest_fixes() -> QuerySet[ManualFix]:
     """The fix in effect of every (advertiser, asset, task): no newer fix in its scope."""
-    return ManualFix.objects.filter(~Exists(_newer_in_scope()))
+    return ManualFix.objects.filter(~Exists(newer_in_scope()))
 
 
 def disagreements() -> QuerySet[ManualFix]:
@@ -97,10 +97,10 @@ def disagreements() -> QuerySet[ManualFix]:
         .order_by("-created_at", "-id")
         .values("new_label")[:1]
     )
-    settled = ManualFix.objects.filter(**scope, settles=True).filter(~Exists(_newer_in_scope()))
+    settled = ManualFix.objects.filter(**scope, settles=True).filter(~Exists(newer_in_scope()))
     return (
         ManualFix.objects.filter(source__in=ManualFix.STAFF_SIDE)
-        .filter(~Exists(_newer_in_scope(source__in=ManualFix.STAFF_SIDE)))
+        .filter(~Exists(newer_in_scope(source__in=ManualFix.STAFF_SIDE)))
         .annotate(advertiser_label=Subquery(advertiser_label, output_field=CharField()))
         .filter(advertiser_label__isnull=False)
         .exclude(advertiser_label=F("new_label"))

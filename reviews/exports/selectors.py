@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import BigIntegerField, Count, Exists, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce, Least
+from django.db.models.functions import Least
 
 from catalog.models import TASK_LABELS, Placement, Task
 from reviews.accuracy import latest_human_fixes
 from reviews.effective import PLACEHOLDER, ColumnNames, annotate_effective
-from reviews.expressions import active_heads, advertiser_conflicts, disagreements, live_placements
+from reviews.expressions import active_heads, advertiser_conflicts, disagreements, live_placements, picture
 from reviews.models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 
 KEPT_DECISIONS = (ExportItem.Decision.NONE, ExportItem.Decision.KEEP)
@@ -73,7 +73,7 @@ def export_candidates(filters: Filters) -> QuerySet[ManualFix]:
     return fixes.annotate(
         ok_listing=Subquery(ok_listing, output_field=BigIntegerField()),
         min_side=Least("asset__width", "asset__height"),
-        picture=Coalesce(F("asset__cluster_id"), F("asset_id"), output_field=BigIntegerField()),
+        picture=picture(),
     )
 
 
@@ -126,15 +126,15 @@ def earlier_test(*, export: DatasetExport) -> tuple[set[int], set[int]]:
     """Assets, and pictures (near-duplicate clusters), that were in test in an earlier export of the same task."""
     rows = (
         ExportItem.objects.filter(export__task=export.task, export_id__lt=export.pk, split=ExportItem.Split.TEST)
-        .annotate(picture=Coalesce(F("asset__cluster_id"), F("asset_id"), output_field=BigIntegerField()))
+        .annotate(picture=picture())
         .values_list("asset_id", "picture")
         .distinct()
     )
     assets: set[int] = set()
     pictures: set[int] = set()
-    for asset, picture in rows:
+    for asset, seen in rows:
         assets.add(asset)
-        pictures.add(picture)
+        pictures.add(seen)
     return assets, pictures
 
 

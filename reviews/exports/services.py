@@ -24,14 +24,14 @@ from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import BigIntegerField, CharField, Exists, F, OuterRef, Subquery, Value
-from django.db.models.functions import MD5, Cast, Coalesce, Concat
+from django.db.models import CharField, Exists, OuterRef, Subquery, Value
+from django.db.models.functions import MD5, Cast, Concat
 from django.utils import timezone
 
 from catalog.models import TASK_LABELS, Advertiser, Placement, Task
 from classifier.models import Classification, ModelHead, ModelVersion
 from reviews.accuracy import local_accuracies
-from reviews.expressions import active_heads, live_placements
+from reviews.expressions import active_heads, live_placements, picture
 from reviews.models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 
 from .files import DatasetWriter, ManifestRow, crop_jpeg, sha256_of
@@ -676,7 +676,7 @@ def _retain(export: DatasetExport, *, limit: int) -> list[dict[str, Any]]:
     version_id = active_heads().get(export.task)
     if version_id is None:
         return []
-    picture = Coalesce(F("asset__cluster_id"), F("asset_id"), output_field=BigIntegerField())
+    same_picture = picture()
     live = live_placements().filter(status=Placement.Status.OK, asset_id=OuterRef("asset_id"))
     untrusted = [
         advertiser_id
@@ -685,7 +685,9 @@ def _retain(export: DatasetExport, *, limit: int) -> list[dict[str, Any]]:
         and accuracy.reviewed >= RETAIN_TRUSTED_REVIEWS
         and (accuracy.accuracy or 0.0) < RETAIN_TRUSTED_ACCURACY
     ]
-    in_export = ExportItem.objects.filter(export=export).annotate(picture=picture).filter(picture=OuterRef("picture"))
+    in_export = (
+        ExportItem.objects.filter(export=export).annotate(picture=same_picture).filter(picture=OuterRef("picture"))
+    )
     advertiser = live.order_by("listing__sitemap__advertiser_id").values("listing__sitemap__advertiser__slug")[:1]
     rows = (
         Classification.objects.filter(
@@ -697,7 +699,7 @@ def _retain(export: DatasetExport, *, limit: int) -> list[dict[str, Any]]:
         .filter(Exists(live))
         .exclude(Exists(live.filter(listing__sitemap__advertiser_id__in=untrusted)))
         .exclude(Exists(ManualFix.objects.filter(asset_id=OuterRef("asset_id"), task=export.task)))
-        .annotate(picture=picture)
+        .annotate(picture=same_picture)
         .exclude(Exists(in_export))
         .annotate(
             advertiser=Subquery(advertiser, output_field=CharField()),
