@@ -101,30 +101,48 @@ def model_promote(
 
 @transaction.atomic
 def model_rollback(*, task: str, user: Any = None) -> Promotion:
-    """Re-activates, for the task, the version its latest promotion (or rollback) replaced. Instant: that
-    version's results are still in the cache. Refuses (PromotionError) when there is nothing to go back to."""
+    """Undoes the latest promotion (or rollback) of the task: the version it replaced is active again for this
+    task and for every other task that the same promotion switched and that nothing switched since (a model with
+    two heads is promoted for both, and rolled back for both). Instant: that version's results are still in the
+    cache. Refuses (PromotionError) when there is nothing to go back to. Returns the task's rollback record."""
     if task not in Task.values:
         raise PromotionError(f"unknown task {task!r}: tasks are {', '.join(Task.values)}")
-    latest = Promotion.objects.select_related("from_version").filter(task=task).order_by("-created_at", "-id").first()
+    latest = _latest_promotion(task)
     if latest is None:
         raise PromotionError(f"no model was ever promoted for {task}: there is nothing to roll back")
-    target = latest.from_version
-    if target is None:
+    if latest.from_version is None:
         raise PromotionError(f"{task} had no model before the latest promotion: there is nothing to roll back to")
-    current = ModelHead.objects.select_for_update().filter(task=task, is_active=True).first()
-    if current is not None and current.model_version_id == target.pk:
-        raise PromotionError(f"{target.name} is already the active model for {task}")
+    active = dict(ModelHead.objects.select_for_update().filter(is_active=True).values_list("task", "model_version_id"))
+    if active.get(task) == latest.from_version_id:
+        raise PromotionError(f"{latest.from_version.name} is already the active model for {task}")
+    # The tasks the same promotion switched: same version in and out, still in place.
+    tasks = [task]
+    for other, version_id in active.items():
+        if other == task or version_id != latest.to_version_id:
+            continue
+        promotion = _latest_promotion(other)
+        if promotion is not None and promotion.from_version_id == latest.from_version_id:
+            tasks.append(other)
+    tasks.sort(key=_task_order)
     try:
-        model_activate(version=target, tasks=[task])
+        model_activate(version=latest.from_version, tasks=tasks)
     except RegistryError as exc:
         raise PromotionError(str(exc)) from exc
-    return Promotion.objects.create(
-        task=task,
-        from_version_id=current.model_version_id if current else None,
-        to_version=target,
-        kind=Promotion.Kind.ROLLBACK,
-        user=user,
+    records = Promotion.objects.bulk_create(
+        Promotion(
+            task=each,
+            from_version_id=active.get(each),
+            to_version=latest.from_version,
+            kind=Promotion.Kind.ROLLBACK,
+            user=user,
+        )
+        for each in tasks
     )
+    return next(record for record in records if record.task == task)
+
+
+def _latest_promotion(task: str) -> Promotion | None:
+    return Promotion.objects.select_related("from_version").filter(task=task).order_by("-created_at", "-id").first()
 
 
 def _task_order(task: str) -> int:

@@ -254,7 +254,9 @@ def test_promotion_after_the_pass_is_instant_and_rollback_restores_the_tags(worl
 
     assert (rollback.kind, rollback.from_version, rollback.to_version) == ("rollback", candidate, active)
     assert color_tags(live) == before
-    assert ModelHead.objects.get(task="sensitive", is_active=True).model_version == candidate  # only color rolled back
+    # The promotion switched both heads: rolling it back switches both (one version active, not two).
+    assert ModelHead.objects.get(task="sensitive", is_active=True).model_version == active
+    assert set(Promotion.objects.filter(kind="rollback").values_list("task", flat=True)) == {"color", "sensitive"}
     assert list(Classification.objects.order_by("id").values_list("id", "updated_at")) == cache
 
 
@@ -283,7 +285,9 @@ def test_the_commands(world, capsys):
     assert Promotion.objects.filter(forced=False).count() == 2
 
     call_command("rollback_model", "--task", "color")
-    assert "color: active is active again (was candidate)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "color: active is active again (was candidate)" in out
+    assert "sensitive: active is active again (was candidate)" in out
     assert ModelHead.objects.get(task="color", is_active=True).model_version == active
 
     third = model_register(data=mean_classifier(size=(4, 4)), contract=classifier_contract(name="third", size=(4, 4)))

@@ -1,8 +1,10 @@
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.models import Task
+from classifier.models import Promotion
 from classifier.services.promotion import PromotionError, model_rollback
 
 
@@ -18,4 +20,12 @@ class Command(BaseCommand):
         except PromotionError as exc:
             raise CommandError(str(exc)) from exc
         was = rollback.from_version.name if rollback.from_version else "none"
-        self.stdout.write(f"{task}: {rollback.to_version.name} is active again (was {was})")
+        # The same rollback switched every task the promotion had switched: its records, written together.
+        back = Promotion.objects.filter(
+            kind=Promotion.Kind.ROLLBACK,
+            to_version=rollback.to_version,
+            from_version=rollback.from_version,
+            created_at__gte=rollback.created_at - timedelta(seconds=5),
+        )
+        for record in back.order_by("id"):
+            self.stdout.write(f"{record.task}: {rollback.to_version.name} is active again (was {was})")
