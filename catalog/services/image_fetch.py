@@ -27,6 +27,7 @@ from django.utils import timezone
 from catalog.fetching import FetchError, FetchResult, SafeFetcher
 from catalog.imaging import ImageRefused, PixelBudget, inspect_image, sha256_hex
 from catalog.models import ImageAsset, Outcome, Placement, Run
+from catalog.signals import placements_changed
 
 from .assets import asset_get_or_create
 
@@ -45,6 +46,7 @@ class UrlJob:
     asset_id: int | None = None
     # What each placement holds now (asset, etag, last_modified, content_length): only changes are written.
     current: dict[int, tuple[int | None, str, str, int | None]] = field(default_factory=dict)
+    statuses: dict[int, str] = field(default_factory=dict)  # each placement's status before this Run
 
 
 @dataclass
@@ -84,10 +86,10 @@ def url_jobs_for_run(run: Run) -> tuple[int, list[UrlJob]]:
     """(distinct live image URLs of the Run's sitemap, the jobs for those this Run has not handled yet)."""
     rows = Placement.objects.filter(
         listing__sitemap_id=run.sitemap_id, is_gone=False, listing__is_gone=False
-    ).values_list("id", "url", "etag", "last_modified", "content_length", "asset_id", "last_run_id")
+    ).values_list("id", "url", "etag", "last_modified", "content_length", "asset_id", "last_run_id", "status")
     jobs: dict[str, UrlJob] = {}
     done: set[str] = set()
-    for placement_id, url, etag, last_modified, content_length, asset_id, last_run_id in rows:
+    for placement_id, url, etag, last_modified, content_length, asset_id, last_run_id, status in rows:
         if last_run_id == run.pk:
             done.add(url)
             continue
@@ -96,6 +98,7 @@ def url_jobs_for_run(run: Run) -> tuple[int, list[UrlJob]]:
             job = jobs[url] = UrlJob(url=url)
         job.placement_ids.append(placement_id)
         job.current[placement_id] = (asset_id, etag, last_modified, content_length)
+        job.statuses[placement_id] = status
         if asset_id is not None and (etag or last_modified) and job.asset_id is None:
             job.etag, job.last_modified, job.asset_id = etag, last_modified, asset_id
             job.content_length = content_length
@@ -243,8 +246,16 @@ class ImageFetchPool:
         common = {"last_checked_at": now, "last_run_id": self.run.pk, "updated_at": now}
         by_outcome: dict[str, list[int]] = {}
         own_fields: list[tuple[list[int], dict[str, object]]] = []
+        retagged: list[int] = []  # placements whose image or status changed: their tags may have
         for job, result in batch:
             by_outcome.setdefault(result.outcome, []).extend(job.placement_ids)
+            status = Placement.Status.FAILED if result.outcome == Outcome.FAILED else Placement.Status.OK
+            retagged.extend(
+                pid
+                for pid in job.placement_ids
+                if job.statuses.get(pid) != status
+                or (status == Placement.Status.OK and job.current[pid][0] != result.asset_id)
+            )
             if result.outcome == Outcome.FAILED:
                 own_fields.append(
                     (
@@ -274,6 +285,8 @@ class ImageFetchPool:
                 else:
                     values = {"status": Placement.Status.OK, "failure_reason": "", "failure_detail": ""}
                 Placement.objects.filter(id__in=ids).update(outcome=outcome, **values, **common)
+            if retagged:
+                placements_changed.send(sender=Placement, placement_ids=retagged)
         for _job, result in batch:
             self.counts[result.outcome] += 1
             if result.outcome == Outcome.FAILED:

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from catalog.inventory import Page
 from catalog.models import Listing, Placement, Sitemap
+from catalog.signals import listings_synced
 
 BATCH_SIZE = 2000
 
@@ -74,4 +75,5 @@ def inventory_sync(*, sitemap: Sitemap, pages: Sequence[Page], seen_at: datetime
         listing__sitemap=sitemap, is_gone=False, listing__is_gone=False
     ).count()
     sitemap.save(update_fields=["live_images", "updated_at"])
+    listings_synced.send(sender=Sitemap, sitemap_id=sitemap.pk)
     return len(listings)

@@ -22,6 +22,7 @@ from classifier.heads import HeadResult
 from classifier.models import Classification, Detection, ModelHead, ModelVersion
 from classifier.preprocess import Decoded, decode
 from classifier.runtime import ClassifierModel, CropHint, DetectorModel, Pipeline, make_session
+from classifier.signals import classifications_written
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ def classify_assets(assets: list[ImageAsset], active: ActiveModels) -> list[Imag
         update_fields=["status", "label", "confidence", "margin", "scores", "crop_box", "crop_source", "error",
                        "updated_at"],
     )  # fmt: skip
+    classifications_written.send(sender=Classification, asset_ids=[asset.pk for asset in assets])
     return results
 
 

@@ -18,6 +18,7 @@ from classifier.contract import (
     parse_contract,
 )
 from classifier.models import ModelHead, ModelVersion
+from classifier.signals import heads_switched
 
 
 class RegistryError(Exception):
@@ -82,6 +83,7 @@ def model_activate(*, version: ModelVersion, tasks: list[str] | None = None) -> 
     """Makes the version the active one for its tasks (or some of them); the one it replaces is retired
     once none of its heads is active any more. The previous results stay in the cache."""
     now = timezone.now()
+    switched: list[str] = []  # a detector switch changes crops, not labels, until the Runs classify again
     if version.kind == ModelVersion.Kind.DETECTOR:
         ModelVersion.objects.filter(kind=version.kind, status=ModelVersion.Status.ACTIVE).exclude(pk=version.pk).update(
             status=ModelVersion.Status.RETIRED
@@ -96,6 +98,7 @@ def model_activate(*, version: ModelVersion, tasks: list[str] | None = None) -> 
         replaced = ModelHead.objects.filter(task__in=[h.task for h in heads], is_active=True).exclude(
             model_version=version
         )
+        switched = [head.task for head in heads]
         replaced_versions = set(replaced.values_list("model_version_id", flat=True))
         replaced.update(is_active=False)
         ModelHead.objects.filter(pk__in=[h.pk for h in heads]).update(is_active=True)
@@ -105,4 +108,6 @@ def model_activate(*, version: ModelVersion, tasks: list[str] | None = None) -> 
     version.status = ModelVersion.Status.ACTIVE
     version.activated_at = now
     version.save(update_fields=["status", "activated_at", "updated_at"])
+    if switched:
+        heads_switched.send(sender=ModelVersion, tasks=switched)
     return version
