@@ -28,6 +28,36 @@ class ManualFixQuerySet(models.QuerySet["ManualFix"]):
         raise AppendOnly("manual fixes are append-only: revert with a new fix instead")
 
 
+class ChangeSet(models.Model):
+    """One reviewer action that wrote fixes: a save of the grid, a bulk retag, a queue decision, or the undo of an
+    earlier change set. Undoing writes new fixes back (history stays append-only) in a change set of its own."""
+
+    class Kind(models.TextChoices):
+        SAVE = "save", "Save"
+        BULK = "bulk", "Bulk retag"
+        DECISION = "decision", "Review decision"
+        UNDO = "undo", "Undo"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.PROTECT, related_name="change_sets")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    fixes = models.PositiveIntegerField(default=0, help_text="How many fixes it wrote.")
+    summary = models.CharField(max_length=300, blank=True)
+    undoes = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="undone_by",
+        help_text="The change set this one undid.",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.fixes} fixes ({self.created_at:%Y-%m-%d %H:%M})"
+
+
 class ManualFix(models.Model):
     class Source(models.TextChoices):
         STAFF = "staff", "Staff screen"
@@ -60,6 +90,7 @@ class ManualFix(models.Model):
     # A carried fix points at the fix it was carried from; a revert at the fix it undoes.
     origin = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="carried")
     reverts = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="reverted_by")
+    change_set = models.ForeignKey(ChangeSet, on_delete=models.PROTECT, null=True, blank=True, related_name="fix_rows")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = ManualFixQuerySet.as_manager()
