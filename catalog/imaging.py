@@ -2,7 +2,8 @@
 
 The SHA-256 of the bytes is the asset key; the perceptual hash (pHash, 64 bits) of the small decode links
 re-encoded copies. Decoding is bounded (pixel limit, format allowlist) and uses JPEG DCT scaling
-(`Image.draft`) so that a large photo is never decoded at full size just to make a thumbnail.
+(`Image.draft`) so that a large photo is never decoded at full size just to make a thumbnail; the same decode can
+be kept for the models' input (`inspect_image_viewed`), so that a Run decodes a new image once.
 
 Memory (a 250 KB PNG can decode to 240 MB): formats other than JPEG cannot be decoded reduced, so they have a
 lower pixel limit (MAX_PIXELS_FULL_DECODE); a full-size decode is reduced and flattened to RGB strip by strip
@@ -35,6 +36,11 @@ REDUCIBLE_FORMATS = frozenset({"JPEG", "MPO"})
 # flat graphics or a pixel flood (one colour, 60 MP in 250 KB) get there, and they need no more than this.
 MAX_PIXELS_FULL_DECODE = 32_000_000
 THUMBNAIL_SIZE = 320
+# The smallest side a JPEG is decoded to (where it is that big): the input of the usual models (MobileNet, the
+# starter models), so that the decode behind an asset's keys and thumbnail is also their input (a Run decodes a
+# new image once: inspect_image_viewed). A fixed number, not the active models', so that a pHash depends on the
+# bytes alone.
+DECODE_MIN_SIDE = 224
 _STRIP_PIXELS = 1 << 20  # reduced_rgb converts this many full-size pixels at a time (4 MB in RGBA)
 _TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -46,6 +52,7 @@ _TRANSPOSE_FOR_ORIENTATION = {
     8: Image.Transpose.ROTATE_90,
 }
 _ORIENTATION = 0x0112
+_SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
 
 
 # glibc raises its mmap threshold after each big free (up to 32 MB): the pixel blocks of later decodes (16 MB each
@@ -122,6 +129,16 @@ class PixelBudget:
                 self._changed.notify_all()
 
 
+@dataclass(frozen=True)
+class ViewedImage:
+    """The decode behind an asset's keys, kept for other work on the same pixels (the models' input): RGB, as
+    viewed (EXIF orientation applied), no smaller than the size asked for where the original is not."""
+
+    image: Image.Image
+    original_size: tuple[int, int]  # (w, h) of the full-size image, as viewed
+    format: str  # of the original (JPEG, PNG...)
+
+
 def inspect_image(
     data: bytes,
     *,
@@ -135,8 +152,50 @@ def inspect_image(
     A format that cannot be decoded reduced is refused above `max_pixels_full_decode`; the full-size decode is
     held under `budget` (when given) until it is reduced to twice the thumbnail size, strip by strip.
     """
+    facts, _ = _inspect(
+        data,
+        max_pixels=max_pixels,
+        max_pixels_full_decode=max_pixels_full_decode,
+        thumbnail_size=thumbnail_size,
+        budget=budget,
+        keep=None,
+    )
+    return facts
+
+
+def inspect_image_viewed(
+    data: bytes, *, keep: tuple[int, int], budget: PixelBudget | None = None
+) -> tuple[ImageFacts, ViewedImage | None]:
+    """inspect_image, and the same decode kept (no smaller than `keep`, w x h) for the models, so that a new image is
+    decoded once. The facts (thumbnail, pHash) are exactly inspect_image's, whatever `keep` is.
+
+    The view is None where that decode cannot stand for classifier.preprocess.decode: an image with transparency or
+    of 32-bit integer or float pixels (the two flatten them differently), or a decode smaller than `keep` (the DCT
+    draft covers the thumbnail and DECODE_MIN_SIDE: models with a bigger input are not served). The caller decodes
+    again for those.
+    """
+    return _inspect(
+        data,
+        max_pixels=MAX_PIXELS,
+        max_pixels_full_decode=MAX_PIXELS_FULL_DECODE,
+        thumbnail_size=THUMBNAIL_SIZE,
+        budget=budget,
+        keep=keep,
+    )
+
+
+def _inspect(
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_pixels_full_decode: int,
+    thumbnail_size: int,
+    budget: PixelBudget | None,
+    keep: tuple[int, int] | None,
+) -> tuple[ImageFacts, ViewedImage | None]:
     if not data:
         raise ImageRefused("not_image", "empty body")
+    view: ViewedImage | None = None
     try:
         with warnings.catch_warnings():
             # Pillow warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
@@ -159,16 +218,21 @@ def inspect_image(
                     f"{image_format} image is {width}x{height} pixels, more than the {max_pixels_full_decode:,} "
                     "allowed for a format that cannot be decoded reduced",
                 )
-            # DCT scaling: decode a JPEG at 1/2, 1/4 or 1/8 of its size when that still covers the thumbnail.
-            opened.draft("RGB", (thumbnail_size, thumbnail_size))
+            # DCT scaling: decode a JPEG at 1/2, 1/4 or 1/8 of its size when that still covers the thumbnail and
+            # the models' usual input (DECODE_MIN_SIDE), so that the one decode serves both.
+            opened.draft("RGB", _draft_size(opened.size, thumbnail_size))
             with budget.hold(opened.width * opened.height) if budget is not None else nullcontext():
                 opened.load()  # reads every byte: truncated or corrupt data fails here
+                plain = _flattens_alike(opened)
                 # Pillow's thumbnail(reducing_gap=2.0) would reduce by these factors first: do it while converting.
                 image = reduced_rgb(opened, _thumbnail_reduction(opened.size, thumbnail_size))
                 orientation = opened.getexif().get(_ORIENTATION, 1)
                 if image is not opened:
                     opened.close()  # frees the full-size pixels before the budget is given back
             image = orientation_transpose(image, orientation)
+            if keep is not None and plain:
+                viewed_size = (height, width) if orientation in _SWAPS_AXES else (width, height)
+                view = _kept(image, keep, viewed_size, image_format)
             image.thumbnail((thumbnail_size, thumbnail_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     except ImageRefused:
         raise
@@ -181,7 +245,7 @@ def inspect_image(
 
     thumbnail = io.BytesIO()
     image.save(thumbnail, format="JPEG", quality=82, optimize=False)
-    return ImageFacts(
+    facts = ImageFacts(
         sha256=sha256_hex(data),
         phash=str(imagehash.phash(image)),
         width=width,
@@ -190,6 +254,39 @@ def inspect_image(
         byte_size=len(data),
         thumbnail_jpeg=thumbnail.getvalue(),
         extension={"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}.get(image_format, image_format.lower()),
+    )
+    return facts, view
+
+
+def _flattens_alike(image: Image.Image) -> bool:
+    """Whether to_rgb_on_white and the models' flattening (classifier.preprocess.flatten_to_rgb) give this image
+    the same RGB pixels: no transparency to composite, no 32-bit integer or float values to scale."""
+    mode = image.mode
+    if mode.startswith("I") or mode == "F" or "transparency" in image.info:
+        return False
+    return mode not in ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _kept(
+    image: Image.Image, keep: tuple[int, int], viewed_size: tuple[int, int], image_format: str
+) -> ViewedImage | None:
+    """A copy of the oriented RGB decode (thumbnail() works in place on `image`), or None when it is smaller than
+    `keep` and the original is not."""
+    want_width, want_height = max(1, keep[0]), max(1, keep[1])
+    if image.width < min(want_width, viewed_size[0]) or image.height < min(want_height, viewed_size[1]):
+        return None
+    return ViewedImage(image=image.copy(), original_size=viewed_size, format=image_format)
+
+
+def _draft_size(size: tuple[int, int], thumbnail_size: int) -> tuple[int, int]:
+    """The size to ask a JPEG's DCT draft for: the thumbnail's own (w, h), no side under DECODE_MIN_SIDE. The DCT
+    scaling is a proper reduction (what a box filter would do), so the thumbnail is resampled from no less than its
+    own size; asking for a 320 x 320 square instead decoded 4:3 photos at four times the pixels."""
+    width, height = size
+    shrink = min(1.0, thumbnail_size / width, thumbnail_size / height)
+    return (
+        max(1, round(width * shrink), min(width, DECODE_MIN_SIDE)),
+        max(1, round(height * shrink), min(height, DECODE_MIN_SIDE)),
     )
 
 
@@ -258,6 +355,13 @@ def popcount(values: np.ndarray) -> np.ndarray:
     return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1).reshape(values.shape)
 
 
+def _popcount_into(values: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """popcount(values), written into `out` (uint8, same shape) where numpy can."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values, out=out)
+    return popcount(values)
+
+
 # Distances are computed in blocks of at most this many pairs (8 bytes each): ~32 MB at a time.
 _PAIRS_PER_BLOCK = 1 << 22
 
@@ -310,13 +414,20 @@ def phash_cluster_roots(
     best_existing = np.full(len(pending), -1, dtype=np.int64)
     best_distance = np.full(len(pending), big, dtype=np.int64)
     if len(roots) and len(pending):
+        roots = roots[np.argsort(ids[roots], kind="stable")]  # by id: argmin's first minimum is the lowest root id
         root_ids = ids[roots].astype(np.int64)
+        root_hashes = hashes[roots]
         rows_per_block = max(1, _PAIRS_PER_BLOCK // len(roots))
+        # Two buffers reused by every block: fresh big temporaries are mmap'd and faulted in again each time, and
+        # uint8 distances keep the pass over a million roots to one XOR, one popcount and one argmin.
+        xor = np.empty((min(rows_per_block, len(pending)), len(roots)), dtype=np.uint64)
+        counts = np.empty(xor.shape, dtype=np.uint8)
         for start in range(0, len(pending), rows_per_block):
             block = pending[start : start + rows_per_block]
-            distances = popcount(hashes[block, None] ^ hashes[None, roots]).astype(np.int64)
-            best = (distances * (int(root_ids.max()) + 1) + root_ids[None, :]).argmin(axis=1)
-            picked = distances[np.arange(len(block)), best]
+            pairs = np.bitwise_xor(hashes[block, None], root_hashes[None, :], out=xor[: len(block)])
+            distances = _popcount_into(pairs, counts[: len(block)])
+            best = distances.argmin(axis=1)
+            picked = distances[np.arange(len(block)), best].astype(np.int64)
             best_existing[start : start + len(block)] = np.where(picked <= max_distance, root_ids[best], -1)
             best_distance[start : start + len(block)] = np.where(picked <= max_distance, picked, big)
     # ...then, in id order, each one against the roots founded in this call too, as a rebuild would.

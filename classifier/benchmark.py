@@ -4,6 +4,10 @@
 Run. `models alone`: the same sessions, the same inferences and batch sizes, on tensors made beforehand.
 Both run in worker processes of one single-threaded session each (how Celery runs inference), so the
 ratio says how much of the machine the stack spends outside the models.
+
+`decoder_timings`: the JPEG decoders this environment has (Pillow with and without its DCT draft, OpenCV, and
+simplejpeg or PyTurboJPEG when installed), each asked for RGB pixels no smaller than the models' input, beside
+what a Run does with a new image (keys, thumbnail and the models' input) with one decode and with two.
 """
 
 from __future__ import annotations
@@ -103,3 +107,120 @@ def measure(models: ModelFiles, images: list[bytes], *, processes: int, batch_si
         "stack_per_s": stack / stack_seconds,
         "stack_share": (stack / stack_seconds) / (alone / alone_seconds),
     }
+
+
+# -- decoders: ms per image of each way to get a JPEG's pixels for the models (benchmark_classifier --decoders) --
+
+
+def _pillow_full(data: bytes, min_size: int) -> object:
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _pillow_draft(data: bytes, min_size: int) -> object:
+    from .preprocess import decode
+
+    return decode(data, min_size=min_size)
+
+
+def _run_decode_twice(data: bytes, min_size: int) -> object:
+    from catalog.imaging import inspect_image
+
+    from .preprocess import decode
+
+    return inspect_image(data), decode(data, min_size=min_size)
+
+
+def _run_decode_once(data: bytes, min_size: int) -> object:
+    from catalog.imaging import inspect_image_viewed
+
+    from .preprocess import decoded_from
+
+    facts, view = inspect_image_viewed(data, keep=(min_size, min_size))
+    assert view is not None  # noqa: S101 - a plain JPEG
+    return facts, decoded_from(
+        view.image, original_size=view.original_size, image_format=view.format, min_size=min_size
+    )
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:  # reads the header only
+        return image.size
+
+
+def _scale(size: tuple[int, int], min_size: int) -> int:
+    fits = min(size[0] // min_size, size[1] // min_size)
+    return 8 if fits >= 8 else 4 if fits >= 4 else 2 if fits >= 2 else 1
+
+
+def _opencv(data: bytes, min_size: int) -> object:
+    import cv2
+
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
+    flag = flags.get(_scale(_jpeg_size(data), min_size), cv2.IMREAD_REDUCED_COLOR_8)
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if pixels is None:
+        raise ValueError("OpenCV could not decode the image")
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+def _decoders() -> dict[str, Any]:
+    """The decoders that this environment has, by the name the table shows."""
+    found: dict[str, Any] = {
+        "Pillow, full size": _pillow_full,
+        "Pillow, draft (preprocess.decode)": _pillow_draft,
+        "OpenCV imdecode, IMREAD_REDUCED": _opencv,
+    }
+    try:
+        import simplejpeg
+
+        found["simplejpeg, min size"] = lambda data, min_size: simplejpeg.decode_jpeg(
+            data, min_height=min_size, min_width=min_size
+        )
+        found["simplejpeg, min size, fast DCT"] = lambda data, min_size: simplejpeg.decode_jpeg(
+            data, min_height=min_size, min_width=min_size, fastdct=True, fastupsample=True
+        )
+    except ImportError:
+        pass
+    try:
+        import turbojpeg
+
+        decoder = turbojpeg.TurboJPEG()
+
+        def _turbo(data: bytes, min_size: int) -> object:
+            width, height, _, _ = decoder.decode_header(data)
+            return decoder.decode(
+                data, pixel_format=turbojpeg.TJPF_RGB, scaling_factor=(1, _scale((width, height), min_size))
+            )
+
+        found["PyTurboJPEG, scaled"] = _turbo
+    except (ImportError, OSError, RuntimeError):  # no package, or no libturbojpeg of the version it wants
+        pass
+    found["keys + thumbnail, then the models' decode: two"] = _run_decode_twice
+    found["keys + thumbnail + the models' input: one decode"] = _run_decode_once
+    return found
+
+
+def decoder_timings(images: dict[str, list[bytes]], *, min_size: int = 224, repeat: int = 3) -> list[dict[str, Any]]:
+    """Milliseconds per image (best of `repeat` passes, one thread) of each decoder on each set of JPEGs, RGB at no
+    less than min_size: one row per decoder, one column per set."""
+    rows = []
+    for name, decoder in _decoders().items():
+        row: dict[str, Any] = {"decoder": name}
+        for label, datas in images.items():
+            best = float("inf")
+            for _ in range(repeat):
+                started = time.perf_counter()
+                for data in datas:
+                    decoder(data, min_size)
+                best = min(best, (time.perf_counter() - started) / len(datas))
+            row[label] = round(1000 * best, 2)
+        rows.append(row)
+    return rows

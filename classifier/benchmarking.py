@@ -1,5 +1,6 @@
 """Background rows for benchmarks and query-plan tests: another advertiser's images and their cached results,
-so that a Run is measured in a database that holds far more than its own sitemap.
+so that a Run is measured in a database that holds far more than its own sitemap; and the whole-stack figure of
+benchmark_classifier, which benchmark_runs measures beside its Runs.
 
 The rows are made directly in bulk (no files, no inference): each background asset has a listing placement of
 the background advertiser, a cluster of its own (so clustering a Run never has to pick them up) and one
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from catalog.models import Advertiser, ImageAsset, Listing, Outcome, Placement, Sitemap
 from classifier.models import Classification, ModelHead
+from classifier.signals import classifications_written
 
 BACKGROUND_SLUG = "benchmark-background"
 BATCH = 10_000
@@ -139,4 +141,28 @@ def _load_batch(sitemap: Sitemap, heads: list[ModelHead], indexes: range, limit:
         if i * len(heads) + h < limit
     ]
     Classification.objects.bulk_create(rows, batch_size=BATCH)
+    # What the pipeline says after writing results: apps that derive from them (reviews' stored tags) follow.
+    classifications_written.send(sender=Classification, asset_ids=[asset.pk for asset in assets])
     return len(rows)
+
+
+def whole_stack_measure(
+    *, images: int = 512, batch_size: int = 32, processes: list[int] | tuple[int, ...] = (1, 2)
+) -> list[dict[str, float]]:
+    """benchmark_classifier's figures: decode + vehicle crop + every active model on generated dealer photos
+    (1024x768 JPEGs) against the same models on pre-made tensors, in worker processes of one single-threaded session
+    each, one row per number of processes. Raises ValueError when no model is active."""
+    from classifier.benchmark import measure
+    from classifier.services.inference import active_models
+    from classifier.synth import dealer_photo_jpeg
+
+    active = active_models()
+    if not active.heads:
+        raise ValueError("no active model: run register_starter_models (bin/start does)")
+    versions = list(active.versions.values()) + ([active.detector] if active.detector else [])
+    models = []
+    for version in versions:
+        with version.file.open("rb") as handle:
+            models.append((handle.read(), version.contract))
+    photos = [dealer_photo_jpeg(seed) for seed in range(images)]
+    return [measure(models, photos, processes=n, batch_size=batch_size) for n in processes]

@@ -112,6 +112,37 @@ def decode(data: bytes, *, min_size: tuple[int, int] | int) -> Decoded:
     return Decoded(image=rgb, original_size=original_size, scale=rgb.width / original_size[0])
 
 
+def decoded_size(original_size: tuple[int, int], image_format: str, min_size: tuple[int, int] | int) -> tuple[int, int]:
+    """The (w, h) `decode` gives an image of this size (as viewed) and format, computed without decoding it: the
+    JPEG draft's scale (1, 2, 4 or 8, as Pillow picks it), then the integer reduction of a big decode."""
+    min_width, min_height = _normalise_min_size(min_size)
+    width, height = original_size
+    if image_format == "JPEG":
+        fits = min(width // max(1, min_width), height // max(1, min_height))
+        scale = 8 if fits >= 8 else 4 if fits >= 4 else 2 if fits >= 2 else 1
+        width, height = -(-width // scale), -(-height // scale)
+    if width * height > REDUCE_ABOVE_PIXELS:
+        factor = max(1, min(width // max(1, min_width), height // max(1, min_height)))
+        width, height = -(-width // factor), -(-height // factor)
+    return width, height
+
+
+def decoded_from(
+    image: Image.Image, *, original_size: tuple[int, int], image_format: str, min_size: tuple[int, int] | int
+) -> Decoded | None:
+    """What `decode` would give, made from an RGB decode of the same bytes that is at least as big (the one behind an
+    asset's keys and thumbnail: catalog.imaging.inspect_image_viewed), so that a new image is decoded once: reduced
+    to decode's dimensions with a box filter, which stands for the JPEG DCT scaling. None when it is smaller."""
+    target = decoded_size(original_size, image_format, min_size)
+    if image.width < target[0] or image.height < target[1]:
+        return None
+    if image.size != target:
+        factor_x, factor_y = image.width // target[0], image.height // target[1]
+        exact = (-(-image.width // factor_x), -(-image.height // factor_y)) == target
+        image = image.reduce((factor_x, factor_y)) if exact else image.resize(target, Image.Resampling.BOX)
+    return Decoded(image=image, original_size=original_size, scale=image.width / original_size[0])
+
+
 def _reduced_to_rgb(image: Image.Image, needed: tuple[int, int]) -> Image.Image:
     """The loaded image in RGB, reduced when it is big, in stored axes (`needed` is min_size in those axes)."""
     width, height = image.size

@@ -170,7 +170,8 @@ def run_execute(
     """Carries the Run through its steps, from wherever it stopped. Idempotent: safe to call twice.
 
     The classify step (settings.RUN_CLASSIFY_STEP) finishes the Run itself: here when `inline`, else
-    through batch tasks on the inference queue.
+    through batch tasks on the inference queue. New images reach the models during the fetch already
+    (settings.RUN_CLASSIFY_STREAM): the classify step is left with what the stream did not do.
     """
     run = run_claim(run_id=run_id, worker=worker or worker_identity())
     if run is None:
@@ -179,7 +180,7 @@ def run_execute(
         if run.step in (Run.Step.QUEUED, Run.Step.READ) and not _read_and_sync(run):
             return run
         if run.step == Run.Step.FETCH:
-            _fetch_images(run, progress)
+            _fetch_images(run, progress, inline=inline)
             for dotted_path in settings.RUN_AFTER_FETCH:
                 import_string(dotted_path)(run=run)
             _set_step(run, Run.Step.CLASSIFY)
@@ -227,7 +228,7 @@ def _read_source(run: Run) -> SourceResult:
         return source_read_url(run.sitemap.url, fetcher=fetcher, follow_children=True, expect=expect)
 
 
-def _fetch_images(run: Run, progress: ProgressCallback | None) -> None:
+def _fetch_images(run: Run, progress: ProgressCallback | None, *, inline: bool) -> None:
     total, jobs = url_jobs_for_run(run)
     base = _outcome_counts(run)  # what an earlier attempt of this Run already did
     run.urls = total
@@ -244,8 +245,13 @@ def _fetch_images(run: Run, progress: ProgressCallback | None) -> None:
             raise RunCancelled(f"run {run.pk} was cancelled")
 
     if jobs:
+        stream = (
+            import_string(settings.RUN_CLASSIFY_STREAM)(run=run, inline=inline)
+            if settings.RUN_CLASSIFY_STREAM
+            else None
+        )
         with SafeFetcher(fetch_policy()) as fetcher:
-            ImageFetchPool(run=run, fetcher=fetcher, on_tick=on_tick).run_jobs(jobs)
+            ImageFetchPool(run=run, fetcher=fetcher, on_tick=on_tick, stream=stream).run_jobs(jobs)
 
 
 def _outcome_counts(run: Run) -> Counter[str]:

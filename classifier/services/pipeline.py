@@ -1,6 +1,13 @@
 """The classify step of a Run: every asset of the sitemap that lacks a result of the active model of each
 enabled task is classified, in batches. Inline (run_sitemap --sync, the benchmark) or as batch tasks on the
 inference queue, spread over every inference worker; the batch that leaves nothing pending finishes the Run.
+
+New images do not wait for that step: the Run's stream (run_classify_stream, settings.RUN_CLASSIFY_STREAM) takes
+them as the fetch brings them in. Inline, the fetch's processes run the models on the decode that made the asset's
+keys and thumbnail (one decode per new image) and the results are stored with each batch of outcomes; through
+workers, each CLASSIFY_BATCH_SIZE new assets go to the inference queue at once (the inference workers decode them
+again from storage). A batch that arrives while the Run is still fetching classifies but never finishes the Run;
+the classify step then sends only what is still pending and was not sent already.
 """
 
 from __future__ import annotations
@@ -17,11 +24,24 @@ from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from catalog.imaging import ViewedImage
 from catalog.models import ImageAsset, Placement, Run
 from catalog.services.runs import run_finish
 from classifier.models import Classification
+from classifier.preprocess import Decoded, decode, decoded_from
 
-from .inference import ActiveModels, active_models, classify_assets, heads_done, needs_classification
+from .inference import (
+    ActiveModels,
+    ImageResult,
+    active_models,
+    classifications_store,
+    classify_assets,
+    classify_decoded,
+    forget_sessions,
+    heads_done,
+    models_min_size,
+    needs_classification,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +61,113 @@ def run_pending_asset_ids(run: Run, active: ActiveModels) -> list[int]:
     )
 
 
+# Assets that a stream of this process sent to the inference queue during its Run's fetch, by Run: the classify
+# step that follows in the same process does not send them again. Another attempt (a resumed Run) starts empty and
+# sends everything pending: a batch sent twice costs nothing, it classifies only what still needs it.
+_streamed: dict[int, set[int]] = {}
+
+
+class InlineClassifyStream:
+    """Classifies each new image of an inline Run in the fetch process that decoded it, on that same decode; the
+    results are stored with each batch of outcomes. What it misses (an image whose decode cannot serve the
+    models is decoded again here; a batch that could not be stored) stays pending for the classify step."""
+
+    def __init__(self, *, run: Run, active: ActiveModels) -> None:
+        self.run_id = run.pk
+        self.active = active
+        self.keep: tuple[int, int] | None = models_min_size(active)
+
+    def child_started(self) -> None:
+        forget_sessions()  # sessions are created in this child, after the fork, on its first image
+
+    def examine(self, data: bytes, view: ViewedImage | None) -> ImageResult:
+        size = self.keep or 224
+        image: Decoded | Exception | None = None
+        if view is not None:
+            image = decoded_from(view.image, original_size=view.original_size, image_format=view.format, min_size=size)
+        if image is None:  # that decode cannot stand for the models' (see inspect_image_viewed): decode again
+            try:
+                image = decode(data, min_size=size)
+            except Exception as exc:  # an undecodable image fails its tasks, as in a batch
+                image = exc
+        return classify_decoded(image, self.active)
+
+    def record(self, new_assets: list[tuple[int, object | None]]) -> None:
+        found = [(asset_id, result) for asset_id, result in new_assets if isinstance(result, ImageResult)]
+        if not found:
+            return
+        detector = self.active.detector.pk if self.active.detector is not None else None
+        classifications_store(found=found, active=self.active, detector_version_id=detector)
+        classified = sum(not result.errors for _, result in found)
+        Run.objects.filter(pk=self.run_id).update(classified=F("classified") + classified)
+
+
+class QueueClassifyStream:
+    """Sends the new assets of a Run carried by a worker to the inference queue, CLASSIFY_BATCH_SIZE at a time, as
+    the fetch records them. A broker that refuses one batch stops the stream: the classify step sends the rest."""
+
+    keep: tuple[int, int] | None = None  # the inference workers read each original from storage
+
+    def __init__(self, *, run: Run) -> None:
+        self.run_id = run.pk
+        self.waiting: list[int] = []
+        self.broken = False
+        _streamed[run.pk] = set()
+
+    def child_started(self) -> None:
+        return None
+
+    def examine(self, data: bytes, view: ViewedImage | None) -> None:
+        return None
+
+    def record(self, new_assets: list[tuple[int, object | None]]) -> None:
+        if self.broken:
+            return
+        self.waiting.extend(asset_id for asset_id, _ in new_assets)
+        size = settings.CLASSIFY_BATCH_SIZE
+        while len(self.waiting) >= size:
+            batch, self.waiting = self.waiting[:size], self.waiting[size:]
+            transaction.on_commit(partial(self._send, batch))
+
+    def _send(self, asset_ids: list[int]) -> None:
+        from classifier.tasks import classify_batch_task
+
+        if self.broken:
+            return
+        try:
+            # No retry: the fetch must not wait for a broker that is down; the classify step hands over what is left.
+            classify_batch_task.apply_async((self.run_id, asset_ids), retry=False)
+        except (KombuOperationalError, OSError) as exc:
+            logger.warning(
+                "run %s: the broker refused a batch during the fetch (%s); sent at the hand-over", self.run_id, exc
+            )
+            self.broken = True
+            return
+        _streamed.setdefault(self.run_id, set()).update(asset_ids)
+
+
+def run_classify_stream(*, run: Run, inline: bool) -> InlineClassifyStream | QueueClassifyStream | None:
+    """The Run's stream of new images to the active models of its tasks (None when there is none); see the module
+    docstring. Inline with no fetch processes (settings.RUN_FETCH_PROCESSES = 0), the classify step does it all."""
+    active = active_models(run.sitemap.tasks_enabled)
+    if not active.heads:
+        return None
+    if inline:
+        return InlineClassifyStream(run=run, active=active) if settings.RUN_FETCH_PROCESSES > 0 else None
+    return QueueClassifyStream(run=run)
+
+
 def run_classify_step(*, run: Run, inline: bool, progress: Callable[[Run], None] | None = None) -> None:
     """Classifies what the Run needs and finishes it (inline), or hands the batches to the inference queue."""
     active = active_models(run.sitemap.tasks_enabled)
     pending = run_pending_asset_ids(run, active) if active.heads else []
+    # Sent during the fetch and still queued: their batches classify them, and the last one finishes the Run.
+    streamed = _streamed.pop(run.pk, set())
+    if streamed and pending and not inline:
+        pending = [asset_id for asset_id in pending if asset_id not in streamed]
+        if not pending:
+            Run.objects.filter(pk=run.pk).update(worker="", heartbeat_at=timezone.now())
+            return
     batches = [
         pending[i : i + settings.CLASSIFY_BATCH_SIZE] for i in range(0, len(pending), settings.CLASSIFY_BATCH_SIZE)
     ]
@@ -121,7 +244,8 @@ def classify_batch(
 ) -> int:
     """Classifies one batch of a Run's assets (those still needing it: idempotent); returns how many."""
     run = Run.objects.select_related("sitemap").get(pk=run_id)
-    if run.status != Run.Status.RUNNING or run.step != Run.Step.CLASSIFY:
+    # A batch sent while the Run is still fetching classifies too; only one in its classify step may finish it.
+    if run.status != Run.Status.RUNNING or run.step not in (Run.Step.FETCH, Run.Step.CLASSIFY):
         return 0
     active = active or active_models(run.sitemap.tasks_enabled)
     assets = list(
@@ -129,7 +253,8 @@ def classify_batch(
     )
     results = classify_assets(assets, active) if assets else []
     classified = sum(not result.errors for result in results)
-    Run.objects.filter(pk=run_id).update(classified=F("classified") + classified, heartbeat_at=timezone.now())
+    renewed = {"heartbeat_at": timezone.now()} if run.step == Run.Step.CLASSIFY else {}  # fetching: its worker's
+    Run.objects.filter(pk=run_id).update(classified=F("classified") + classified, **renewed)
     if finish:
         run_classified_finish(run_id=run_id)
     return classified

@@ -1,7 +1,9 @@
 """Measures Runs on a local inventory: the first pass, a re-run with nothing changed, and a re-run after
-the CDN renamed every file and changed every ETag without changing the bytes. With --background N, the database
-first holds N classifications of another advertiser (loaded once, reused by later calls), so that the figures
-show whether a Run's cost follows its own sitemap or the whole database."""
+the CDN renamed every file and changed every ETag without changing the bytes, for one or more inventory sizes.
+With --background N, the database first holds N classifications of another advertiser (loaded once, reused by
+later calls), so that the figures show whether a Run's cost follows its own sitemap or the whole database.
+benchmark_classifier's whole-stack figure (decode + models only) is measured just before each first Run: on a
+shared machine only figures measured together compare, so the command prints their ratio."""
 
 import json
 import os
@@ -19,7 +21,7 @@ from catalog.inventory_server import make_inventory_images
 from catalog.models import Advertiser, ImageAsset, Run
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
 from catalog.services.runs import run_execute, run_start
-from classifier.benchmarking import background_count, background_load
+from classifier.benchmarking import background_count, background_load, whole_stack_measure
 
 COLUMNS = ["pass", "status", "urls", "not_modified", "cache_hits", "downloaded", "failed", "classified",
            "new_assets", "server_200s", "server_304s", "seconds", "images/s"]  # fmt: skip
@@ -28,11 +30,13 @@ COLUMNS = ["pass", "status", "urls", "not_modified", "cache_hits", "downloaded",
 class Command(BaseCommand):
     help = (
         "Benchmark of Runs on a local inventory served over real HTTP (generated JPEGs, 800x600 to 1600x1200): "
-        "first Run, unchanged re-run, and re-run after every URL and ETag changed. Prints a table (or --json)."
+        "first Run, unchanged re-run, and re-run after every URL and ETag changed, for each --images count. Beside "
+        "each first Run, benchmark_classifier's whole-stack figure is measured, so that the two compare under the "
+        "same load. Prints tables (or --json)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--images", type=int, default=1000)
+        parser.add_argument("--images", type=int, nargs="+", default=[1000], metavar="N")
         parser.add_argument("--per-listing", type=int, default=10)
         parser.add_argument("--validators", choices=["both", "etag", "last-modified", "none"], default="both")
         parser.add_argument("--seed", type=int, default=1)
@@ -43,6 +47,13 @@ class Command(BaseCommand):
             default=0,
             metavar="N",
             help="First load N classifications (and their assets) of another advertiser; reused if already there.",
+        )
+        parser.add_argument(
+            "--stack-images",
+            type=int,
+            default=512,
+            metavar="N",
+            help="Photos of benchmark_classifier's whole-stack figure, measured before each first Run (0: not).",
         )
         parser.add_argument("--json", action="store_true")
 
@@ -57,8 +68,26 @@ class Command(BaseCommand):
                 f"background: {background_count():,} classifications of another advertiser "
                 f"({added:,} loaded in {time.perf_counter() - started:.0f} s)"
             )
-        self.stderr.write(f"Generating {options['images']} JPEGs (cached in var/bench) ...")
-        images = make_inventory_images(options["images"], seed=options["seed"], cache_dir=settings.VAR_DIR / "bench")
+        results = [self._benchmark(count, options) for count in options["images"]]
+        if options["json"]:
+            self.stdout.write(json.dumps({"background_classifications": background_count(), "sizes": results}))
+            return
+        for result in results:
+            self._print_result(result)
+        self.stdout.write(f"\nbackground: {background_count():,} classifications of another advertiser")
+        if len(results) > 1:
+            self.stdout.write("\nimages  first run img/s  stack img/s  first/stack  re-run/first  load average")
+            for r in results:
+                self.stdout.write(
+                    f"{r['images']:>6}  {r['first_run_per_s']:>15}  {r['stack_per_s'] or '-':>11}  "
+                    f"{_percent(r['first_to_stack']):>11}  {_percent(r['unchanged_rerun_ratio']):>12}  "
+                    f"{', '.join(map(str, r['load_average']))}"
+                )
+
+    def _benchmark(self, count: int, options: dict[str, Any]) -> dict[str, Any]:
+        """The three passes over an inventory of `count` images, with the whole-stack figure measured just before."""
+        self.stderr.write(f"Generating {count} JPEGs (cached in var/bench) ...")
+        images = make_inventory_images(count, seed=options["seed"], cache_dir=settings.VAR_DIR / "bench")
         megabytes = sum(map(len, images)) / 1e6
         self.stderr.write(f"{len(images)} images, {megabytes:.0f} MB, served from 127.0.0.1")
         slug = f"benchmark-{options['seed']}"
@@ -69,6 +98,12 @@ class Command(BaseCommand):
                 f"{known} of these images are already assets in this database, so the first pass would not "
                 "download them: pick other images with --seed N"
             )
+        load_before = [round(load, 2) for load in os.getloadavg()]
+        stack: list[dict[str, float]] = []
+        if options["stack_images"]:
+            self.stderr.write(f"whole stack (benchmark_classifier) on {options['stack_images']} photos ...")
+            processes = sorted({1, max(1, settings.RUN_FETCH_PROCESSES)})
+            stack = whole_stack_measure(images=options["stack_images"], processes=processes)
         rows = []
         try:
             with ServedInventory(
@@ -86,20 +121,37 @@ class Command(BaseCommand):
             if not options["keep"]:
                 self._cleanup(slug)
         first, second = rows[0]["seconds"], rows[1]["seconds"]
-        load_average = [round(load, 2) for load in os.getloadavg()]
-        summary = {
-            "background_classifications": background_count(),
+        # The figure a Run is compared with: the stack in as many processes as the Run's fetch has.
+        stack_per_s = round(stack[-1]["stack_per_s"], 1) if stack else None
+        first_per_s = rows[0]["images/s"]
+        return {
+            "images": count,
+            "rows": rows,
+            "stack": stack,
+            "first_run_per_s": first_per_s,
+            "stack_per_s": stack_per_s,
+            "first_to_stack": round(first_per_s / stack_per_s, 3) if stack_per_s and first_per_s else None,
             "unchanged_rerun_ratio": round(second / first, 4) if first else None,
-            "load_average": load_average,
+            "load_average_before": load_before,
+            "load_average": [round(load, 2) for load in os.getloadavg()],
         }
-        if options["json"]:
-            self.stdout.write(json.dumps({"rows": rows, **summary}))
-            return
-        self._print_table(rows)
+
+    def _print_result(self, result: dict[str, Any]) -> None:
+        self.stdout.write(f"\n{result['images']} images")
+        self._print_table(result["rows"])
+        for row in result["stack"]:
+            self.stdout.write(
+                f"whole stack (benchmark_classifier), {row['processes']:.0f} processes: {row['stack_per_s']:.1f} img/s"
+            )
+        if result["first_to_stack"] is not None:
+            self.stdout.write(
+                f"first run {result['first_run_per_s']} img/s = {_percent(result['first_to_stack'])} of the whole "
+                f"stack in {result['stack'][-1]['processes']:.0f} processes ({result['stack_per_s']} img/s)"
+            )
         self.stdout.write(
-            f"\nbackground: {summary['background_classifications']:,} classifications of another advertiser"
-            f"\nunchanged re-run costs {100 * second / first:.1f}% of the first run's time"
-            f"\nload average (1, 5, 15 min): {', '.join(map(str, load_average))}"
+            f"unchanged re-run costs {_percent(result['unchanged_rerun_ratio'])} of the first run's time"
+            f"\nload average (1, 5, 15 min) before: {', '.join(map(str, result['load_average_before']))}, "
+            f"after: {', '.join(map(str, result['load_average']))}"
         )
 
     def _measure(self, name: str, sitemap: Any, server: "ServedInventory") -> dict[str, Any]:
@@ -147,6 +199,10 @@ class Command(BaseCommand):
             asset.original.delete(save=False)
             asset.thumbnail.delete(save=False)
         orphans.delete()
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{100 * ratio:.1f}%"
 
 
 class ServedInventory:
