@@ -13,3 +13,7 @@ placements_changed = Signal()
 #: A sync of the sitemap wrote its listings (their attributes, e.g. the scrape's color, may have changed) and
 #: marked placements and listings gone or live again. Keyword: sitemap_id (int).
 listings_synced = Signal()
+
+#: Near-duplicate clusters changed (catalog.services.clusters): these assets got a cluster, and the members of
+#: these clusters (their new roots) moved into them. Keywords: asset_ids (list[int]), cluster_ids (list[int]).
+clusters_changed = Signal()

@@ -1,6 +1,7 @@
 """Reviews that look across images: near-duplicate clusters, listings whose photos disagree on the color, and
 pictures reused across many listings. Reads only (the cluster write is reviews.services.clusters), each a
-constant number of queries, with effective tags from the one rule (reviews.effective).
+constant number of queries, over the stored effective tags (reviews.models.EffectiveTag, written from the one rule
+by reviews.effective_store), so none of them computes an image's tag per request.
 
 A *picture* is what a reviewer sees as "the same photo": an asset's near-duplicate cluster
 (`ImageAsset.cluster_id`), or the asset itself until it is clustered (reviews.expressions.picture()).
@@ -8,32 +9,35 @@ A *picture* is what a reviewer sees as "the same photo": an asset's near-duplica
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db.models import (
     Case,
+    CharField,
     Count,
     F,
-    FilteredRelation,
+    IntegerField,
     Max,
     Min,
+    PositiveSmallIntegerField,
     Q,
     QuerySet,
+    Sum,
     Value,
     When,
     Window,
 )
-from django.db.models.functions import Lower, RowNumber
+from django.db.models.functions import Lower, NullIf, RowNumber
 
 from catalog.models import TASK_LABELS, ImageAsset, Placement, Sitemap, Task
 from classifier.models import Classification
 
-from .effective import ColumnNames, Inputs, Source, annotate_effective, decide, scrape_color_of
-from .expressions import active_heads, live_placements, picture
-from .models import ManualFix
+from .effective import Source
+from .expressions import live_placements
+from .models import EffectiveTag as StoredTag
 from .paging import PageNumbers
 from .selectors import EffectiveTag, effective_tags
 
@@ -41,7 +45,6 @@ from .selectors import EffectiveTag, effective_tags
 LOW_CONFIDENCE = 0.5
 # What a reused picture is expected to be; a reused picture the model calls anything else is suspect.
 REUSE_EXPECTED_TYPES = ("placeholder", "stock")
-OK = Classification.Status.OK.value
 NO_VEHICLE = Classification.CropSource.NO_VEHICLE.value
 
 
@@ -56,9 +59,9 @@ def in_pictures(pictures: Iterable[int]) -> Q:
     return Q(asset__cluster_id__in=ids) | Q(asset__cluster_id__isnull=True, asset_id__in=ids)
 
 
-def sitemap_live(sitemap: Sitemap) -> QuerySet[Placement]:
-    """The sitemap's live placements that show a picture."""
-    return live_placements().filter(listing__sitemap=sitemap, asset__isnull=False)
+def stored_pictures(sitemap: Sitemap, task: str = Task.IMAGE_TYPE) -> QuerySet[StoredTag]:
+    """The stored rows of the sitemap's live placements that show a picture: one per image (the task's row)."""
+    return StoredTag.objects.filter(sitemap=sitemap, task=task, live=True, picture__isnull=False)
 
 
 # Near-duplicate clusters ------------------------------------------------------------------------------------
@@ -66,16 +69,15 @@ def sitemap_live(sitemap: Sitemap) -> QuerySet[Placement]:
 
 def page_cluster_sizes(*, sitemap: Sitemap, placements: list[Placement]) -> dict[int, int]:
     """Placement id -> how many live placements of the sitemap show its picture, for a page of the grid: one
-    grouped query (none for an empty page). Placements need `asset` loaded."""
+    grouped query on the stored pictures' index (none for an empty page). Placements need `asset` loaded."""
     by_picture = {p.pk: picture_of(p.asset) for p in placements if p.asset is not None}
     if not by_picture:
         return {}
     sizes = dict(
-        sitemap_live(sitemap)
-        .filter(in_pictures(set(by_picture.values())))
-        .annotate(picture=picture())
+        stored_pictures(sitemap)
+        .filter(picture__in=set(by_picture.values()))
         .values_list("picture")
-        .annotate(size=Count("id"))
+        .annotate(size=Count("*"))
         .order_by()
     )
     return {pk: sizes.get(pic, 0) for pk, pic in by_picture.items()}
@@ -136,183 +138,123 @@ def sitemap_clusters(
 ) -> ClusterPage:
     """The sitemap's pictures, one row per cluster, the biggest first (so clusters of 2+ live placements lead),
     with the first `members_per_row` members and their effective tag for the task, and the counts of every
-    member's effective label. `cluster_id` narrows it to one cluster. Constant queries whatever the page.
+    member's effective label. `cluster_id` narrows it to one cluster. Constant queries whatever the page: the
+    pictures, their sizes and the labels come from the stored tags' picture index.
     """
-    groups: QuerySet[Any] = sitemap_live(sitemap)
+    rows = stored_pictures(sitemap, task)
     if cluster_id is not None:
-        groups = groups.filter(in_pictures([cluster_id]))
-    groups = groups.annotate(picture=picture()).values("picture").annotate(size=Count("id")).order_by()
-    total = groups.count()
-    page = min(max(1, page), max(1, -(-total // per_page)))
-    sizes = dict(
-        groups.order_by("-size", "picture").values_list("picture", "size")[(page - 1) * per_page : page * per_page]
-    )
-    if not sizes:
-        return ClusterPage([], page, total, per_page, task, TASK_LABELS[task])
-    members: list[Any] = list(
-        sitemap_live(sitemap)
-        .filter(in_pictures(sizes))
+        rows = rows.filter(picture=cluster_id)
+    groups = rows.values("picture").annotate(size=Count("*")).order_by()
+    page = max(1, page)
+    ranked = groups.annotate(pictures=Window(Count("picture"))).order_by("-size", "picture")
+    window = list(ranked.values_list("picture", "size", "pictures")[(page - 1) * per_page : page * per_page])
+    if not window and page > 1:  # past the last page: the last one
+        total = groups.count()
+        page = max(1, -(-total // per_page))
+        window = list(ranked.values_list("picture", "size", "pictures")[(page - 1) * per_page : page * per_page])
+    if not window:
+        return ClusterPage([], 1, 0, per_page, task, TASK_LABELS[task])
+    total = window[0][2]
+    sizes = {pic: size for pic, size, _ in window if pic is not None}  # stored_pictures has a picture
+    members = list(
+        rows.filter(picture__in=sizes)
         .annotate(
-            picture=picture(),
-            rank=Window(RowNumber(), partition_by=[picture()], order_by=[F("listing_id"), F("position"), F("id")]),
+            rank=Window(
+                RowNumber(), partition_by=[F("picture")], order_by=[F("listing_id"), F("position"), F("placement_id")]
+            )
         )
         .filter(rank__lte=members_per_row)
-        .select_related("asset", "listing__sitemap")
-        .defer("failure_detail")
+        .select_related("placement__asset", "placement__listing__sitemap")
+        .defer("placement__failure_detail")
         .order_by("picture", "rank")
     )
-    tags = effective_tags(members, [task])
-    column = ColumnNames(task)
-    counted = (
-        annotate_effective(sitemap_live(sitemap).filter(in_pictures(sizes)), [task], active_heads())
-        .annotate(picture=picture())
-        .values_list("picture", column.label)
-        .annotate(images=Count("id"))
-        .order_by()
-    )
+    tags = effective_tags([row.placement for row in members], [task])
     counts: dict[int, list[tuple[str, int]]] = {}
-    for pic, label, images in counted:
+    for pic, label, images in (
+        rows.filter(picture__in=sizes).values_list("picture", "label").annotate(images=Count("*")).order_by()
+    ):
         counts.setdefault(pic, []).append((label or "—", images))
     by_picture: dict[int, list[ClusterMember]] = {}
-    for placement in members:
-        by_picture.setdefault(placement.picture, []).append(ClusterMember(placement, tags[placement.pk][task]))
-    rows = [
-        ClusterRow(
-            pic, size, by_picture.get(pic, []), sorted(counts.get(pic, []), key=lambda item: (-item[1], item[0]))
-        )
-        for pic, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0]))
+    for row in members:
+        assert row.picture is not None  # noqa: S101 - stored_pictures has a picture
+        by_picture.setdefault(row.picture, []).append(ClusterMember(row.placement, tags[row.placement_id][task]))
+    cluster_rows = [
+        ClusterRow(pic, size, by_picture.get(pic, []), sorted(counts.get(pic, []), key=lambda i: (-i[1], i[0])))
+        for pic, size in sizes.items()
     ]
-    return ClusterPage(rows, page, total, per_page, task, TASK_LABELS[task])
+    return ClusterPage(cluster_rows, page, total, per_page, task, TASK_LABELS[task])
 
 
 # Listing consistency ----------------------------------------------------------------------------------------
 
 
-PHOTO_COLUMNS = (
-    "id", "listing_id", "asset_id", "status",
-    "color_result__status", "color_result__label", "color_result__confidence", "color_result__crop_source",
-    "type_result__status", "type_result__label",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ObservedPhoto:
-    placement_id: int
-    listing_id: int
-    color: str | None  # lower case; None: the photo has nothing to say about the vehicle's color
-    contradicts_scrape: bool
-
-
-def observed_colors(*, sitemap: Sitemap, heads: Mapping[str, int] | None = None) -> list[ObservedPhoto]:
-    """What each live photo of the sitemap says the vehicle's color is, by the one rule (reviews.effective.decide).
-
-    The observed color is a fix's label, or the active model's label where the color is the model's or the
-    scrape's (the scrape wins the effective tag, so the photo's own word is the model's). None where the photo has
-    nothing to say: a placeholder (rule source), no vehicle found (interior shots, details), a model tag below
-    LOW_CONFIDENCE, a failed or unknown tag. `contradicts_scrape`: the listing's scrape gives a color and the
-    photo observes another.
-
-    Three queries whatever the sitemap's size: the photos with both active results (two hash joins), the
-    listings' attributes, and the advertiser's fixes. The rule then runs in Python: in SQL, the nested rule
-    re-evaluates its latest-fix subqueries many times per row (14 s at 100,000 photos, against about a second).
-    """
-    heads = active_heads() if heads is None else heads
-    relation = "asset__classifications"
-
-    def result(task: str) -> FilteredRelation:
-        return FilteredRelation(
-            relation, condition=Q(**{f"{relation}__model_version_id": heads.get(task), f"{relation}__task": task})
-        )
-
-    rows = (
-        sitemap_live(sitemap)
-        .annotate(color_result=result(Task.COLOR), type_result=result(Task.IMAGE_TYPE))
-        .values_list(*PHOTO_COLUMNS)
+def observed_color() -> Case:
+    """What a stored color row's photo says the vehicle's color is, lower case: a fix's label, or the active model's
+    label where the color is the model's or the scrape's (the scrape wins the effective tag, so the photo's own word
+    is the model's). None where the photo has nothing to say: a placeholder (rule source), no vehicle found
+    (interior shots, details), a model tag below LOW_CONFIDENCE, a failed or unknown tag."""
+    return Case(
+        When(crop_source=NO_VEHICLE, then=Value(None)),
+        When(source=Source.FIX, then=Lower("label")),
+        When(
+            source__in=(Source.SCRAPE, Source.MODEL),
+            model_confidence__gte=LOW_CONFIDENCE,
+            then=NullIf(Lower("model_label"), Value("")),
+        ),
+        default=Value(None),
+        output_field=CharField(),
     )
-    attributes = dict(sitemap.listings.values_list("id", "attributes"))
-    fixes: dict[tuple[int, str], str | None] = {}
-    for asset_id, task, label in (
-        ManualFix.objects.filter(advertiser_id=sitemap.advertiser_id, task__in=[Task.COLOR, Task.IMAGE_TYPE])
-        .order_by("-created_at", "-id")
-        .values_list("asset_id", "task", "new_label")
-        .iterator(chunk_size=10_000)
-    ):
-        fixes.setdefault((asset_id, task), label)
-    out = []
-    for pk, listing_id, asset_id, status, c_status, c_label, c_confidence, crop, t_status, t_label in rows.iterator(
-        chunk_size=10_000
-    ):
-        type_label, _ = decide(
-            Task.IMAGE_TYPE,
-            Inputs(
-                fix_label=fixes.get((asset_id, Task.IMAGE_TYPE)),
-                model_status=t_status,
-                model_label=t_label,
-                placement_status=status,
-            ),
+
+
+def contradicting(colors: QuerySet[StoredTag]) -> QuerySet[StoredTag]:
+    """The color rows whose photo observes a color that the listing's scrape color contradicts."""
+    return (
+        colors.annotate(observed=observed_color())
+        .filter(observed__isnull=False, scrape_color__isnull=False)
+        .exclude(observed=Lower("scrape_color"))
+    )
+
+
+def listing_colors(colors: QuerySet[StoredTag]) -> QuerySet[Any]:
+    """Rows of {listing_id, colors, contradictions} of the disagreeing listings among these live color rows:
+    distinct observed colors, and photos contradicting the scrape's color. A listing disagrees when its photos
+    observe two colors or more, or one that the scrape's color contradicts (see observed_color)."""
+    is_contradicting = Q(observed__isnull=False, scrape_color__isnull=False) & ~Q(observed=Lower("scrape_color"))
+    return (
+        colors.annotate(observed=observed_color())
+        .values("listing_id")
+        .annotate(
+            colors=Count("observed", distinct=True),
+            contradictions=Sum(Case(When(is_contradicting, then=1), default=0, output_field=IntegerField())),
         )
-        scrape = scrape_color_of(attributes.get(listing_id) or {})
-        color_label, source = decide(
-            Task.COLOR,
-            Inputs(
-                fix_label=fixes.get((asset_id, Task.COLOR)),
-                scrape_color=scrape,
-                model_status=c_status,
-                model_label=c_label,
-                placement_status=status,
-                type_label=type_label,
-            ),
-        )
-        color: str | None = None
-        if crop == NO_VEHICLE:
-            color = None
-        elif source == Source.FIX and color_label:
-            color = color_label.lower()
-        elif source in (Source.SCRAPE, Source.MODEL) and c_status == OK and (c_confidence or 0.0) >= LOW_CONFIDENCE:
-            color = (c_label or "").lower() or None
-        contradicts = color is not None and scrape is not None and color != scrape.lower()
-        out.append(ObservedPhoto(pk, listing_id, color, contradicts))
-    return out
+        .filter(Q(colors__gte=2) | Q(contradictions__gt=0))
+        .order_by("listing_id")
+    )
 
 
-def _disagreements(photos: list[ObservedPhoto]) -> dict[int, tuple[int, int]]:
-    """listing id -> (distinct observed colors, photos contradicting the scrape) of the disagreeing listings."""
-    colors: dict[int, set[str]] = {}
-    contradictions: dict[int, int] = {}
-    for photo in photos:
-        if photo.color is None:
-            continue
-        colors.setdefault(photo.listing_id, set()).add(photo.color)
-        contradictions[photo.listing_id] = contradictions.get(photo.listing_id, 0) + photo.contradicts_scrape
-    return {
-        listing_id: (len(seen), contradictions[listing_id])
-        for listing_id, seen in sorted(colors.items())
-        if len(seen) >= 2 or contradictions[listing_id]
-    }
-
-
-def listing_color_disagreements(*, sitemap: Sitemap, heads: Mapping[str, int] | None = None) -> list[dict[str, int]]:
+def listing_color_disagreements(*, sitemap: Sitemap) -> list[dict[str, int]]:
     """The listings of the sitemap whose live photos disagree on the color: rows of {listing_id, colors,
-    contradictions} (distinct observed colors; photos contradicting the scrape's color), in listing order.
-
-    A listing disagrees when its photos observe two colors or more, or one that the scrape's color contradicts
-    (see observed_colors for what each photo observes and what it ignores).
-    """
-    return [
-        {"listing_id": listing_id, "colors": colors, "contradictions": contradictions}
-        for listing_id, (colors, contradictions) in _disagreements(
-            observed_colors(sitemap=sitemap, heads=heads)
-        ).items()
-    ]
+    contradictions}, in listing order; one grouped query over the stored color tags."""
+    colors = StoredTag.objects.filter(sitemap=sitemap, task=Task.COLOR, live=True)
+    return list(listing_colors(colors).values("listing_id", "colors", "contradictions"))
 
 
-def listing_disagrees_filter(*, sitemap: Sitemap) -> tuple[Q, Case]:
-    """For the grid: (the filter to the photos of disagreeing listings, an ordering key that puts the photos
-    contradicting their listing's scrape color first), from one pass of observed_colors."""
-    photos = observed_colors(sitemap=sitemap)
-    contradicting = [photo.placement_id for photo in photos if photo.contradicts_scrape]
-    first = Case(When(id__in=contradicting, then=Value(0)), default=Value(1))
-    return Q(listing_id__in=list(_disagreements(photos))), first
+def listing_check(colors: QuerySet[StoredTag]) -> Case:
+    """The listing check of an outer stored row (any task; reviews.models.EffectiveTag.ListingCheck), from the live
+    color rows `colors` of its listing: "contradicts" for a live photo of a disagreeing listing whose own color
+    contradicts the scrape's, "disagrees" for the other live photos of disagreeing listings, else None. The grid's
+    "listing disagrees" filter and order read it from an index (reviews.effective_store keeps it)."""
+    disagreeing = listing_colors(colors).values("listing_id")
+    check = StoredTag.ListingCheck
+    return Case(
+        When(
+            Q(live=True, listing_id__in=disagreeing, placement_id__in=contradicting(colors).values("placement_id")),
+            then=Value(check.CONTRADICTS),
+        ),
+        When(live=True, listing_id__in=disagreeing, then=Value(check.DISAGREES)),
+        default=Value(None),
+        output_field=PositiveSmallIntegerField(),
+    )
 
 
 # Reused pictures --------------------------------------------------------------------------------------------
@@ -330,36 +272,31 @@ class ReusedPicture:
 def _reuse_groups(*, advertiser_ids: Iterable[int] | None, min_listings: int | None) -> QuerySet:
     """Rows of {picture, listings, advertisers, model_label, representative} for the pictures shown in
     `min_listings` or more live listings (of these advertisers) where the active image_type model calls them
-    neither Placeholder nor Stock. Nothing without an active image_type model."""
-    heads = active_heads()
-    relation = "asset__classifications"
-    placements = live_placements().filter(asset__isnull=False)
+    neither Placeholder nor Stock. Nothing without an active image_type model (the stored model label is empty).
+
+    Over the stored image type tags, in two steps: the pictures shown that many times at all (a count over the
+    picture index alone, one query, its ids read here), then their listings and labels (the queryset returned).
+    Counted within advertisers, it reads their sitemaps' ids first (one query): the picture index is by sitemap."""
+    least = settings.REUSED_PICTURE_LISTINGS if min_listings is None else min_listings
+    rows = StoredTag.objects.filter(task=Task.IMAGE_TYPE, live=True, picture__isnull=False)
     if advertiser_ids is not None:
-        placements = placements.filter(listing__sitemap__advertiser_id__in=list(advertiser_ids))
+        sitemaps = Sitemap.objects.filter(advertiser_id__in=list(advertiser_ids)).values_list("id", flat=True)
+        rows = rows.filter(sitemap_id__in=list(sitemaps))
+    shown_enough = list(
+        rows.values("picture").annotate(shown=Count("*")).filter(shown__gte=least).values_list("picture", flat=True)
+    )
     return (
-        placements.annotate(
-            type_result=FilteredRelation(
-                relation,
-                condition=Q(
-                    **{
-                        f"{relation}__model_version_id": heads.get(Task.IMAGE_TYPE),
-                        f"{relation}__task": Task.IMAGE_TYPE,
-                    }
-                ),
-            )
-        )
-        .filter(type_result__status=OK)
-        .annotate(type_label=Lower("type_result__label"))
+        rows.filter(picture__in=shown_enough, model_label__isnull=False)
+        .annotate(type_label=Lower("model_label"))
         .exclude(type_label__in=REUSE_EXPECTED_TYPES)
-        .annotate(picture=picture())
         .values("picture")
         .annotate(
             listings=Count("listing_id", distinct=True),
-            advertisers=Count("listing__sitemap__advertiser_id", distinct=True),
-            model_label=Max("type_result__label"),
-            representative=Min("id"),
+            advertisers=Count("sitemap__advertiser_id", distinct=True),
+            model_label=Max("model_label"),
+            representative=Min("placement_id"),
         )
-        .filter(listings__gte=settings.REUSED_PICTURE_LISTINGS if min_listings is None else min_listings)
+        .filter(listings__gte=least)
         .order_by()
     )
 
@@ -385,11 +322,12 @@ def reused_pictures(
     ]
 
 
-def reused_filter(*, sitemap: Sitemap) -> Q:
-    """For the grid: the sitemap's photos whose picture is reused (counted within the sitemap's advertiser, so
-    the portal's grid says nothing about other advertisers). A subquery: the page stays one query."""
-    reused = _reuse_groups(advertiser_ids=[sitemap.advertiser_id], min_listings=None).values("picture")
-    return Q(asset__cluster_id__in=reused) | Q(asset__cluster_id__isnull=True, asset_id__in=reused)
+def reused_filter(*, sitemap: Sitemap, prefix: str = "") -> Q:
+    """For the grid's stored rows (`prefix`: the path to them): the sitemap's photos whose picture is reused (counted
+    within the sitemap's advertiser, so the portal's grid says nothing about other advertisers). Three small queries
+    (reused pictures are few); the filter is then a lookup of those pictures in the picture index."""
+    reused = _reuse_groups(advertiser_ids=[sitemap.advertiser_id], min_listings=None).values_list("picture", flat=True)
+    return Q(**{f"{prefix}picture__in": list(reused)})
 
 
 def picture_usage(*, asset: ImageAsset, advertiser_id: int | None = None) -> tuple[int, int]:

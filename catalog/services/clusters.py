@@ -27,6 +27,7 @@ from django.db.models import BigIntegerField, Case, F, Q, Value, When
 
 from catalog.imaging import phash_array, phash_cluster_roots
 from catalog.models import ImageAsset, Outcome, Run
+from catalog.signals import clusters_changed
 
 # One writer at a time: two Runs clustering at once could each miss the other's new assets.
 _LOCK_KEY = zlib.crc32(b"catalog.clusters")
@@ -74,6 +75,7 @@ def _write(*, by_id: dict[int, int], by_cluster: dict[int, int]) -> int:
         updated += ImageAsset.objects.filter(Q(id__in=chunk_ids) | Q(cluster_id__in=chunk_labels)).update(
             cluster_id=Case(*whens, default=F("cluster_id"), output_field=BigIntegerField())
         )
+    clusters_changed.send(sender=ImageAsset, asset_ids=ids, cluster_ids=sorted(set(by_cluster.values())))
     return updated
 
 

@@ -15,11 +15,16 @@ def test_every_grid_case_runs_in_a_constant_number_of_queries(capsys):
         "first page",
         "last page",
         "color = Red",
+        "color reviewed",
+        "color not reviewed",
+        "Dealer and Red",
         "listing disagrees",
         "reused pictures",
         "review by cluster",
     } <= set(rows)
     assert rows["first page"]["queries"] == rows["middle page"]["queries"] == rows["last page"]["queries"]
+    assert rows["middle page"]["page"] == rows["last page"]["page"] // 2 + 1 > 1
+    assert rows["color reviewed"]["images"] + rows["color not reviewed"]["images"] == rows["first page"]["images"]
     assert max(row["queries"] for row in rows.values()) <= 14
     assert rows["review by cluster"]["images"] > 0
     assert rows["reused pictures"]["images"] > 0
