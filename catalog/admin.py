@@ -1,11 +1,12 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from .fetching.addresses import url_refusal
 from .models import Advertiser, ImageAsset, Listing, Membership, Placement, Run, Sitemap
+from .services.runs import RunError, run_cancel
 
 
 def thumbnail_tag(asset: ImageAsset | None, size: int = 64) -> str:
@@ -213,6 +214,25 @@ class RunAdmin(admin.ModelAdmin):
         "attempts",
     ]
     exclude = ["feed_document"]
+    actions = ["cancel_runs"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.action(description="Cancel the selected queued or running Runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        """Each Run fails with the error "cancelled" (catalog.services.runs.run_cancel); finished ones are left."""
+        cancelled, refused = [], []
+        for run_id in queryset.values_list("pk", flat=True):
+            try:
+                run_cancel(run_id=run_id)
+            except RunError as exc:
+                refused.append(str(exc))
+            else:
+                cancelled.append(run_id)
+        if cancelled:
+            self.message_user(
+                request, f"Cancelled Run{'s' if len(cancelled) != 1 else ''} {', '.join(map(str, cancelled))}"
+            )
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)

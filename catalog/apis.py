@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from .models import Run
 from .selectors import runs_visible_to, sitemaps_visible_to, user_can_edit
-from .services.runs import run_start
+from .services.runs import run_cancel, run_start
 
 
 class RunOutputSerializer(serializers.ModelSerializer):
@@ -72,4 +72,27 @@ class RunDetailApi(APIView):
     @extend_schema(responses=RunOutputSerializer)
     def get(self, request: Request, run_id: int) -> Response:
         run = get_object_or_404(runs_visible_to(request.user), pk=run_id)
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_200_OK)
+
+
+class RunCancelApi(APIView):
+    """Cancels a queued or running Run: it fails with the error "cancelled" and its sitemap is free for the next Run,
+    which carries on from what this one brought in. Staff, or an editor of the advertiser (its token); a viewer
+    gets 403. Answers the Run; 400 when it has already finished."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: RunOutputSerializer,
+            400: OpenApiResponse(
+                description="The Run has already finished: only a queued or running Run is cancelled."
+            ),
+            403: OpenApiResponse(description="The user is a viewer of this advertiser."),
+        },
+    )
+    def post(self, request: Request, run_id: int) -> Response:
+        run = get_object_or_404(runs_visible_to(request.user), pk=run_id)
+        if not user_can_edit(request.user, run.sitemap.advertiser_id):
+            raise PermissionDenied("only editors of this advertiser may cancel a Run: your role is viewer")
+        run = run_cancel(run_id=run.pk)
         return Response(RunOutputSerializer(run).data, status=status.HTTP_200_OK)

@@ -144,6 +144,7 @@ class SafeFetcher:
             headers["If-Modified-Since"] = last_modified
         with self._exchange(url, headers) as (response, final_url, state):
             if response.status_code == 304:
+                response.read()  # no body: reading its end keeps the connection alive for the next request
                 return self._result(response, final_url, b"", None)
             content = b"".join(self._body(response, final_url, cap, state))
         sniffed = sniff_type(content[:SNIFF_BYTES])
@@ -152,6 +153,21 @@ class SafeFetcher:
             found = sniffed or "of unknown type"
             raise FetchError("not_image", final_url, f"the body is {found} ({claimed}), not an image")
         return self._result(response, final_url, content, sniffed)
+
+    def post(
+        self, url: str, *, content: bytes, headers: dict[str, str] | None = None, max_bytes: int | None = None
+    ) -> FetchResult:
+        """Sends a POST (a webhook) with the same guard as every fetch: the URL and every address it resolves to
+        are checked (private networks refused unless the policy allows them), the connection is pinned to those
+        addresses, and the timeouts, deadline and byte cap (of the answer) hold.
+
+        A POST is never redirected (a 3xx is an http_error) nor sent twice on a dropped connection. Raises
+        FetchError; a 2xx answer is returned with its body.
+        """
+        cap = self._cap(max_bytes)
+        with self._exchange(url, dict(headers or {}), method="POST", content=content) as (response, final_url, state):
+            body = b"".join(self._body(response, final_url, cap, state))
+        return self._result(response, final_url, body, None)
 
     @contextmanager
     def stream(self, url: str, *, max_bytes: int | None = None) -> Iterator[tuple[FetchResult, Iterator[bytes]]]:
@@ -195,8 +211,10 @@ class SafeFetcher:
         yield from rest
 
     @contextmanager
-    def _exchange(self, url: str, headers: dict[str, str]) -> Iterator[tuple[httpx.Response, str, FetchState]]:
-        """Sends the GET, following redirects by hand and checking every hop; yields a 2xx or 304."""
+    def _exchange(
+        self, url: str, headers: dict[str, str], *, method: str = "GET", content: bytes | None = None
+    ) -> Iterator[tuple[httpx.Response, str, FetchState]]:
+        """Sends the request, following a GET's redirects by hand and checking every hop; yields a 2xx or 304."""
         policy = self.policy
         state = FetchState(deadline=time.monotonic() + policy.deadline)
         previous_state = swap_state(state)
@@ -204,8 +222,8 @@ class SafeFetcher:
             hop_url = url
             for hop in range(policy.max_redirects + 1):
                 target = self._check(hop_url, url, hop, state)
-                response = self._send(target, headers, state)
-                if response.status_code not in REDIRECT_STATUSES:
+                response = self._send(target, headers, state, method=method, content=content)
+                if response.status_code not in REDIRECT_STATUSES or method != "GET":
                     try:
                         self._raise_for_status(response, target.url)
                         yield response, target.url, state
@@ -246,7 +264,15 @@ class SafeFetcher:
         state.pins = {pin_key(target.host, target.port): tuple(addresses)}
         return target
 
-    def _send(self, target: Target, headers: dict[str, str], state: FetchState) -> httpx.Response:
+    def _send(
+        self,
+        target: Target,
+        headers: dict[str, str],
+        state: FetchState,
+        *,
+        method: str = "GET",
+        content: bytes | None = None,
+    ) -> httpx.Response:
         policy = self.policy
         remaining = max(state.remaining(), 0.001)
         timeout = httpx.Timeout(
@@ -255,14 +281,15 @@ class SafeFetcher:
             write=min(policy.read_timeout, remaining),
             pool=remaining,
         )
-        request = self._client.build_request("GET", target.url, headers=headers, timeout=timeout)
+        request = self._client.build_request(method, target.url, headers=headers, content=content, timeout=timeout)
+        last = 2 if method == "GET" else 1  # a POST may have reached the server: never sent twice here
         for attempt in (1, 2):
             try:
                 return self._client.send(request, stream=True)
             except (httpx.RemoteProtocolError, httpcore.RemoteProtocolError) as error:
                 # A kept-alive connection the server closed while we reused it: the GET never reached it.
                 # Send it again once, as browsers do; the pool has dropped the dead connection.
-                if attempt == 2 or state.remaining() <= 0:
+                if attempt == last or state.remaining() <= 0:
                     raise _translate(error, target.url, state, policy) from error
             except (*_TRANSPORT_ERRORS, *_CORE_ERRORS) as error:
                 raise _translate(error, target.url, state, policy) from error

@@ -66,6 +66,7 @@ def ml_failed(
             "ml_failed",
             f"the model failed on {_images(classification_failed)}: they are shown as failed, not tagged",
             classification_failed=classification_failed,
+            tasks=list(active_tasks),  # which tags may show "failed" (the screens link to them)
         )
     if downloaded and not classified and active_tasks:
         return flag(

@@ -1,6 +1,6 @@
-"""Reads for the staff screens: every advertiser's health, and the review queue (what most needs a human first).
+"""Reads for the staff screens: every advertiser's health (the review queue is in reviews.health.queue).
 
-Both run a constant number of grouped or limited queries, whatever the number of advertisers and images.
+It runs a constant number of grouped queries, whatever the number of advertisers and images.
 """
 
 from __future__ import annotations
@@ -12,53 +12,25 @@ from functools import reduce
 from operator import or_
 from typing import Any
 
-from django.db.models import (
-    BooleanField,
-    Case,
-    CharField,
-    Count,
-    DateTimeField,
-    Exists,
-    F,
-    FloatField,
-    OuterRef,
-    Q,
-    Subquery,
-    Value,
-    When,
-)
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from catalog.models import Advertiser, Placement, Run, Task
 from classifier.models import Classification
 from classifier.training.metrics import LocalAccuracy
 from reviews.accuracy import local_accuracies
-from reviews.crosscheck import reused_pictures
-from reviews.effective import (
-    PLACEHOLDER,
-    PLACEMENT_ADVERTISER,
-    ColumnNames,
-    annotate_effective,
-    latest_fix,
-    scrape_color,
-)
+from reviews.effective import PLACEMENT_ADVERTISER
 from reviews.expressions import (
     active_heads,
     advertiser_conflicts,
     disagreements,
     label_counts,
     live_placements,
-    model_result,
     shares_from_counts,
 )
 from reviews.models import ManualFix
 
 FIXES_WINDOW = timedelta(days=30)
-# The review queue: below this top-two margin (or this confidence) the model hesitated.
-QUEUE_MARGIN = 0.2
-QUEUE_CONFIDENCE = 0.5
-PLACEHOLDER_MOOT = (Task.COLOR, Task.INTENT)
 
 
 @dataclass(frozen=True)
@@ -192,204 +164,3 @@ def _model_tags_by_advertiser(heads: dict[str, int]) -> list[dict[str, Any]]:
         )
         .order_by()
     ]
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    """One (advertiser, asset, task) that needs a human, shown through one of its live placements."""
-
-    placement: Placement  # with listing__sitemap__advertiser and asset loaded
-    advertiser_id: int
-    asset_id: int
-    task: str
-    kind: str  # "failed", "conflict", "disagreement" or "hesitated"
-    priority: float
-    reason: str
-    model_label: str | None
-    confidence: float | None
-    margin: float | None
-    fix_label: str | None
-    fix_source: str
-
-    @property
-    def placement_id(self) -> int:
-        return self.placement.pk
-
-
-def review_queue(*, user_advertiser_ids: list[int] | None = None, limit: int = 50) -> list[QueueItem]:
-    """The images that most need a human, across sitemaps, most urgent first; one query per task (plus one).
-
-    Priority: 3 the model failed on the image; 2.5 a conflict staff have not settled here (the advertiser's and
-    staff's latest fixes disagree, or another advertiser labels the same picture otherwise); 1.5 to 2 a picture
-    reused in many listings that the model calls neither Placeholder nor Stock (the more listings, the higher); 2 to 2.4
-    the fix in effect overturns the model (the more confident the model, the higher); 1 - margin the model
-    hesitated (margin under QUEUE_MARGIN or confidence under QUEUE_CONFIDENCE, no fix, no scrape color).
-    Left out: what staff decided after the model's result (the latest fix is staff's and newer than the result),
-    and color or intent questions about images whose effective type is Placeholder.
-    `user_advertiser_ids` (None: every advertiser) restricts the queue to those advertisers.
-    """
-    heads = active_heads()
-    items = []
-    for task in Task.values:
-        items += _queue_of_task(task, heads, user_advertiser_ids, limit)
-    items += _reused_pictures(user_advertiser_ids, limit)
-    items.sort(key=lambda item: (-item.priority, item.placement.pk, Task.values.index(item.task)))
-    return items[:limit]
-
-
-def _reused_pictures(advertiser_ids: list[int] | None, limit: int) -> list[QueueItem]:
-    """Pictures used in many listings that the model calls neither Placeholder nor Stock, unless a human already
-    fixed or confirmed the representative's image type (one query more than reused_pictures)."""
-    reused = reused_pictures(advertiser_ids=advertiser_ids, limit=limit)
-    looked_at = set(
-        ManualFix.objects.filter(
-            task=Task.IMAGE_TYPE, asset_id__in=[row.placement.asset_id for row in reused], source__in=ManualFix.HUMAN
-        ).values_list("advertiser_id", "asset_id")
-    )
-    items = []
-    for row in reused:
-        placement = row.placement
-        advertiser_id = placement.listing.sitemap.advertiser_id
-        if (advertiser_id, placement.asset_id) in looked_at:
-            continue
-        where = f"{row.listings} listings" + (f" of {row.advertisers} advertisers" if row.advertisers > 1 else "")
-        items.append(
-            QueueItem(
-                placement=placement,
-                advertiser_id=advertiser_id,
-                asset_id=placement.asset_id or 0,
-                task=Task.IMAGE_TYPE,
-                kind="reused",
-                priority=round(1.5 + min(row.listings, 50) / 100, 4),
-                reason=f"appears in {where}, and the model calls it {row.model_label}: a placeholder or stock render?",
-                model_label=row.model_label,
-                confidence=None,
-                margin=None,
-                fix_label=None,
-                fix_source="",
-            )
-        )
-    return items
-
-
-def _queue_of_task(task: str, heads: dict[str, int], advertiser_ids: list[int] | None, limit: int) -> list[QueueItem]:
-    placements = live_placements().filter(status=Placement.Status.OK, asset__isnull=False)
-    if advertiser_ids is not None:
-        placements = placements.filter(**{f"{PLACEMENT_ADVERTISER}__in": advertiser_ids})
-    # One representative per (advertiser, asset): its first live placement.
-    earlier = live_placements().filter(
-        status=Placement.Status.OK,
-        asset_id=OuterRef("asset_id"),
-        **{PLACEMENT_ADVERTISER: OuterRef(PLACEMENT_ADVERTISER)},
-        id__lt=OuterRef("id"),
-    )
-    result = model_result(task, heads)
-    fix = latest_fix(task)
-
-    def first(queryset: Any, column: str, output_field: Any = None) -> Subquery:
-        return Subquery(queryset.values(column)[:1], output_field=output_field)
-
-    placements = placements.filter(~Exists(earlier)).annotate(
-        model_status=first(result, "status"),
-        model_label=first(result, "label"),
-        model_confidence=first(result, "confidence"),
-        model_margin=first(result, "margin"),
-        model_error=first(result, "error"),
-        model_at=first(result, "updated_at", DateTimeField()),
-        fix_label=first(fix, "new_label"),
-        fix_source=first(fix, "source"),
-        fix_at=first(fix, "created_at", DateTimeField()),
-        fix_settles=first(fix, "settles", BooleanField()),
-        advertiser_label=first(latest_fix(task, sources=ManualFix.ADVERTISER_SIDE), "new_label"),
-        staff_label=first(latest_fix(task, sources=ManualFix.STAFF_SIDE), "new_label"),
-        configured_color=scrape_color() if task == Task.COLOR else Value(None, output_field=CharField()),
-        other_advertiser=Exists(
-            advertiser_conflicts().filter(
-                advertiser_id=OuterRef(PLACEMENT_ADVERTISER), asset_id=OuterRef("asset_id"), task=task
-            )
-        ),
-    )
-    if task in PLACEHOLDER_MOOT:  # a placeholder has no color and no shopping intent to ask about
-        type_label = ColumnNames(Task.IMAGE_TYPE).label  # NULL (no type yet) is no placeholder: keep it
-        placements = annotate_effective(placements, [Task.IMAGE_TYPE], heads).filter(
-            Q(**{f"{type_label}__isnull": True}) | ~Q(**{type_label: PLACEHOLDER})
-        )
-    ok = Q(model_status=Classification.Status.OK)
-    conflict = (
-        Q(advertiser_label__isnull=False, staff_label__isnull=False)
-        & ~Q(advertiser_label=F("staff_label"))
-        & ~Q(fix_settles=True)
-    )
-    overturned = ok & Q(fix_label__isnull=False) & ~Q(fix_label=F("model_label"))
-    hesitated = (
-        ok
-        & Q(fix_label__isnull=True, configured_color__isnull=True)
-        & (Q(model_margin__lt=QUEUE_MARGIN) | Q(model_confidence__lt=QUEUE_CONFIDENCE))
-    )
-    decided = Q(fix_source__in=ManualFix.STAFF_SIDE) & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
-    placements = (
-        placements.annotate(
-            kind=Case(
-                When(model_status=Classification.Status.FAILED, then=Value("failed")),
-                When(conflict, then=Value("conflict")),
-                When(other_advertiser=True, then=Value("advertisers")),
-                When(overturned, then=Value("disagreement")),
-                When(hesitated, then=Value("hesitated")),
-                default=Value(None),
-                output_field=CharField(),
-            ),
-            # A conflict stays until staff settle it in the queue, whoever fixed the scope last.
-            decided=Case(
-                When(Q(kind__in=("conflict", "advertisers")), then=Value(False)),
-                When(decided, then=Value(True)),
-                default=Value(False),
-                output_field=BooleanField(),
-            ),
-        )
-        .filter(kind__isnull=False, decided=False)
-        .annotate(
-            priority=Case(
-                When(kind="failed", then=Value(3.0)),
-                When(kind__in=("conflict", "advertisers"), then=Value(2.5)),
-                When(kind="disagreement", then=Value(2.0) + Value(0.4) * F("model_confidence")),
-                default=Value(1.0) - Coalesce(F("model_margin"), F("model_confidence")),
-                output_field=FloatField(),
-            )
-        )
-        .select_related("listing__sitemap__advertiser", "asset")
-        .order_by(F("priority").desc(), "id")[:limit]
-    )
-    return [_queue_item(placement, task) for placement in placements]
-
-
-def _queue_item(placement: Any, task: str) -> QueueItem:
-    kind = placement.kind
-    if kind == "failed":
-        reason = f"inference failed: {placement.model_error or 'no reason recorded'}"[:300]
-    elif kind == "conflict":
-        reason = f"advertiser and staff disagree: {placement.advertiser_label} vs {placement.staff_label}"
-    elif kind == "advertisers":
-        reason = f"another advertiser labels the same picture otherwise (this one: {placement.fix_label})"
-    elif kind == "disagreement":
-        reason = (
-            f"fix ({placement.fix_source}) says {placement.fix_label}, "
-            f"the model says {placement.model_label} ({placement.model_confidence:.2f})"
-        )
-    elif placement.model_margin is not None and placement.model_margin < QUEUE_MARGIN:
-        reason = f"model hesitated: margin {placement.model_margin:.2f}"
-    else:
-        reason = f"model unsure: confidence {placement.model_confidence:.2f}"
-    return QueueItem(
-        placement=placement,
-        advertiser_id=placement.listing.sitemap.advertiser_id,
-        asset_id=placement.asset_id,
-        task=task,
-        kind=kind,
-        priority=round(placement.priority, 4),
-        reason=reason,
-        model_label=placement.model_label or None,
-        confidence=placement.model_confidence,
-        margin=placement.model_margin,
-        fix_label=placement.fix_label,
-        fix_source=placement.fix_source or "",
-    )

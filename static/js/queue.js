@@ -1,9 +1,13 @@
-// One-key decisions in the review queue: each decision posts at once (htmx) and moves to the next item.
+// One-key decisions in the review queue: each decision posts at once (htmx) and moves to the next item; "u" undoes
+// the last decision (its label goes back and the item can be decided again). The queue's filters ride along with
+// every post, so the progress line that comes back (out of band) counts what the page shows.
 (function () {
   "use strict";
   const LABEL_KEYS = "1234567890-=";
+  const decided = []; // items decided on this page, latest last: what "u" undoes
   const items = () => Array.from(document.querySelectorAll(".queue-item"));
   const current = () => document.activeElement && document.activeElement.closest && document.activeElement.closest(".queue-item");
+  const form = () => document.getElementById("decide");
 
   function move(step) {
     const all = items();
@@ -12,21 +16,60 @@
     if (next) { next.focus(); next.scrollIntoView({ block: "nearest" }); }
   }
 
-  function decide(item, label) {
-    if (!label) return;
-    const token = document.querySelector("#decide input[name=csrfmiddlewaretoken]").value;
-    const body = new URLSearchParams({ placement: item.dataset.placement, task: item.dataset.task, label });
-    htmx.ajax("POST", document.getElementById("decide").action, {
-      target: item.querySelector(".decision"), swap: "innerHTML", values: Object.fromEntries(body),
+  function post(url, item, values) {
+    const data = Object.fromEntries(new FormData(form()));
+    const token = data.csrfmiddlewaretoken;
+    delete data.csrfmiddlewaretoken;
+    return htmx.ajax("POST", url, {
+      target: item.querySelector(".decision"), swap: "innerHTML", values: Object.assign(data, values),
       headers: { "X-CSRFToken": token },
     });
+  }
+
+  function decide(item, label) {
+    if (!label) return;
     item.classList.add("decided");
+    const sent = post(form().action, item, { placement: item.dataset.placement, task: item.dataset.task, label });
+    decided.push({ item, sent });
     move(1);
   }
 
+  // Undoes the latest decision of this page that went through (once its answer is in: a quick "u" waits for it).
+  async function undo() {
+    while (decided.length) {
+      const { item, sent } = decided.pop();
+      await sent;
+      const answer = item.querySelector(".decision [data-change-set]");
+      if (!answer) continue; // the decision was refused: nothing to undo there
+      await post(form().dataset.undo, item, { change_set: answer.dataset.changeSet });
+      if (item.querySelector(".decision [data-undone]")) {
+        item.classList.remove("decided");
+        item.focus();
+        item.scrollIntoView({ block: "nearest" });
+      }
+      return;
+    }
+  }
+
+  // A refused decision or undo answers 400/409 with a sentence: show it in place of the decision.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const status = event.detail.xhr.status;
+    const target = event.detail.target;
+    if ((status === 400 || status === 409) && target && target.classList.contains("decision")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+      const item = target.closest(".queue-item");
+      if (item && status === 400) item.classList.remove("decided");
+    }
+  });
+
   document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const field = event.target && event.target.closest && event.target.closest("input, select, textarea");
+    if (field) return;
+    if (event.key === "u") { undo(); event.preventDefault(); return; }
     const item = current();
-    if (!item || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (!item) return;
     const key = event.key;
     const labels = item.dataset.labels.split("|");
     let handled = true;

@@ -271,7 +271,8 @@ def test_a_scrape_color_wins_in_the_shares_and_a_fix_only_counts_for_its_adverti
 
 @pytest.mark.django_db
 def test_run_finish_records_the_flags(settings):
-    assert settings.RUN_AFTER_FINISH == ["reviews.health.run_health_record"]
+    # The flags first: the notifications read them.
+    assert settings.RUN_AFTER_FINISH == ["reviews.health.run_health_record", "notifications.services.run_notify"]
     active_model("image_type")
     sitemap = SitemapFactory()
     run = RunFactory(sitemap=sitemap, status=Run.Status.RUNNING, started_at=timezone.now())

@@ -1,0 +1,339 @@
+"""The review queue: the images that most need a human first, across sitemaps, with its count and the day's progress.
+
+Every read runs a constant number of queries (one per task, plus a few), whatever the number of images; a page beyond
+the first reads the items before it too (the order is by priority across tasks), which stays cheap for the depths a
+reviewer reaches.
+
+An undone decision (a ChangeSet undone by another, reviews.services.change_sets) is as if it had not been made: the
+queue reads a scope's fixes without the fixes of undone change sets and without the fixes that undid them, so the
+question comes back exactly as it was asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    DateTimeField,
+    Exists,
+    F,
+    FloatField,
+    JSONField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from catalog.models import Placement, Task
+from classifier.models import Classification
+from reviews.crosscheck import reused_pictures
+from reviews.effective import (
+    PLACEHOLDER,
+    PLACEMENT_ADVERTISER,
+    ColumnNames,
+    annotate_effective,
+    latest_fix,
+    scrape_color,
+)
+from reviews.expressions import active_heads, advertiser_conflicts, live_placements, model_result
+from reviews.models import ChangeSet, ManualFix
+
+# Below this top-two margin (or this confidence) the model hesitated.
+QUEUE_MARGIN = 0.2
+QUEUE_CONFIDENCE = 0.5
+# A placeholder has no color and no shopping intent to ask about.
+PLACEHOLDER_MOOT = (Task.COLOR, Task.INTENT)
+# Why an item is in the queue (QueueItem.kind), most urgent first, as the queue's filter names them.
+QUEUE_KINDS = {
+    "failed": "the model failed",
+    "conflict": "advertiser and staff disagree",
+    "advertisers": "advertisers disagree",
+    "disagreement": "a fix overturns the model",
+    "reused": "a picture reused in many listings",
+    "hesitated": "the model hesitated",
+}
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One (advertiser, asset, task) that needs a human, shown through one of its live placements."""
+
+    placement: Placement  # with listing__sitemap__advertiser and asset loaded
+    advertiser_id: int
+    asset_id: int
+    task: str
+    kind: str  # one of QUEUE_KINDS
+    priority: float
+    reason: str
+    model_label: str | None
+    confidence: float | None
+    margin: float | None
+    fix_label: str | None
+    fix_source: str
+    crop_box: list[int] | None = None  # the model's crop, in the original image's pixels
+
+    @property
+    def placement_id(self) -> int:
+        return self.placement.pk
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What the queue is narrowed to: some advertisers (None: all), one task, one kind of question."""
+
+    advertiser_ids: list[int] | None = None
+    task: str = ""
+    kind: str = ""
+
+    def tasks(self) -> list[str]:
+        if self.kind == "reused":
+            return []
+        return [self.task] if self.task else list(Task.values)
+
+    @property
+    def with_reused(self) -> bool:
+        return self.task in ("", Task.IMAGE_TYPE) and self.kind in ("", "reused")
+
+
+def review_queue(
+    *,
+    user_advertiser_ids: list[int] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    task: str = "",
+    kind: str = "",
+) -> list[QueueItem]:
+    """The images that most need a human, across sitemaps, most urgent first; one query per task (plus one).
+
+    Priority: 3 the model failed on the image; 2.5 a conflict staff have not settled here (the advertiser's and
+    staff's latest fixes disagree, or another advertiser labels the same picture otherwise); 1.5 to 2 a picture
+    reused in many listings that the model calls neither Placeholder nor Stock (the more listings, the higher); 2 to 2.4
+    the fix in effect overturns the model (the more confident the model, the higher); 1 - margin the model
+    hesitated (margin under QUEUE_MARGIN or confidence under QUEUE_CONFIDENCE, no fix, no scrape color).
+    Left out: what staff decided after the model's result (the latest fix is staff's and newer than the result),
+    and the questions the tag rules make moot: color or intent of images whose effective type is Placeholder, and
+    the model's color where the scrape gave one and no one fixed it (the scrape's color wins).
+    `user_advertiser_ids` (None: every advertiser) restricts the queue to those advertisers, `task` to one task,
+    `kind` to one kind of question (QUEUE_KINDS); `offset` skips that many items.
+    """
+    filters = QueueFilters(advertiser_ids=user_advertiser_ids, task=task, kind=kind)
+    heads = active_heads()
+    depth = offset + limit
+    items = []
+    for each in filters.tasks():
+        items += [_queue_item(placement, each) for placement in _queue_of_task(each, heads, filters)[:depth]]
+    if filters.with_reused:
+        items += _reused_pictures(user_advertiser_ids, depth)
+    items.sort(key=lambda item: (-item.priority, item.placement.pk, Task.values.index(item.task)))
+    return items[offset:depth]
+
+
+def review_queue_count(*, user_advertiser_ids: list[int] | None = None, task: str = "", kind: str = "") -> int:
+    """How many items the queue holds with these filters (review_queue's arguments); one query per task, plus the
+    reused pictures."""
+    filters = QueueFilters(advertiser_ids=user_advertiser_ids, task=task, kind=kind)
+    heads = active_heads()
+    count = sum(_queue_of_task(each, heads, filters).count() for each in filters.tasks())
+    if filters.with_reused:
+        count += len(_reused_pictures(user_advertiser_ids, None))
+    return count
+
+
+def queue_decided_today(*, user_advertiser_ids: list[int] | None = None, task: str = "") -> int:
+    """Decisions taken in the review queue since midnight (the server's time zone), undone ones left out."""
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return _decisions_since(midnight, user_advertiser_ids, task)
+
+
+def _decisions_since(since: datetime, advertiser_ids: list[int] | None, task: str) -> int:
+    decisions = ChangeSet.objects.filter(kind=ChangeSet.Kind.DECISION, created_at__gte=since, undone_by__isnull=True)
+    if advertiser_ids is not None:
+        decisions = decisions.filter(advertiser_id__in=advertiser_ids)
+    if task:
+        decisions = decisions.filter(Exists(ManualFix.objects.filter(change_set_id=OuterRef("pk"), task=task)))
+    return decisions.count()
+
+
+def standing_fixes(fixes: QuerySet[ManualFix]) -> QuerySet[ManualFix]:
+    """The fixes that stand for the queue: neither part of an undone change set nor written by an undo."""
+    return fixes.filter(change_set__undone_by__isnull=True).exclude(change_set__kind=ChangeSet.Kind.UNDO)
+
+
+def _reused_pictures(advertiser_ids: list[int] | None, limit: int | None) -> list[QueueItem]:
+    """Pictures used in many listings that the model calls neither Placeholder nor Stock, unless a human already
+    fixed or confirmed the representative's image type (one query more than reused_pictures)."""
+    reused = reused_pictures(advertiser_ids=advertiser_ids, limit=limit)
+    looked_at = set(
+        standing_fixes(
+            ManualFix.objects.filter(
+                task=Task.IMAGE_TYPE,
+                asset_id__in=[row.placement.asset_id for row in reused],
+                source__in=ManualFix.HUMAN,
+            )
+        ).values_list("advertiser_id", "asset_id")
+    )
+    items = []
+    for row in reused:
+        placement = row.placement
+        advertiser_id = placement.listing.sitemap.advertiser_id
+        if (advertiser_id, placement.asset_id) in looked_at:
+            continue
+        where = f"{row.listings} listings" + (f" of {row.advertisers} advertisers" if row.advertisers > 1 else "")
+        items.append(
+            QueueItem(
+                placement=placement,
+                advertiser_id=advertiser_id,
+                asset_id=placement.asset_id or 0,
+                task=Task.IMAGE_TYPE,
+                kind="reused",
+                priority=round(1.5 + min(row.listings, 50) / 100, 4),
+                reason=f"appears in {where}, and the model calls it {row.model_label}: a placeholder or stock render?",
+                model_label=row.model_label,
+                confidence=None,
+                margin=None,
+                fix_label=None,
+                fix_source="",
+            )
+        )
+    return items
+
+
+def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> QuerySet[Placement]:
+    """The task's questions, most urgent first, as placements annotated with what QueueItem shows."""
+    placements = live_placements().filter(status=Placement.Status.OK, asset__isnull=False)
+    if filters.advertiser_ids is not None:
+        placements = placements.filter(**{f"{PLACEMENT_ADVERTISER}__in": filters.advertiser_ids})
+    # One representative per (advertiser, asset): its first live placement.
+    earlier = live_placements().filter(
+        status=Placement.Status.OK,
+        asset_id=OuterRef("asset_id"),
+        **{PLACEMENT_ADVERTISER: OuterRef(PLACEMENT_ADVERTISER)},
+        id__lt=OuterRef("id"),
+    )
+    result = model_result(task, heads)
+    fix = standing_fixes(latest_fix(task))
+
+    def first(queryset: Any, column: str, output_field: Any = None) -> Subquery:
+        return Subquery(queryset.values(column)[:1], output_field=output_field)
+
+    placements = placements.filter(~Exists(earlier)).annotate(
+        model_status=first(result, "status"),
+        model_label=first(result, "label"),
+        model_confidence=first(result, "confidence"),
+        model_margin=first(result, "margin"),
+        model_error=first(result, "error"),
+        model_crop_box=first(result, "crop_box", JSONField()),
+        model_at=first(result, "updated_at", DateTimeField()),
+        fix_label=first(fix, "new_label"),
+        fix_source=first(fix, "source"),
+        fix_at=first(fix, "created_at", DateTimeField()),
+        fix_settles=first(fix, "settles", BooleanField()),
+        advertiser_label=first(standing_fixes(latest_fix(task, sources=ManualFix.ADVERTISER_SIDE)), "new_label"),
+        staff_label=first(standing_fixes(latest_fix(task, sources=ManualFix.STAFF_SIDE)), "new_label"),
+        configured_color=scrape_color() if task == Task.COLOR else Value(None, output_field=CharField()),
+        other_advertiser=Exists(
+            advertiser_conflicts().filter(
+                advertiser_id=OuterRef(PLACEMENT_ADVERTISER), asset_id=OuterRef("asset_id"), task=task
+            )
+        ),
+    )
+    if task in PLACEHOLDER_MOOT:
+        type_label = ColumnNames(Task.IMAGE_TYPE).label  # NULL (no type yet) is no placeholder: keep it
+        placements = annotate_effective(placements, [Task.IMAGE_TYPE], heads).filter(
+            Q(**{f"{type_label}__isnull": True}) | ~Q(**{type_label: PLACEHOLDER})
+        )
+    if task == Task.COLOR:  # the scrape's color wins over the model's: only a fix makes it a question again
+        placements = placements.filter(Q(configured_color__isnull=True) | Q(fix_label__isnull=False))
+    ok = Q(model_status=Classification.Status.OK)
+    conflict = (
+        Q(advertiser_label__isnull=False, staff_label__isnull=False)
+        & ~Q(advertiser_label=F("staff_label"))
+        & ~Q(fix_settles=True)
+    )
+    overturned = ok & Q(fix_label__isnull=False) & ~Q(fix_label=F("model_label"))
+    hesitated = (
+        ok
+        & Q(fix_label__isnull=True, configured_color__isnull=True)
+        & (Q(model_margin__lt=QUEUE_MARGIN) | Q(model_confidence__lt=QUEUE_CONFIDENCE))
+    )
+    decided = Q(fix_source__in=ManualFix.STAFF_SIDE) & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
+    placements = (
+        placements.annotate(
+            kind=Case(
+                When(model_status=Classification.Status.FAILED, then=Value("failed")),
+                When(conflict, then=Value("conflict")),
+                When(other_advertiser=True, then=Value("advertisers")),
+                When(overturned, then=Value("disagreement")),
+                When(hesitated, then=Value("hesitated")),
+                default=Value(None),
+                output_field=CharField(),
+            ),
+            # A conflict stays until staff settle it in the queue, whoever fixed the scope last.
+            decided=Case(
+                When(Q(kind__in=("conflict", "advertisers")), then=Value(False)),
+                When(decided, then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+        )
+        .filter(kind__isnull=False, decided=False)
+        .annotate(
+            priority=Case(
+                When(kind="failed", then=Value(3.0)),
+                When(kind__in=("conflict", "advertisers"), then=Value(2.5)),
+                When(kind="disagreement", then=Value(2.0) + Value(0.4) * F("model_confidence")),
+                default=Value(1.0) - Coalesce(F("model_margin"), F("model_confidence")),
+                output_field=FloatField(),
+            )
+        )
+        .select_related("listing__sitemap__advertiser", "asset")
+        .order_by(F("priority").desc(), "id")
+    )
+    if filters.kind:
+        placements = placements.filter(kind=filters.kind)
+    return placements
+
+
+def _queue_item(placement: Any, task: str) -> QueueItem:
+    kind = placement.kind
+    if kind == "failed":
+        reason = f"inference failed: {placement.model_error or 'no reason recorded'}"[:300]
+    elif kind == "conflict":
+        reason = f"advertiser and staff disagree: {placement.advertiser_label} vs {placement.staff_label}"
+    elif kind == "advertisers":
+        reason = f"another advertiser labels the same picture otherwise (this one: {placement.fix_label})"
+    elif kind == "disagreement":
+        reason = (
+            f"fix ({placement.fix_source}) says {placement.fix_label}, "
+            f"the model says {placement.model_label} ({placement.model_confidence:.2f})"
+        )
+    elif placement.model_margin is not None and placement.model_margin < QUEUE_MARGIN:
+        reason = f"model hesitated: margin {placement.model_margin:.2f}"
+    else:
+        reason = f"model unsure: confidence {placement.model_confidence:.2f}"
+    box = placement.model_crop_box
+    return QueueItem(
+        placement=placement,
+        advertiser_id=placement.listing.sitemap.advertiser_id,
+        asset_id=placement.asset_id,
+        task=task,
+        kind=kind,
+        priority=round(placement.priority, 4),
+        reason=reason,
+        model_label=placement.model_label or None,
+        confidence=placement.model_confidence,
+        margin=placement.model_margin,
+        fix_label=placement.fix_label,
+        fix_source=placement.fix_source or "",
+        crop_box=[int(value) for value in box] if isinstance(box, list) and len(box) == 4 else None,
+    )
