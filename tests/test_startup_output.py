@@ -43,3 +43,37 @@ def test_the_file_system_broker_keeps_its_exchange_tables_under_var(tmp_path):
     options = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(options["control_folder"]).is_relative_to(tmp_path)
     assert not (ROOT / "control").exists()
+
+
+def test_the_file_system_broker_connects_without_the_no_hostname_warning(tmp_path):
+    # kombu logs "No hostname was supplied. Reverting to default 'localhost'" at every connection (the worker's,
+    # and each task sent) when the broker URL names no host, as a bare "filesystem://" does.
+    done = manage_shell(
+        "from config.celery_app import app\n"
+        "with app.connection_for_write() as connection:\n"
+        "    connection.ensure_connection(max_retries=1)\n"
+        "    print(connection.transport_cls, connection.as_uri())",
+        tmp_path,
+    )
+    output = done.stdout + done.stderr
+    assert "filesystem" in output
+    assert "No hostname was supplied" not in output
+
+
+def test_the_editable_install_prints_no_notice(tmp_path):
+    # bin/setup (run by bin/start when pyproject.toml or the locks changed) installs the project editable: with the
+    # packages at the root, setuptools used an import hook and printed its "Editable installation" notice, a
+    # framed paragraph, on every install. Installed under a prefix of its own here: the venv is left as it is.
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", "--prefix",
+         str(tmp_path / "prefix"), "-e", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert "Editable installation" not in output
+    assert "Please be careful" not in output
+    assert list((tmp_path / "prefix").glob("lib/python*/site-packages/__editable__.imagetagger-*.pth"))
