@@ -26,6 +26,12 @@ _PICTURES = ("originals/", "thumbnails/", "occlusion/")
 def media_file(request: HttpRequest, name: str) -> HttpResponseBase:
     if not media_visible_to(request.user, name):
         raise Http404("no such file")
+    return stored_file_response(name)
+
+
+def stored_file_response(name: str) -> HttpResponseBase:
+    """A stored file the caller has checked the viewer may see: streamed from local storage, or a redirect to its
+    presigned URL (remote storage); a 404 when it is missing."""
     response: HttpResponseBase
     if isinstance(default_storage, FileSystemStorage):
         try:

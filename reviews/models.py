@@ -10,10 +10,11 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Lower
 from django.urls import reverse
 
-from catalog.models import Advertiser, ImageAsset, Task, TimeStampedModel
+from catalog.models import Advertiser, ImageAsset, Listing, Placement, Sitemap, Task, TimeStampedModel
 
 
 class AppendOnly(Exception):
@@ -239,3 +240,115 @@ class ExportExclusion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason}: asset {self.asset_id}"
+
+
+# Confidence and margin sort ascending with the images that have none first, as this value (scores are within 0..1):
+# a sort key is never NULL, so a cursor is one row comparison.
+NO_SCORE = -1.0
+
+
+class EffectiveTag(models.Model):
+    """The effective tag of one (placement, task), stored where the database can index it: the grid filters, sorts
+    and counts on these rows instead of computing every image's tag per request.
+
+    Written only by reviews.effective_store, from reviews.effective.annotate_effective (the one rule): nothing
+    else decides or writes a tag here. Every placement has a row per task, gone or not, tagged or not (no label,
+    source unknown or failed), so "not reviewed" and "unknown" are index lookups too. Besides the answer it keeps
+    copies of what the grid sorts and filters by (sitemap, listing, position, liveness, picture) and of the inputs
+    the cross-image reviews read (the active result's label, confidence, margin and crop; the scrape's color).
+    """
+
+    class ListingCheck(models.IntegerChoices):
+        CONTRADICTS = 0, "Contradicts its listing's scrape color"
+        DISAGREES = 1, "In a listing whose photos disagree on the color"
+
+    placement = models.ForeignKey(
+        Placement, on_delete=models.CASCADE, related_name="effective_tags", db_index=False
+    )  # the unique (placement, task) serves it
+    task = models.CharField(max_length=20, choices=Task.choices)
+    sitemap = models.ForeignKey(Sitemap, on_delete=models.CASCADE, related_name="+", db_index=False)
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="+")  # the listing checks' index
+    position = models.PositiveIntegerField()
+    asset = models.ForeignKey(
+        ImageAsset, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+", db_index=False
+    )
+    picture = models.BigIntegerField(null=True, blank=True, help_text="The asset's near-duplicate cluster, or itself.")
+    live = models.BooleanField(help_text="Neither the placement nor its listing is gone.")
+    # NULL, not "": the rule's answers and inputs are None where there is nothing (a placeholder's color, no model
+    # result, no scrape color), and the store keeps them exactly as annotate_effective gives them.
+    label = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    source = models.CharField(max_length=10)
+    model_label = models.CharField(  # noqa: DJ001
+        max_length=100, null=True, blank=True, help_text="The active model's label, when it gave one."
+    )
+    model_confidence = models.FloatField(null=True, blank=True)
+    model_margin = models.FloatField(null=True, blank=True)
+    crop_source = models.CharField(  # noqa: DJ001
+        max_length=20, null=True, blank=True, help_text="What the active model looked at."
+    )
+    scrape_color = models.CharField(  # noqa: DJ001
+        max_length=20, null=True, blank=True, help_text="The scrape's color (color rows)."
+    )
+    listing_check = models.PositiveSmallIntegerField(
+        choices=ListingCheck.choices, null=True, blank=True, help_text="Live photos only (reviews.crosscheck)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["placement", "task"], name="effective_tag_unique_placement_task"),
+        ]
+        # The grid reads a sitemap's live images for one task: an index per filter in the grid's order (listing,
+        # position, placement), one per other sort, one by placement (the other tasks' tags of a placement) and one
+        # by picture (reused pictures, review by cluster). Trailing columns let a count read the index alone:
+        # the source (how many are reviewed), the asset (any fix on it), the label (its Lower() is the filter).
+        indexes = [
+            models.Index(
+                fields=["sitemap", "task", "listing", "position", "placement", "source", "asset"],
+                condition=Q(live=True),
+                name="effective_tag_order_idx",
+            ),
+            models.Index(
+                *(F(name) for name in ("sitemap", "task")),
+                Lower("label"),
+                *(F(name) for name in ("listing", "position", "placement", "label", "source")),
+                condition=Q(live=True),
+                name="effective_tag_label_idx",
+            ),
+            models.Index(
+                fields=["sitemap", "task", "source", "listing", "position", "placement"],
+                condition=Q(live=True),
+                name="effective_tag_source_idx",
+            ),
+            models.Index(
+                F("sitemap"),
+                F("task"),
+                Coalesce("model_confidence", Value(NO_SCORE)),
+                *(F(name) for name in ("placement", "source", "model_confidence")),
+                condition=Q(live=True),
+                name="effective_tag_confidence_idx",
+            ),
+            models.Index(
+                F("sitemap"),
+                F("task"),
+                Coalesce("model_margin", Value(NO_SCORE)),
+                *(F(name) for name in ("placement", "source", "model_margin")),
+                condition=Q(live=True),
+                name="effective_tag_margin_idx",
+            ),
+            models.Index(
+                fields=["sitemap", "task", "placement", "label"],
+                condition=Q(live=True),
+                name="effective_tag_placement_idx",
+            ),
+            models.Index(
+                fields=["sitemap", "task", "listing_check", "listing", "position", "placement", "source"],
+                condition=Q(live=True, listing_check__isnull=False),
+                name="effective_tag_check_idx",
+            ),
+            models.Index(
+                fields=["sitemap", "task", "picture"], condition=Q(live=True), name="effective_tag_picture_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} of placement {self.placement_id}: {self.label or '-'} ({self.source})"

@@ -40,7 +40,7 @@ def _render(
     row: OcclusionMap | None = None,
     error: str = "",
 ) -> HttpResponse:
-    context: dict[str, object] = {"placement": placement, "map": row, "error": error,
+    context: dict[str, object] = {"placement": placement, "map": row, "error": error, "realm": realm,
                                   "url": realm.url("occlusion", placement.pk)}  # fmt: skip
     if row is not None and row.status == OcclusionMap.Status.DONE and row.grid:
         context["styles"] = overlay_styles(row.grid)

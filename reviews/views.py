@@ -3,7 +3,7 @@ with htmx for in-place updates. Views parse, call selectors and services, and re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
 
@@ -14,19 +14,23 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
 from catalog.models import TASK_LABELS, Placement, Sitemap, Task
 
-from .grid import GridFilters, sitemap_grid, sitemap_placements
-from .models import ManualFix
+from .bulk_confirm import SAMPLE as BULK_SAMPLE
+from .bulk_confirm import BulkRequest
+from .grid import GridFilters, Paging, sitemap_grid, sitemap_placements
+from .models import ChangeSet, ManualFix
 from .selectors import image_history, user_can_fix
-from .services import FixError, manual_fix_revert, manual_fixes_apply, review_decision_record
+from .services import FixError, manual_fix_revert
+from .services.change_sets import change_set_apply
 from .services.fixes import Change
+from .templatetags.reviews_tags import LOW_CONFIDENCE
 
 BULK_LIMIT = 100_000
 
@@ -86,70 +90,161 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 def home(request: HtmxHttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("login")
-    return redirect("reviews:staff-advertisers" if request.user.is_staff else "reviews:portal-sitemaps")
+    return redirect("reviews:staff-advertisers" if request.user.is_staff else "reviews:portal-home")
 
 
-def _grid(request: HtmxHttpRequest, realm: Realm, sitemap_id: int) -> HttpResponse:
+def _grid(
+    request: HtmxHttpRequest, realm: Realm, sitemap_id: int, extra: dict[str, object] | None = None
+) -> HttpResponse:
     sitemap = get_object_or_404(realm.sitemaps(request), pk=sitemap_id)
     filters = GridFilters.from_params(request.GET)
-    try:
-        number = int(request.GET.get("page", "1"))
-    except ValueError:
-        number = 1
-    page = sitemap_grid(sitemap=sitemap, filters=filters, page=number)
-    context = {
-        "realm": realm,
-        "sitemap": sitemap,
-        "page": page,
-        "filters": filters,
-        "query": urlencode(filters.as_params()),
-        "tasks": Task.choices,
-        "labels": TASK_LABELS[filters.task],
-        "can_edit": realm.can_edit(request, sitemap),
-        "fixes_url": realm.url("fixes", sitemap.pk),
-        "grid_url": realm.url("grid", sitemap.pk),
-        "sources": ["fix", "scrape", "model", "failed", "unknown"],
-        "sorts": ["position", "confidence", "margin", "newest"],
-    }
+    page = sitemap_grid(sitemap=sitemap, filters=filters, paging=Paging.from_params(request.GET, filters=filters))
+    context = _grid_context(request, realm, sitemap, filters) | {"page": page} | (extra or {})
     template = "reviews/_partials/grid.html" if request.htmx else "reviews/sitemap_grid.html"
     return render(request, template, context)
 
 
+def _grid_context(request: HtmxHttpRequest, realm: Realm, sitemap: Sitemap, filters: GridFilters) -> dict[str, object]:
+    """What the grid and its bulk confirmation show besides the page itself."""
+    density = request.GET.get("density", "")
+    return {
+        "realm": realm,
+        "sitemap": sitemap,
+        "filters": filters,
+        "query": urlencode(filters.as_pairs()),
+        "tasks": Task.choices,
+        "labels": TASK_LABELS[filters.task],
+        "vocabulary": [(task, TASK_LABELS[task]) for task in Task.values],
+        "tag_rows": grid_tag_rows(filters),
+        "can_edit": realm.can_edit(request, sitemap),
+        "fixes_url": realm.url("fixes", sitemap.pk),
+        "grid_url": realm.url("grid", sitemap.pk),
+        "changes_url": f"{realm.url('changes')}?{urlencode({'sitemap': sitemap.pk})}",
+        "density": density if density in ("compact", "full") else "compact",
+        "low_confidence": LOW_CONFIDENCE,
+        "sources": ["fix", "scrape", "model", "failed", "unknown"],
+        "sorts": ["position", "confidence", "margin", "newest"],
+    }
+
+
+@dataclass(frozen=True)
+class TagRow:
+    """One "and <task> is / is not <label>" condition of the grid's filter form."""
+
+    task: str
+    label: str
+    negate: bool
+
+    @property
+    def param(self) -> str:
+        return f"{self.task}:{'!' if self.negate else ''}{self.label}"
+
+
+def grid_tag_rows(filters: GridFilters) -> list[TagRow]:
+    """The filter's tag conditions (GridFilters.tags: "<task>:<label>" or "<task>:!<label>", from repeated `tag`
+    parameters), for the form to show them again."""
+    rows = []
+    for condition in filters.tags:
+        task, _, label = condition.partition(":")
+        rows.append(TagRow(task=task, label=label.removeprefix("!"), negate=label.startswith("!")))
+    return rows
+
+
+def _changes(values: list[str], by_id: dict[int, Placement]) -> list[Change]:
+    """Changes from the grid form's "<placement>:<task>:<label>" values, for the sitemap's placements only."""
+    parsed = [value.split(":", 2) for value in values if value.count(":") >= 2]
+    return [
+        Change(by_id[int(pid)], task, label)
+        for pid, task, label in parsed
+        if pid.isdigit() and int(pid) in by_id and label
+    ]
+
+
 def _apply_fixes(request: HtmxHttpRequest, realm: Realm, sitemap_id: int) -> HttpResponse:
-    """The grid's "Update": every pending change of the page, or one label for a selection or for everything
-    the current filter matches, in one transaction. Each changed tag is one ManualFix."""
+    """The grid's "Update": every pending change and confirmation ("reviewed, no change") of the page, or one label
+    for a selection or for everything the current filter matches, in one transaction, recorded as one ChangeSet (so
+    it can be undone as a whole). A label for everything the filter matches is written only with a token of the
+    confirmation step (bulk_confirmation): the count and a sample were shown for this very filter and count."""
     sitemap = get_object_or_404(realm.sitemaps(request), pk=sitemap_id)
     if not realm.can_edit(request, sitemap):
         raise PermissionDenied("viewers cannot change tags")
     filters = GridFilters.from_params(request.POST)
     placements = sitemap_placements(sitemap=sitemap, filters=GridFilters()).select_related("listing__sitemap")
-    changes: list[Change] = []
-    pending = [value.split(":", 2) for value in request.POST.getlist("change") if value.count(":") >= 2]
-    by_id = placements.in_bulk([int(pid) for pid, _, _ in pending if pid.isdigit()])
-    changes += [
-        Change(by_id[int(pid)], task, label) for pid, task, label in pending if pid.isdigit() and int(pid) in by_id
-    ]
+    posted = request.POST.getlist("change") + request.POST.getlist("confirm")
+    by_id = placements.in_bulk([int(pid) for pid, *_ in (v.split(":", 1) for v in posted) if pid.isdigit()])
+    changes = _changes(request.POST.getlist("change"), by_id)
+    confirmations = _changes(request.POST.getlist("confirm"), by_id)
     bulk_label, bulk_task = request.POST.get("bulk_label", ""), request.POST.get("bulk_task", filters.task)
+    kind, summary = ChangeSet.Kind.SAVE, _save_summary(sitemap, changes, confirmations)
     if bulk_label:
+        kind = ChangeSet.Kind.BULK
         if request.POST.get("select_all") == "filter":
-            targets = sitemap_placements(sitemap=sitemap, filters=filters).select_related("listing__sitemap")[
-                :BULK_LIMIT
-            ]
+            matching = sitemap_placements(sitemap=sitemap, filters=filters)
+            bulk = BulkRequest(sitemap=sitemap, user=_user(request), filters=filters, task=bulk_task, label=bulk_label)
+            problem = bulk.check(request.POST.get("bulk_token", ""), matching)
+            if problem is not None:
+                return _bulk_confirmation(request, realm, bulk, matching, problem)
+            targets: Iterable[Placement] = matching.select_related("listing__sitemap")[:BULK_LIMIT]
+            summary = f"{sitemap}: {bulk_task} set to {bulk_label} on all {bulk.count} images of {bulk.describe()}"
         else:
             ids = [int(pid) for pid in request.POST.getlist("selected") if pid.isdigit()]
             targets = placements.filter(pk__in=ids)
+            summary = f"{sitemap}: {bulk_task} set to {bulk_label} on {len(ids)} selected images"
         changes += [Change(p, bulk_task, bulk_label) for p in targets if p.asset_id]
+    change_set = None
     try:
-        created = manual_fixes_apply(changes=changes, user=_user(request), source=realm.source)
+        change_set = change_set_apply(
+            kind=kind, advertiser_id=sitemap.advertiser_id, changes=changes, confirmations=confirmations,
+            user=_user(request), source=realm.source, summary=summary,
+        )  # fmt: skip
     except FixError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{len(created)} tag{'s' if len(created) != 1 else ''} changed")
-    url = f"{realm.url('grid', sitemap.pk)}?{urlencode({**filters.as_params(), 'page': request.POST.get('page', '1')})}"
+        messages.success(request, _saved_message(change_set))
     if request.htmx:
         request.GET = request.POST.copy()  # type: ignore[assignment]  # re-render the same page in place
-        return _grid(request, realm, sitemap.pk)
+        extra: dict[str, object] = {
+            "change_set": change_set,
+            "undo_url": realm.url("change-undo", change_set.pk) if change_set else "",
+        }
+        return _grid(request, realm, sitemap.pk, extra)
+    paging = Paging.from_params(request.POST, filters=filters).as_params(filters=filters)  # the same page again
+    url = f"{realm.url('grid', sitemap.pk)}?{urlencode([*filters.as_pairs(), *paging.items()])}"
     return HttpResponseRedirect(url)
+
+
+def _save_summary(sitemap: Sitemap, changes: list[Change], confirmations: list[Change]) -> str:
+    return f"{sitemap}: {len(changes)} tag{pluralize(len(changes))} changed, {len(confirmations)} marked reviewed"
+
+
+def _saved_message(change_set: ChangeSet | None) -> str:
+    if change_set is None:
+        return "0 tags changed"
+    rows = change_set.fix_rows.all()
+    confirmed = sum(1 for fix in rows if fix.is_confirmation)
+    changed = change_set.fixes - confirmed
+    text = f"{changed} tag{pluralize(changed)} changed"
+    return f"{text}, {confirmed} marked reviewed" if confirmed else text
+
+
+def _bulk_confirmation(
+    request: HtmxHttpRequest, realm: Realm, bulk: BulkRequest, matching: QuerySet[Placement], problem: str
+) -> HttpResponse:
+    """The step before a bulk retag of everything the filter matches: how many, a sample of them, and a token bound
+    to this filter, label and count (a changed filter or count asks again instead of writing)."""
+    context = _grid_context(request, realm, bulk.sitemap, bulk.filters) | {
+        "bulk": bulk,
+        "problem": problem,
+        "token": bulk.token() if bulk.count <= BULK_LIMIT else "",
+        "too_many": bulk.count > BULK_LIMIT,
+        "bulk_limit": BULK_LIMIT,
+        "sample": list(matching.select_related("asset")[:BULK_SAMPLE]),
+        "carried_changes": request.POST.getlist("change"),
+        "carried_confirmations": request.POST.getlist("confirm"),
+        "paging": Paging.from_params(request.POST, filters=bulk.filters).as_params(filters=bulk.filters),
+    }
+    template = "reviews/_partials/bulk_confirm.html" if request.htmx else "reviews/bulk_confirm.html"
+    return render(request, template, context)
 
 
 def _image(request: HtmxHttpRequest, realm: Realm, placement_id: int) -> HttpResponse:
@@ -235,43 +330,3 @@ def portal_image(request: HtmxHttpRequest, placement_id: int) -> HttpResponse:
 @require_POST
 def portal_revert(request: HtmxHttpRequest, fix_id: int) -> HttpResponse:
     return _revert(request, PORTAL, fix_id)
-
-
-@staff_required
-def staff_advertisers(request: HtmxHttpRequest) -> HttpResponse:
-    from .health import advertisers_health
-
-    rows = advertisers_health()
-    sitemaps = Sitemap.objects.select_related("advertiser").order_by("advertiser__name", "id")
-    by_advertiser: dict[int, list[Sitemap]] = {}
-    for sitemap in sitemaps:
-        by_advertiser.setdefault(sitemap.advertiser_id, []).append(sitemap)
-    return render(request, "reviews/advertisers.html", {"rows": rows, "sitemaps": by_advertiser})
-
-
-@staff_required
-def staff_queue(request: HtmxHttpRequest) -> HttpResponse:
-    from .health import review_queue
-
-    items = review_queue(limit=50)
-    return render(request, "reviews/queue.html", {"items": items, "labels": dict(TASK_LABELS)})
-
-
-@staff_required
-@require_POST
-def staff_queue_decide(request: HtmxHttpRequest) -> HttpResponse:
-    """One decision from the queue: keep the model's label (recorded as a staff confirmation) or set another."""
-    placement = get_object_or_404(
-        STAFF.placements(request).select_related("listing__sitemap"), pk=request.POST.get("placement", 0)
-    )
-    task, label = request.POST.get("task", ""), request.POST.get("label", "")
-    try:
-        decision = review_decision_record(placement=placement, task=task, label=label, user=_user(request))
-    except FixError as exc:
-        if request.htmx:
-            return HttpResponse(format_html('<span class="failed">{}</span>', exc), status=400)
-        messages.error(request, str(exc))
-        return redirect("reviews:staff-queue")
-    if request.htmx:
-        return HttpResponse(format_html('<span class="ok">{}: {} ✓</span>', task, decision.new_label))
-    return redirect("reviews:staff-queue")

@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from catalog.models import Membership, Run
 from classifier.models import ModelHead, ModelVersion
-from reviews.models import ManualFix
+from reviews.models import ChangeSet, ManualFix
 from tests.factories import (
     ImageAssetFactory,
     ListingFactory,
@@ -79,6 +79,11 @@ def viewer_world():
         source="staff",
     )  # fmt: skip
     run = RunFactory(sitemap=sitemap, status=Run.Status.SUCCEEDED)
+    change_set = ChangeSet.objects.create(kind=ChangeSet.Kind.SAVE, advertiser=advertiser, fixes=1)
+    ManualFix.objects.create(
+        advertiser=advertiser, asset=placement.asset, task="color", old_label="Red", new_label="Green",
+        source="staff", change_set=change_set,
+    )  # fmt: skip
     version = ModelVersion.objects.create(
         name="starter", kind="classifier", file="models/s.onnx", sha256=hashlib.sha256(b"s").hexdigest(),
         contract={}, status="active",
@@ -89,6 +94,7 @@ def viewer_world():
         "placement_id": placement.pk,
         "image_id": placement.pk,
         "fix_id": fix.pk,
+        "change_set_id": change_set.pk,
         "run_id": run.pk,
         "version_id": version.pk,
         "export_id": 1,
@@ -156,6 +162,12 @@ def test_a_viewer_is_refused_on_every_write_route(client, viewer_world):
         ("POST", f"/portal/fixes/{values['fix_id']}/revert/"),
         ("POST", f"/portal/sitemaps/{values['sitemap_id']}/clusters/fix/"),
         ("POST", f"/staff/sitemaps/{values['sitemap_id']}/fixes/"),
+        ("POST", f"/api/runs/{values['run_id']}/cancel/"),
+        ("POST", f"/staff/runs/{values['run_id']}/cancel/"),
+        ("POST", f"/staff/sitemaps/{values['sitemap_id']}/runs/start/"),
+        ("POST", "/staff/queue/undo/"),
+        ("POST", f"/portal/changes/{values['change_set_id']}/undo/"),
+        ("POST", f"/staff/changes/{values['change_set_id']}/undo/"),
     ):
         assert known in checked, known
 

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "catalog",
     "classifier",
     "reviews",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -214,8 +215,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery. Embedded default: a file-system broker under var/, so `runserver` and a worker work with no
-# server; production sets CELERY_BROKER_URL=redis://...
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# server; production sets CELERY_BROKER_URL=redis://... The file-system transport ignores the host, but kombu
+# warns "No hostname was supplied" at every connection when the URL names none.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost//")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery-broker"
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
@@ -289,10 +291,15 @@ RUN_PROGRESS_SECONDS = float(os.environ.get("RUN_PROGRESS_SECONDS", "1.0"))
 RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
 # The step after the images are in: step(run=run, inline=bool, progress=callback); it finishes the Run.
 RUN_CLASSIFY_STEP = "classifier.services.pipeline.run_classify_step"
+# New images go to the models while the fetch goes on: stream(run=run, inline=bool) -> NewImageStream or None.
+RUN_CLASSIFY_STREAM = "classifier.services.pipeline.run_classify_stream"
+# The CPU work of new images (decode, pHash, thumbnail; inline, the models) runs in this many forked processes per
+# Run, one per core; 0 keeps it in the fetch threads.
+RUN_FETCH_PROCESSES = int(os.environ.get("RUN_FETCH_PROCESSES", str(os.cpu_count() or 1)))
 # Called with run=run once the images are in (idempotent: a resumed Run calls them again).
 RUN_AFTER_FETCH = ["catalog.services.run_assets_cluster", "reviews.services.fixes_carry_forward"]
 # Called with run=run once the Run has finished (idempotent: a step that changes the Run calls them again).
-RUN_AFTER_FINISH = ["reviews.health.run_health_record"]
+RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.run_notify"]
 # Re-encodes and resizes of one photo land within ~6-8 bits of pHash; different photos rarely under 20.
 CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
 REUSED_PICTURE_LISTINGS = int(os.environ.get("REUSED_PICTURE_LISTINGS", "5"))  # one picture in N+ listings: suspect
@@ -308,3 +315,23 @@ IMAGE_DECODE_BUDGET_PIXELS = int(os.environ.get("IMAGE_DECODE_BUDGET_PIXELS", "6
 # hand-over to the inference queue retries a broker that is down this many times (1, 3, 5, 7, 9, 10 s apart).
 RUN_LEASE_CHECK_SECONDS = float(os.environ.get("RUN_LEASE_CHECK_SECONDS", "30"))
 RUN_HANDOVER_RETRIES = int(os.environ.get("RUN_HANDOVER_RETRIES", "6"))
+
+# Notifications (notifications/): a Run whose health flags include one of NOTIFY_FLAG_CODES notifies the addresses and
+# webhooks set in the admin (per advertiser, or global). Mail goes through Django's mail: the console backend unless
+# EMAIL_BACKEND says otherwise (smtp: EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
+# Webhooks are signed JSON POSTs sent through the safe fetcher; a transient failure is retried NOTIFY_MAX_RETRIES
+# times, NOTIFY_RETRY_BACKOFF seconds apart at first, doubling each time (at most an hour).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "imagetagger <imagetagger@localhost>")
+# The screens' address as people reach it: links in notifications (the Run page).
+SITE_URL = os.environ.get("IMAGETAGGER_SITE_URL", "http://localhost:8000").rstrip("/")
+NOTIFY_FLAG_CODES = env_list("NOTIFY_FLAG_CODES", "failures_jump,ml_failed,cdn_changed")
+NOTIFY_MAX_RETRIES = int(os.environ.get("NOTIFY_MAX_RETRIES", "5"))
+NOTIFY_RETRY_BACKOFF = float(os.environ.get("NOTIFY_RETRY_BACKOFF", "30"))
+NOTIFY_WEBHOOK_TIMEOUT = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT", "10"))

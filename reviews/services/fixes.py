@@ -12,7 +12,8 @@ from django.db import transaction
 
 from catalog.imaging import phash_array, popcount
 from catalog.models import TASK_LABELS, ImageAsset, Outcome, Placement, Run, Task
-from reviews.models import ManualFix
+from reviews.effective_store import effective_tags_refresh
+from reviews.models import ChangeSet, ManualFix
 from reviews.selectors import effective_tags
 
 
@@ -46,13 +47,14 @@ def manual_fixes_apply(
     note: str = "",
     confirm: bool = False,
     settles: bool = False,
+    change_set: ChangeSet | None = None,
 ) -> list[ManualFix]:
     """Records a page of changes in one transaction: one ManualFix per changed (advertiser, asset, task).
 
     A change to the label already in effect records nothing, unless `confirm`: then it records a confirmation
     (a fix to the same label: a human looked and agreed, which the dataset export and local accuracy count).
     `settles` marks staff decisions that settle a conflict (the review queue). A placement without an image
-    is refused.
+    is refused. `change_set` (the reviewer action, so it can be undone as a whole) is set on every fix.
     """
     changes = list(changes)
     placements = [change.placement for change in changes]
@@ -71,9 +73,23 @@ def manual_fixes_apply(
         fixes[scope] = ManualFix(
             advertiser_id=scope[0], asset_id=scope[1], task=change.task, old_label=label if unchanged else old,
             new_label=label, source=source, user=user, note=_note(note, confirmed=unchanged),
-            settles=settles,
+            settles=settles, change_set=change_set,
         )  # fmt: skip
-    return ManualFix.objects.bulk_create(fixes.values())
+    created = ManualFix.objects.bulk_create(fixes.values())
+    effective_tags_of_fixes_refresh(created)
+    return created
+
+
+def effective_tags_of_fixes_refresh(fixes: Iterable[ManualFix]) -> None:
+    """Refreshes the stored effective tags (reviews.effective_store) of the placements in these fixes' scopes: the
+    fixed tasks of each (advertiser, asset), and what reads them. Every writer of fixes calls it in its transaction."""
+    scopes: dict[int, tuple[set[int], set[str]]] = {}
+    for fix in fixes:
+        assets, tasks = scopes.setdefault(fix.advertiser_id, (set(), set()))
+        assets.add(fix.asset_id)
+        tasks.add(fix.task)
+    for advertiser_id, (assets, tasks) in scopes.items():
+        effective_tags_refresh(advertiser_id=advertiser_id, asset_ids=assets, tasks=tasks)
 
 
 def _note(note: str, *, confirmed: bool) -> str:
@@ -99,9 +115,18 @@ def manual_fix_create(
     return created[0] if created else None
 
 
+@transaction.atomic
 def review_decision_record(*, placement: Placement, task: str, label: str, user: User | None) -> ManualFix:
     """A staff decision from the review queue: a fix to `label`, or, when `label` is already in effect, a
-    confirmation, so the decision is history and the item leaves the queue. It settles any conflict on the scope."""
+    confirmation, so the decision is history and the item leaves the queue. It settles any conflict on the scope.
+    The fix belongs to a ChangeSet of kind "decision" (its `change_set`), which the queue's undo writes back."""
+    change_set = ChangeSet.objects.create(
+        kind=ChangeSet.Kind.DECISION,
+        advertiser_id=placement.listing.sitemap.advertiser_id,
+        user=user,
+        fixes=1,
+        summary=f"{task}: {label} (image {placement.pk})"[:300],
+    )
     created = manual_fixes_apply(
         changes=[Change(placement, task, label)],
         user=user,
@@ -109,6 +134,7 @@ def review_decision_record(*, placement: Placement, task: str, label: str, user:
         note="decided in the review queue",
         confirm=True,
         settles=True,
+        change_set=change_set,
     )
     return created[0]
 
@@ -118,7 +144,7 @@ def manual_fix_revert(*, fix: ManualFix, user: User | None, source: str) -> Manu
     """Undoes a fix with a new one back to the label it replaced; both stay in the history."""
     if not fix.old_label:
         raise FixError("this fix replaced no label (the model had none): fix it to a label instead")
-    return ManualFix.objects.create(
+    revert = ManualFix.objects.create(
         advertiser_id=fix.advertiser_id,
         asset_id=fix.asset_id,
         task=fix.task,
@@ -129,6 +155,8 @@ def manual_fix_revert(*, fix: ManualFix, user: User | None, source: str) -> Manu
         reverts=fix,
         note=f"revert of fix {fix.pk}",
     )
+    effective_tags_of_fixes_refresh([revert])
+    return revert
 
 
 # Candidates are compared with the fixed images in blocks of at most this many pairs (~8 MB).
@@ -205,4 +233,5 @@ def fixes_carry_forward(*, run: Run) -> int:
         if fixed_id == origin_id and (new_id, task) not in already
     ]
     ManualFix.objects.bulk_create(carried)
+    effective_tags_of_fixes_refresh(carried)
     return len(carried)

@@ -7,7 +7,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from catalog.imaging import crop_box_style
-from catalog.models import ImageAsset
+from catalog.models import ImageAsset, Placement
 from reviews.grid import GridItem
 from reviews.selectors import EffectiveTag, Source
 
@@ -15,6 +15,12 @@ register = template.Library()
 
 # Keys for the labels of a task, in order: 1-9, 0, then - and = (12 colors).
 LABEL_KEYS = "1234567890-="
+# A model's tag below this confidence is shown greyed and outlined, so 0.27 does not look like 0.92.
+LOW_CONFIDENCE = 0.5
+
+
+def is_low_confidence(tag: EffectiveTag | None) -> bool:
+    return bool(tag and tag.source == Source.MODEL and tag.confidence is not None and tag.confidence < LOW_CONFIDENCE)
 
 
 @register.filter
@@ -38,7 +44,28 @@ def crop_style(box: list[int], asset: ImageAsset) -> str:
 
 
 @register.simple_tag
-def tag_source(tag: EffectiveTag) -> str:
+def picture_url(placement: Placement, kind: str, realm: str) -> str:
+    """The URL of an image's "thumbnail" or "original": the stored file's for staff; for the portal the image's own
+    (reviews.portal_views), since stored names hold the picture's SHA-256, an internal the portal does not show."""
+    asset = placement.asset
+    if asset is None:
+        return ""
+    if realm == "staff":
+        stored = asset.thumbnail if kind == "thumbnail" else asset.original
+        return stored.url if stored else ""
+    return reverse(f"reviews:{realm}-{kind}", args=[placement.pk])
+
+
+@register.simple_tag
+def tag_reason(tag: EffectiveTag, realm: str = "staff") -> str:
+    """Why a tag has no label. The portal gets no pipeline internals: a model's error names models and files."""
+    if realm != "staff" and tag.source == Source.FAILED and tag.model_version_id is not None:
+        return "the model could not tag this picture"
+    return tag.reason
+
+
+@register.simple_tag
+def tag_source(tag: EffectiveTag, realm: str = "staff") -> str:
     """Where a tag came from, in a few words: model with confidence, scrape, fix by whom, or why none."""
     if tag.source == Source.MODEL:
         return format_html("model {}", f"{tag.confidence:.2f}" if tag.confidence is not None else "")
@@ -49,8 +76,8 @@ def tag_source(tag: EffectiveTag) -> str:
     if tag.source == Source.SCRAPE:
         return "scrape"
     if tag.source == Source.FAILED:
-        return format_html('<span title="{}">failed</span>', tag.reason)
-    return format_html('<span title="{}">unknown</span>', tag.reason)
+        return format_html('<span title="{}">failed</span>', tag_reason(tag, realm))
+    return format_html('<span title="{}">unknown</span>', tag_reason(tag, realm))
 
 
 @register.filter
@@ -61,6 +88,16 @@ def percent(share: float | None) -> str:
 @register.filter
 def bar_width(share: float) -> int:
     return round(80 * share)
+
+
+def _tag_cells(name: str, tag: EffectiveTag, task: str, realm: str) -> tuple[str, ...]:
+    """The values of one tag's line of a card: its classes (source, the chosen task, a low confidence) and text."""
+    flags = _if(name == task, " current") + _if(is_low_confidence(tag), " low")
+    return (tag.source, flags, name, name, tag.label or "—", tag_source(tag, realm))
+
+
+def _if(condition: bool, text: str) -> str:
+    return text if condition else ""
 
 
 @register.simple_tag
@@ -75,26 +112,29 @@ def grid_card(item: GridItem, task: str, realm: str) -> SafeString:
             (item.tags[t].crop_box for t in ("image_type", "color") if t in item.tags and item.tags[t].crop_box), None
         )
         crop = format_html('<div class="crop" style="{}"></div>', crop_style(box, asset)) if box else ""
-        thumb = format_html('<img src="{}" alt="" loading="lazy">{}', asset.thumbnail.url, crop)
+        thumb = format_html('<img src="{}" alt="" loading="lazy">{}', picture_url(placement, "thumbnail", realm), crop)
     else:
         thumb = format_html('<div class="noimage">{}</div>', placement.failure_reason or "not fetched yet")
     tags = format_html_join(
         "",
         '<li class="tag {}{}" data-task="{}"><span class="task">{}</span><span class="label">{}</span>'
         '<span class="source">{}</span></li>',
-        (
-            (tag.source, " current" if name == task else "", name, name, tag.label or "—", tag_source(tag))
-            for name, tag in item.tags.items()
-        ),
+        (_tag_cells(name, tag, task, realm) for name, tag in item.tags.items()),
     )
     listing = placement.listing
+    state = (
+        _if(placement.status == "failed", " failed-card")
+        + _if(is_low_confidence(current), " low-confidence")
+        + _if(current is not None and current.source == Source.FIX, " reviewed")
+    )
     return format_html(
-        '<div class="card{}" tabindex="0" data-id="{}" data-label="{}" data-url="{}"><div class="thumb">{}</div>'
-        '<ul class="tags">{}</ul><div class="meta muted">{} #{}</div></div>',
-        " failed-card" if placement.status == "failed" else "",
+        '<div class="card{}" tabindex="0" data-id="{}" data-label="{}" data-url="{}" data-full="{}">'
+        '<div class="thumb">{}</div><ul class="tags">{}</ul><div class="meta muted">{} #{}</div></div>',
+        state,
         placement.pk,
         (current.label or "") if current else "",
         reverse(f"reviews:{realm}-image", args=[placement.pk]),
+        picture_url(placement, "original", realm),
         thumb,
         tags,
         Truncator(listing.external_id or listing.url).chars(32),

@@ -7,6 +7,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from catalog.models import ImageAsset
+from reviews.effective_store import effective_tags_refresh
 from reviews.models import ManualFix
 from tests.browser.conftest import log_in
 from tests.factories import ImageAssetFactory, ListingFactory, PlacementFactory, SitemapFactory, UserFactory
@@ -34,6 +35,7 @@ def test_staff_tag_a_whole_cluster_with_one_key(browser_page, live_server):
         for asset in [*copies, copies[0]]  # the first copy in two listings
     ]
     other = PlacementFactory(listing=ListingFactory(sitemap=sitemap), status="ok", asset=picture((30, 180, 40)))
+    effective_tags_refresh()  # rows made here, not by the services: the stored tags follow
     UserFactory(username="reviewer", is_staff=True)
     log_in(page, live_server, "reviewer", PASSWORD)
 

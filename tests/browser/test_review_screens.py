@@ -8,6 +8,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from classifier.models import Classification
+from reviews.effective_store import effective_tags_refresh
 from reviews.models import ManualFix
 from tests.browser.conftest import log_in
 from tests.factories import (
@@ -38,6 +39,7 @@ def sitemap_with_images(model, colors):
             scores={color: 0.6},
         )  # fmt: skip
         placements.append(placement)
+    effective_tags_refresh(sitemap_id=sitemap.pk)  # rows made here, not by the services: the stored tags follow
     return sitemap, placements
 
 

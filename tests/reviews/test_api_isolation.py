@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from catalog.models import Membership, Run
 from classifier.models import Classification, ModelHead, ModelVersion
+from reviews.effective_store import effective_tags_refresh
 from reviews.models import ManualFix
 from tests.factories import (
     AdvertiserFactory,
@@ -69,6 +70,7 @@ def world():
             advertiser=world[name]["advertiser"], asset=shared, task="color", old_label="Blue", new_label=label,
             source="advertiser", user=world[name]["user"], note=f"{name}-secret note",
         )  # fmt: skip
+    effective_tags_refresh()  # rows made here, not by the services: the stored tags follow
     return world
 
 

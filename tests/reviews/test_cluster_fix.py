@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from catalog.models import ImageAsset, Membership
+from reviews.effective_store import effective_tags_refresh
 from reviews.models import ManualFix
 from reviews.services.clusters import cluster_fix_apply
 from reviews.services.fixes import FixError
@@ -192,6 +193,7 @@ def test_a_big_cluster_shows_its_first_members_and_counts_them_all(client, model
     listings = [ListingFactory(sitemap=sitemap) for _ in range(20)]
     for listing in listings:
         PlacementFactory(listing=listing, status="ok", asset=asset)
+    effective_tags_refresh()  # rows made here, not by the services: the stored tags follow
     client.force_login(UserFactory(is_staff=True))
     page = client.get(reverse("reviews:staff-clusters", args=[sitemap.pk]), {"task": "image_type"})
     (row,) = page.context["page"].rows

@@ -7,6 +7,7 @@ from django.urls import reverse
 from catalog.models import ImageAsset
 from classifier.models import Classification
 from reviews import health
+from reviews.effective_store import effective_tags_refresh
 from reviews.expressions import advertiser_conflicts, disagreements
 from reviews.models import ManualFix
 from reviews.services import review_decision_record
@@ -140,6 +141,7 @@ def test_a_picture_reused_in_many_listings_that_the_model_calls_dealer_reaches_t
     Classification.objects.create(
         asset=logo, model_version=version, task="image_type", label="Dealer", confidence=0.99, margin=0.9
     )
+    effective_tags_refresh()  # rows made here, not by the services: the stored tags follow
     [item] = [item for item in health.review_queue() if item.kind == "reused"]
     assert (item.asset_id, item.task) == (logo.pk, "image_type")
     assert item.reason == "appears in 3 listings, and the model calls it Dealer: a placeholder or stock render?"

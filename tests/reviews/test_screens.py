@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from catalog.models import Membership
 from classifier.models import Classification
+from reviews.effective_store import effective_tags_refresh
 from reviews.models import ManualFix
 from tests.factories import (
     ImageAssetFactory,
@@ -39,6 +40,7 @@ def make_sitemap(n, model=None, **kwargs):
     if model:
         for i, placement in enumerate(placements):
             classify(placement, model, "red" if i % 2 else "green", confidence=0.2 + 0.07 * i)
+    effective_tags_refresh(sitemap_id=sitemap.pk)  # rows made here, not by the services: the stored tags follow
     return sitemap, placements
 
 
@@ -105,10 +107,12 @@ def test_update_saves_every_pending_change_in_one_post(staff_client, model):
 
 def test_bulk_retag_of_everything_the_filter_matches(staff_client, model):
     sitemap, _ = make_sitemap(6, model)
-    response = staff_client.post(
-        reverse("reviews:staff-fixes", args=[sitemap.pk]),
-        {"task": "color", "label": "green", "bulk_label": "White", "bulk_task": "color", "select_all": "filter"},
-    )
+    bulk = {"task": "color", "label": "green", "bulk_label": "White", "bulk_task": "color", "select_all": "filter"}
+    url = reverse("reviews:staff-fixes", args=[sitemap.pk])
+    confirmation = staff_client.post(url, bulk)  # first the count and a sample, nothing written
+    assert (confirmation.context["bulk"].count, len(confirmation.context["sample"])) == (3, 3)
+    assert not ManualFix.objects.exists()
+    response = staff_client.post(url, {**bulk, "bulk_token": confirmation.context["token"]})
     assert response.status_code == 302
     assert set(ManualFix.objects.values_list("new_label", flat=True)) == {"White"}
     assert ManualFix.objects.count() == 3  # the three green ones only
