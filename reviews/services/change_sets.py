@@ -22,7 +22,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from catalog.models import Sitemap
 from reviews.models import ChangeSet, ManualFix
 
-from .fixes import Change, FixError, effective_tags_of_fixes_refresh, manual_fixes_apply
+from .fixes import Change, FixError, fix_back, fixes_record, manual_fixes_apply
 
 SUMMARY_LENGTH = 300
 
@@ -127,18 +127,9 @@ def change_set_undo(*, change_set: ChangeSet, user: User | None, source: str) ->
             undo.save()
     except IntegrityError as exc:  # undone meanwhile by another request that did not wait for the lock
         raise FixError(f"change set {locked.pk} was undone already") from exc
-    written = ManualFix.objects.bulk_create([_back(fix, undo=undo, user=user, source=source) for fix in back])
-    effective_tags_of_fixes_refresh(written)  # as every writer of fixes does, in its transaction
+    note = f"undo of change set {locked.pk}"
+    fixes_record([fix_back(fix, user=user, source=source, note=note, change_set=undo) for fix in back])
     return UndoResult(change_set=undo, written=len(back), **counts)
-
-
-def _back(fix: ManualFix, *, undo: ChangeSet, user: User | None, source: str) -> ManualFix:
-    """A new fix setting the fix's scope back to the label the fix replaced."""
-    return ManualFix(
-        advertiser_id=fix.advertiser_id, asset_id=fix.asset_id, task=fix.task, old_label=fix.new_label,
-        new_label=fix.old_label, source=source, user=user, reverts=fix, change_set=undo,
-        note=f"undo of change set {undo.undoes_id}",
-    )  # fmt: skip
 
 
 def _latest_labels(fixes: list[ManualFix]) -> dict[tuple[int, int, str], str]:

@@ -75,14 +75,31 @@ def manual_fixes_apply(
             new_label=label, source=source, user=user, note=_note(note, confirmed=unchanged),
             settles=settles, change_set=change_set,
         )  # fmt: skip
-    created = ManualFix.objects.bulk_create(fixes.values())
+    return fixes_record(list(fixes.values()))
+
+
+@transaction.atomic
+def fixes_record(fixes: list[ManualFix]) -> list[ManualFix]:
+    """Inserts new fixes and, in the same transaction, refreshes the stored effective tags of their scopes: the one
+    way every writer of fixes writes them, so the store never lags behind the history."""
+    created = ManualFix.objects.bulk_create(fixes)
     effective_tags_of_fixes_refresh(created)
     return created
 
 
+def fix_back(
+    fix: ManualFix, *, user: User | None, source: str, note: str, change_set: ChangeSet | None = None
+) -> ManualFix:
+    """A new (unsaved) fix setting the fix's scope back to the label the fix replaced: a revert, or part of an undo."""
+    return ManualFix(
+        advertiser_id=fix.advertiser_id, asset_id=fix.asset_id, task=fix.task, old_label=fix.new_label,
+        new_label=fix.old_label, source=source, user=user, reverts=fix, change_set=change_set, note=note,
+    )  # fmt: skip
+
+
 def effective_tags_of_fixes_refresh(fixes: Iterable[ManualFix]) -> None:
     """Refreshes the stored effective tags (reviews.effective_store) of the placements in these fixes' scopes: the
-    fixed tasks of each (advertiser, asset), and what reads them. Every writer of fixes calls it in its transaction."""
+    fixed tasks of each (advertiser, asset), and what reads them (called by fixes_record)."""
     scopes: dict[int, tuple[set[int], set[str]]] = {}
     for fix in fixes:
         assets, tasks = scopes.setdefault(fix.advertiser_id, (set(), set()))
@@ -144,18 +161,7 @@ def manual_fix_revert(*, fix: ManualFix, user: User | None, source: str) -> Manu
     """Undoes a fix with a new one back to the label it replaced; both stay in the history."""
     if not fix.old_label:
         raise FixError("this fix replaced no label (the model had none): fix it to a label instead")
-    revert = ManualFix.objects.create(
-        advertiser_id=fix.advertiser_id,
-        asset_id=fix.asset_id,
-        task=fix.task,
-        old_label=fix.new_label,
-        new_label=fix.old_label,
-        source=source,
-        user=user,
-        reverts=fix,
-        note=f"revert of fix {fix.pk}",
-    )
-    effective_tags_of_fixes_refresh([revert])
+    (revert,) = fixes_record([fix_back(fix, user=user, source=source, note=f"revert of fix {fix.pk}")])
     return revert
 
 
@@ -232,6 +238,4 @@ def fixes_carry_forward(*, run: Run) -> int:
         for (fixed_id, task), fix in latest.items()
         if fixed_id == origin_id and (new_id, task) not in already
     ]
-    ManualFix.objects.bulk_create(carried)
-    effective_tags_of_fixes_refresh(carried)
-    return len(carried)
+    return len(fixes_record(carried))
