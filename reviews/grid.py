@@ -272,6 +272,17 @@ def sort_keys(filters: GridFilters, *, prefix: str = "") -> list[F | Coalesce]:
     return [Coalesce(F(prefix + name), Value(NO_SCORE)) if name in SCORES else F(prefix + name) for name in names]
 
 
+def reviewed_q(prefix: str = "") -> Q:
+    """A stored row a human reviewed: a fix or confirmation is in effect for its task (the grid's `reviewed=yes`,
+    its "x of N reviewed", and the portal's counts of what is left to review)."""
+    return Q(**{prefix + "source": Source.FIX})
+
+
+def failed_q(prefix: str = "") -> Q:
+    """A stored row with no tag because the image or the model failed (the grid's `failed=1`, the portal's counts)."""
+    return Q(**{prefix + "source": Source.FAILED})
+
+
 def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placement: str) -> Q:
     """The filter over the stored row of the chosen task (`prefix`: the path to it; `placement`: to the placement id).
     Each condition is a range of one of the store's indexes, or a lookup by (placement, task) for the others' tags."""
@@ -291,9 +302,9 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
         below = Q(LessThan(Coalesce(F(prefix + "model_margin"), Value(NO_SCORE)), AMBIGUOUS_MARGIN))
         condition &= below & q(source=Source.MODEL, model_margin__lt=AMBIGUOUS_MARGIN)
     if filters.failed:
-        condition &= q(source=Source.FAILED)
+        condition &= failed_q(prefix)
     if filters.reviewed:
-        condition &= q(source=Source.FIX) if filters.reviewed == "yes" else ~q(source=Source.FIX)
+        condition &= reviewed_q(prefix) if filters.reviewed == "yes" else ~reviewed_q(prefix)
     if filters.listing:
         condition &= q(listing__external_id=filters.listing) | q(listing__url__icontains=filters.listing)
     if filters.fixed:
@@ -375,7 +386,7 @@ def _counts(rows: QuerySet[StoredTag], filters: GridFilters, paging: Paging) -> 
     """Matches, reviewed matches, and the rows up to the cursor (up to and with it after `after`, before it for
     `before`), in one pass over the filter's index range."""
     # Counted on placement_id: it is in every index the filters use, so the count reads the index alone.
-    counts = {"total": Count("placement_id"), "reviewed": Count("placement_id", filter=Q(source=Source.FIX))}
+    counts = {"total": Count("placement_id"), "reviewed": Count("placement_id", filter=reviewed_q())}
     cursor = paging.after if paging.after is not None else paging.before
     if cursor is not None:
         descending = filters.sort in DESCENDING

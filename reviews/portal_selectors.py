@@ -17,7 +17,7 @@ from django.db.models.lookups import Exact
 
 from catalog.models import TASK_LABELS, Placement, Run, Sitemap, Task
 
-from .effective import Source
+from .grid import failed_q, reviewed_q
 from .models import EffectiveTag as StoredTag
 from .models import ManualFix
 
@@ -70,8 +70,8 @@ def sitemaps_attention(*, sitemaps: QuerySet[Sitemap], task: str = HOME_TASK) ->
         .values("sitemap_id")
         .annotate(
             images=Count("placement_id"),
-            failed=Count("placement_id", filter=Q(source=Source.FAILED)),
-            unreviewed=Count("placement_id", filter=~Q(source=Source.FIX)),
+            failed=Count("placement_id", filter=failed_q()),
+            unreviewed=Count("placement_id", filter=~reviewed_q()),
         )
         .order_by()
     )
