@@ -92,6 +92,21 @@ class UndoResult:
 
 
 @transaction.atomic
+def change_set_undo_record(locked: ChangeSet, *, user: User | None, fixes: int) -> ChangeSet:
+    """Records the change set (kind "undo") that undoes `locked` (locked by the caller). FixError when it was undone
+    already: ChangeSet.undoes is one-to-one, so two undos racing past the lock cannot both land."""
+    undo = ChangeSet(
+        kind=ChangeSet.Kind.UNDO, advertiser_id=locked.advertiser_id, user=user, fixes=fixes, undoes=locked,
+        summary=f"undo of change set {locked.pk}: {locked.summary}"[:SUMMARY_LENGTH],
+    )  # fmt: skip
+    try:
+        with transaction.atomic():
+            undo.save()
+    except IntegrityError as exc:
+        raise FixError(f"change set {locked.pk} was undone already") from exc
+    return undo
+
+
 def change_set_undo(*, change_set: ChangeSet, user: User | None, source: str) -> UndoResult:
     """Undoes a change set in one transaction: for each of its fixes whose scope (advertiser, asset, task) still
     holds that fix's label, a new fix back to the label it replaced (`reverts` the fix). Scopes that someone changed
@@ -118,15 +133,7 @@ def change_set_undo(*, change_set: ChangeSet, user: User | None, source: str) ->
     if not back:
         reasons = _skipped_reasons(counts) or "it wrote no fix"
         raise FixError(f"nothing of change set {locked.pk} can be set back: {reasons}")
-    undo = ChangeSet(
-        kind=ChangeSet.Kind.UNDO, advertiser_id=locked.advertiser_id, user=user, fixes=len(back), undoes=locked,
-        summary=f"undo of change set {locked.pk}: {locked.summary}"[:SUMMARY_LENGTH],
-    )  # fmt: skip
-    try:
-        with transaction.atomic():
-            undo.save()
-    except IntegrityError as exc:  # undone meanwhile by another request that did not wait for the lock
-        raise FixError(f"change set {locked.pk} was undone already") from exc
+    undo = change_set_undo_record(locked, user=user, fixes=len(back))
     note = f"undo of change set {locked.pk}"
     fixes_record([fix_back(fix, user=user, source=source, note=note, change_set=undo) for fix in back])
     return UndoResult(change_set=undo, written=len(back), **counts)

@@ -9,11 +9,11 @@ kept the label in effect (a confirmation) changed no label: its undo writes no f
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from reviews.models import ChangeSet, ManualFix
 
-from .change_sets import UndoResult, change_set_undo
+from .change_sets import UndoResult, change_set_undo, change_set_undo_record
 from .fixes import FixError
 
 
@@ -37,13 +37,5 @@ def review_decision_undo(*, change_set: ChangeSet, user: User | None) -> UndoRes
     fix = locked.fix_rows.order_by("id").first()
     if fix is None or not fix.is_confirmation:
         return change_set_undo(change_set=locked, user=user, source=ManualFix.Source.STAFF)
-    undo = ChangeSet(
-        kind=ChangeSet.Kind.UNDO, advertiser_id=locked.advertiser_id, user=user, fixes=0, undoes=locked,
-        summary=f"undo of change set {locked.pk}: {locked.summary}"[:300],
-    )  # fmt: skip
-    try:
-        with transaction.atomic():
-            undo.save()
-    except IntegrityError as exc:  # undone already (ChangeSet.undoes is one-to-one)
-        raise FixError(f"change set {locked.pk} was undone already") from exc
+    undo = change_set_undo_record(locked, user=user, fixes=0)  # nothing to write: the accept left no label change
     return UndoResult(change_set=undo, written=0, confirmations=1)
