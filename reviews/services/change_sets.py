@@ -91,7 +91,6 @@ class UndoResult:
         return f"{text}; {self.skipped} skipped ({skipped})" if skipped else text
 
 
-@transaction.atomic
 def change_set_undo_record(locked: ChangeSet, *, user: User | None, fixes: int) -> ChangeSet:
     """Records the change set (kind "undo") that undoes `locked` (locked by the caller). FixError when it was undone
     already: ChangeSet.undoes is one-to-one, so two undos racing past the lock cannot both land."""
@@ -107,6 +106,7 @@ def change_set_undo_record(locked: ChangeSet, *, user: User | None, fixes: int) 
     return undo
 
 
+@transaction.atomic
 def change_set_undo(*, change_set: ChangeSet, user: User | None, source: str) -> UndoResult:
     """Undoes a change set in one transaction: for each of its fixes whose scope (advertiser, asset, task) still
     holds that fix's label, a new fix back to the label it replaced (`reverts` the fix). Scopes that someone changed
