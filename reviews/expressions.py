@@ -7,7 +7,8 @@ placement's sitemap, so one query spans advertisers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db.models import (
@@ -22,11 +23,51 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import Lookup
 
 from catalog.models import Placement
 from classifier.models import Classification, ModelHead
 from reviews.effective import ColumnNames, annotate_effective
 from reviews.models import ManualFix
+
+
+class Slot:
+    """A list of ids left open in a compiled statement (see InArray): filled in, by name, each time it runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Slot({self.name!r})"
+
+
+class InArray(Lookup):
+    """`lhs` is one of a list of integers, sent as ONE parameter (an array on PostgreSQL, JSON elsewhere), so that
+    the statement is the same whatever their number: it can be compiled once and run with any list (a Slot stands
+    for the list until then; fill_slots puts it in). `id IN (%s, %s, ...)` is a new statement for every length."""
+
+    lookup_name = "in_array"
+    prepare_rhs = False
+
+    def get_prep_lookup(self) -> Any:
+        return self.rhs
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        value = self.rhs if isinstance(self.rhs, Slot) else array_param(self.rhs, connection.vendor)
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s::bigint[])", (*lhs_params, value)
+        return f"{lhs} IN (SELECT value FROM json_each(%s))", (*lhs_params, value)  # noqa: S608 - lhs is a column
+
+
+def array_param(ids: Sequence[int], vendor: str) -> Any:
+    """A list of ids as InArray sends it to this database."""
+    return list(ids) if vendor == "postgresql" else json.dumps(list(ids))
+
+
+def fill_slots(params: Sequence[Any], values: Mapping[str, Sequence[int]], vendor: str) -> list[Any]:
+    """A compiled statement's parameters with each Slot replaced by its list of ids."""
+    return [array_param(values[p.name], vendor) if isinstance(p, Slot) else p for p in params]
 
 
 def active_heads() -> dict[str, int]:
