@@ -6,10 +6,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from datetime import datetime
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage, default_storage, storages
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.utils.functional import empty
 
 from catalog.imaging import ImageFacts
@@ -38,21 +39,55 @@ def asset_get_or_create(*, facts: ImageFacts, data: bytes) -> tuple[ImageAsset, 
         original_name = storage_write_atomic(default_storage, original_name, data)
     if not stored_file_matches(default_storage, thumbnail_name, size=len(facts.thumbnail_jpeg)):
         thumbnail_name = storage_write_atomic(default_storage, thumbnail_name, facts.thumbnail_jpeg)
-    try:
-        with transaction.atomic():
-            asset = ImageAsset.objects.create(
-                sha256=facts.sha256,
-                phash=facts.phash,
-                width=facts.width,
-                height=facts.height,
-                format=facts.format,
-                byte_size=facts.byte_size,
-                original=original_name,
-                thumbnail=thumbnail_name,
-            )
-    except IntegrityError:  # another worker created it meanwhile
+    asset = ImageAsset(
+        sha256=facts.sha256,
+        phash=facts.phash,
+        width=facts.width,
+        height=facts.height,
+        format=facts.format,
+        byte_size=facts.byte_size,
+        original=original_name,
+        thumbnail=thumbnail_name,
+    )
+    if not _insert_unless_known(asset):  # another worker created it meanwhile
         return ImageAsset.objects.get(sha256=facts.sha256), False
     return asset, True
+
+
+def asset_find(sha256: str) -> tuple[int, datetime] | None:
+    """(id, created_at) of the asset with this SHA-256, if any.
+
+    Every image a Run downloads is looked up here, from the fetch threads that share the GIL with the recording
+    thread: one statement on the unique index, without the ORM's query building (about 0.6 ms of Python a call
+    against 0.1 ms)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, created_at FROM {ImageAsset._meta.db_table} WHERE sha256 = %s", [sha256])  # noqa: S608 - our table
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _insert_unless_known(asset: ImageAsset) -> bool:
+    """Inserts the asset unless its SHA-256 is known already (`INSERT ... ON CONFLICT (sha256) DO NOTHING`, one
+    statement in its own transaction); True, with its pk set, when this call made the row. The values are prepared
+    by each field as the ORM's save() would (timestamps, file names), without its per-call query building."""
+    fields = [field for field in ImageAsset._meta.concrete_fields if not field.primary_key]
+    values = [field.get_db_prep_save(field.pre_save(asset, add=True), connection) for field in fields]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.attname) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(ImageAsset._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - our table
+            f"ON CONFLICT ({quote('sha256')}) DO NOTHING RETURNING {quote('id')}",
+            values,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    asset.pk = row[0]
+    asset._state.adding = False
+    asset._state.db = connection.alias
+    return True
 
 
 def stored_file_matches(storage: Storage, name: str, *, size: int, sha256: str | None = None) -> bool:

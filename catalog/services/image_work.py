@@ -46,7 +46,8 @@ class NewImageStream(Protocol):
     """What a Run does with its new images besides keying and storing them: the classifier streams them to its
     models (settings.RUN_CLASSIFY_STREAM makes one per Run). `examine` runs where the image is decoded (a forked
     child of the fetch's process pool, which calls `child_started` first); `record` in the thread that records
-    the outcomes, once the assets and their placements are committed."""
+    the outcomes, inside the batch's transaction, after its placements are written (their assets are committed
+    already)."""
 
     #: Keep the decode at no less than this (w, h) for `examine`; None: nothing is examined.
     keep: tuple[int, int] | None
@@ -58,7 +59,9 @@ class NewImageStream(Protocol):
         ...
 
     def record(self, new_assets: list[tuple[int, object | None]]) -> None:
-        """The assets this Run downloaded, each with what `examine` made of it (None: nothing examined)."""
+        """The assets this Run downloaded, each with what `examine` made of it (None: nothing examined). The
+        stored tags of every placement showing them are refreshed right after, in the same transaction
+        (catalog.signals.placements_changed): what `record` stores needs no refresh of its own."""
         ...
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery
@@ -269,13 +269,16 @@ def classifications_store(
     active: ActiveModels,
     detector_version_id: int | None,
     cached_boxes: set[int] | frozenset[int] = frozenset(),
+    signal: bool = True,
 ) -> None:
     """Stores each asset's result of every active head (a failure as a failed Classification with its reason) and
     the detector boxes found (not those in `cached_boxes`, which came from the cache), in one transaction, and
-    sends classifications_written. Upserts on the natural keys: storing an asset twice leaves one row a task."""
+    sends classifications_written (`signal=False`: the caller refreshes what derives from them itself, in the
+    same transaction, as a Run's fetch does for its batch). Upserts on the natural keys: storing an asset twice
+    leaves one row a task."""
     if not found:
         return
-    rows: list[Classification] = []
+    rows: list[ResultRow] = []
     detections: list[Detection] = []
     for asset_id, result in found:
         detected = result.crop_source in (Classification.CropSource.DETECTOR, Classification.CropSource.NO_VEHICLE)

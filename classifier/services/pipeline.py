@@ -97,7 +97,9 @@ class InlineClassifyStream:
         if not found:
             return
         detector = self.active.detector.pk if self.active.detector is not None else None
-        classifications_store(found=found, active=self.active, detector_version_id=detector)
+        # Inside the fetch's batch transaction, which refreshes the stored tags of the placements showing these
+        # assets right after (NewImageStream.record): no refresh of its own.
+        classifications_store(found=found, active=self.active, detector_version_id=detector, signal=False)
         classified = sum(not result.errors for _, result in found)
         Run.objects.filter(pk=self.run_id).update(classified=F("classified") + classified)
 
