@@ -302,35 +302,47 @@ def classifications_store(
     with transaction.atomic():
         Detection.objects.bulk_create(detections, ignore_conflicts=True)
         _classifications_upsert(rows)
-        classifications_written.send(sender=Classification, asset_ids=[asset_id for asset_id, _ in found])
+        if signal:
+            classifications_written.send(sender=Classification, asset_ids=[asset_id for asset_id, _ in found])
 
 
 _UPSERT_FIELDS = ["status", "label", "confidence", "margin", "scores", "crop_box", "crop_source", "error", "updated_at"]
 
 
-def _classifications_upsert(rows: list[Classification]) -> None:
+class ResultRow(NamedTuple):
+    """One Classification's columns as classifications_store writes them (a tuple: a Run stores four an image, and
+    a model instance costs ~0.1 ms of Python to build in the recording thread)."""
+
+    asset_id: int
+    model_version_id: int
+    task: str
+    status: str
+    label: str = ""
+    confidence: float | None = None
+    margin: float | None = None
+    scores: dict[str, float] | None = None  # None: {}
+    crop_box: list[int] | None = None
+    crop_source: str = Classification.CropSource.NONE
+    error: str = ""
+
+
+def _classifications_upsert(rows: list[ResultRow]) -> None:
     """Inserts the rows, or updates them on their natural key (asset, model version, task). On PostgreSQL one INSERT
     from unnested arrays (eleven parameters whatever the number of rows): bulk_create's per-value adaptation cost a
     millisecond of Python an image, the largest share of what a Run's recording thread did for a new image."""
     if connection.vendor != "postgresql":
         Classification.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["asset", "model_version", "task"], update_fields=_UPSERT_FIELDS
+            [Classification(**{**row._asdict(), "scores": row.scores or {}}) for row in rows],
+            update_conflicts=True,
+            unique_fields=["asset", "model_version", "task"],
+            update_fields=_UPSERT_FIELDS,
         )
         return
-    columns = ("asset_id", "model_version_id", "task", "status", "label", "confidence", "margin", "scores",
-               "crop_box", "crop_source", "error")  # fmt: skip
-    values: list[list[Any]] = [
-        [row.asset_id for row in rows],
-        [row.model_version_id for row in rows],
-        [row.task for row in rows],
-        [row.status for row in rows],
-        [row.label for row in rows],
-        [row.confidence for row in rows],
-        [row.margin for row in rows],
-        [json.dumps(row.scores) for row in rows],
-        [None if row.crop_box is None else json.dumps(row.crop_box) for row in rows],
-        [row.crop_source for row in rows],
-        [row.error for row in rows],
+    columns = ResultRow._fields
+    values: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+    values[columns.index("scores")] = [json.dumps(scores or {}) for scores in values[columns.index("scores")]]
+    values[columns.index("crop_box")] = [
+        None if box is None else json.dumps(box) for box in values[columns.index("crop_box")]
     ]
     now = timezone.now()
     updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _UPSERT_FIELDS)
@@ -358,8 +370,8 @@ def _to_decoded(box: list[int] | None, image: Decoded) -> tuple[int, int, int, i
     return (x0, y0, x1, y1)
 
 
-def _ok(asset_id: int, version_id: int, result: HeadResult, *, box: list[int] | None, source: str) -> Classification:
-    return Classification(
+def _ok(asset_id: int, version_id: int, result: HeadResult, *, box: list[int] | None, source: str) -> ResultRow:
+    return ResultRow(
         asset_id=asset_id,
         model_version_id=version_id,
         task=result.task,
@@ -370,12 +382,11 @@ def _ok(asset_id: int, version_id: int, result: HeadResult, *, box: list[int] | 
         scores=result.scores,
         crop_box=box,
         crop_source=source,
-        error="",
     )
 
 
-def _failed(asset_id: int, head: ModelHead, error: str) -> Classification:
-    return Classification(
+def _failed(asset_id: int, head: ModelHead, error: str) -> ResultRow:
+    return ResultRow(
         asset_id=asset_id,
         model_version_id=head.model_version_id,
         task=head.task,
