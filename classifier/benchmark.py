@@ -2,8 +2,11 @@
 
 `stack`: JPEG bytes -> decode (DCT-scaled) -> detector -> vehicle crop -> every classifier, batched as in a
 Run. `models alone`: the same sessions, the same inferences and batch sizes, on tensors made beforehand.
-Both run in worker processes of one single-threaded session each (how Celery runs inference), so the
-ratio says how much of the machine the stack spends outside the models.
+`stack + keys`: what a Run's fetch process does with a new image, no more: the stack fed from the decode that
+also makes the asset's keys (SHA-256, pHash) and thumbnail (catalog.imaging.inspect_image_viewed), so it is the
+most a Run could do on the same cores without its network, storage and database.
+All run in worker processes of one single-threaded session each (how Celery runs inference), so the
+ratios say how much of the machine the stack spends outside the models.
 
 `decoder_timings`: the JPEG decoders this environment has (Pillow with and without its DCT draft, OpenCV, and
 simplejpeg or PyTurboJPEG when installed), each asked for RGB pixels no smaller than the models' input, beside
@@ -18,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from catalog.imaging import inspect_image_viewed
+
 from .contract import ClassifierContract, DetectorContract, parse_contract
+from .preprocess import Decoded, decoded_from
 from .runtime import ClassifierModel, DetectorModel, Pipeline
 
 ModelFiles = list[tuple[bytes, dict[str, Any]]]  # (ONNX bytes, contract) for each model
@@ -41,6 +47,25 @@ def run_stack(pipeline: Pipeline, images: list[bytes], batch_size: int) -> int:
     done = 0
     for start in range(0, len(images), batch_size):
         decoded = [pipeline.decode(data) for data in images[start : start + batch_size]]
+        pipeline.run(decoded)
+        done += len(decoded)
+    return done
+
+
+def run_stack_with_keys(pipeline: Pipeline, images: list[bytes], batch_size: int) -> int:
+    """The stack, each image decoded once for its keys, its thumbnail and the models, as a Run's fetch process
+    does (catalog.services.image_work.inspect_new_image); returns how many were tagged."""
+    done = 0
+    for start in range(0, len(images), batch_size):
+        decoded: list[Decoded] = []
+        for data in images[start : start + batch_size]:
+            _facts, view = inspect_image_viewed(data, keep=pipeline.min_size)
+            image = None
+            if view is not None:
+                image = decoded_from(
+                    view.image, original_size=view.original_size, image_format=view.format, min_size=pipeline.min_size
+                )
+            decoded.append(image or pipeline.decode(data))
         pipeline.run(decoded)
         done += len(decoded)
     return done
@@ -81,9 +106,9 @@ def _init(models: ModelFiles) -> None:
 def _job(args: tuple[str, list[bytes] | int, int]) -> int:
     mode, payload, batch_size = args
     assert _worker is not None  # noqa: S101
-    if mode == "stack":
+    if mode in ("stack", "keys"):
         assert isinstance(payload, list)  # noqa: S101
-        return run_stack(_worker, payload, batch_size)
+        return (run_stack if mode == "stack" else run_stack_with_keys)(_worker, payload, batch_size)
     assert isinstance(payload, int)  # noqa: S101
     return run_models_alone(_worker, payload, batch_size)
 
@@ -100,12 +125,16 @@ def measure(models: ModelFiles, images: list[bytes], *, processes: int, batch_si
         started = time.perf_counter()
         stack = sum(pool.map(_job, [("stack", chunk, batch_size) for chunk in chunks]))
         stack_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        keyed = sum(pool.map(_job, [("keys", chunk, batch_size) for chunk in chunks]))
+        keyed_seconds = time.perf_counter() - started
     return {
         "processes": processes,
         "images": stack,
         "models_alone_per_s": alone / alone_seconds,
         "stack_per_s": stack / stack_seconds,
         "stack_share": (stack / stack_seconds) / (alone / alone_seconds),
+        "stack_keys_per_s": keyed / keyed_seconds,
     }
 
 

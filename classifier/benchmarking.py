@@ -147,11 +147,16 @@ def _load_batch(sitemap: Sitemap, heads: list[ModelHead], indexes: range, limit:
 
 
 def whole_stack_measure(
-    *, images: int = 512, batch_size: int = 32, processes: list[int] | tuple[int, ...] = (1, 2)
+    *,
+    images: int = 512,
+    batch_size: int = 32,
+    processes: list[int] | tuple[int, ...] = (1, 2),
+    photos: list[bytes] | None = None,
 ) -> list[dict[str, float]]:
     """benchmark_classifier's figures: decode + vehicle crop + every active model on generated dealer photos
-    (1024x768 JPEGs) against the same models on pre-made tensors, in worker processes of one single-threaded session
-    each, one row per number of processes. Raises ValueError when no model is active."""
+    (1024x768 JPEGs; or on `photos`, e.g. a benchmarked Run's own images) against the same models on pre-made
+    tensors, and with each image's keys and thumbnail too (classifier.benchmark), in worker processes of one
+    single-threaded session each, one row per number of processes. Raises ValueError when no model is active."""
     from classifier.benchmark import measure
     from classifier.services.inference import active_models
     from classifier.synth import dealer_photo_jpeg
@@ -164,5 +169,6 @@ def whole_stack_measure(
     for version in versions:
         with version.file.open("rb") as handle:
             models.append((handle.read(), version.contract))
-    photos = [dealer_photo_jpeg(seed) for seed in range(images)]
+    if photos is None:
+        photos = [dealer_photo_jpeg(seed) for seed in range(images)]
     return [measure(models, photos, processes=n, batch_size=batch_size) for n in processes]

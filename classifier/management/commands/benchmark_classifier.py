@@ -13,7 +13,8 @@ DECODER_SIZES = ((1024, 768), (1600, 1200))
 class Command(BaseCommand):
     help = (
         "Throughput of decode + vehicle crop + every active model on generated dealer photos (1024x768 JPEGs), "
-        "against the same models on pre-made tensors, measured in the same run, with 1 and 2 processes. "
+        "against the same models on pre-made tensors, and with each image's keys and thumbnail from the same decode "
+        "(what a Run's fetch process does), measured in the same run, with 1 and 2 processes. "
         "With --decoders: ms per image of each JPEG decoder at 1024x768 and 1600x1200 instead."
     )
 
@@ -43,12 +44,13 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(rows))
             return
         self.stdout.write(
-            f"{'processes':>9}  {'models alone img/s':>18}  {'whole stack img/s':>17}  {'stack/alone':>11}"
+            f"{'processes':>9}  {'models alone img/s':>18}  {'whole stack img/s':>17}  {'stack/alone':>11}  "
+            f"{'stack + keys img/s':>18}"
         )
         for row in rows:
             self.stdout.write(
                 f"{row['processes']:>9}  {row['models_alone_per_s']:>18.1f}  {row['stack_per_s']:>17.1f}  "
-                f"{row['stack_share']:>10.0%}"
+                f"{row['stack_share']:>10.0%}  {row['stack_keys_per_s']:>18.1f}"
             )
 
     def _decoders(self, *, count: int, as_json: bool) -> None:
