@@ -24,7 +24,14 @@ from classifier.benchmarking import background_load
 from classifier.models import Classification
 from classifier.services.promotion import model_promote, model_rollback
 from reviews.crosscheck import listing_check
-from reviews.effective_store import COLUMNS, COPIED, effective_tags_refresh, fresh_rows
+from reviews.effective_store import (
+    COLUMNS,
+    COPIED,
+    _listing_checks_statement,
+    _upsert_statement,
+    effective_tags_refresh,
+    fresh_rows,
+)
 from reviews.expressions import active_heads
 from reviews.grid import GridFilters, Paging, sitemap_grid
 from reviews.models import EffectiveTag, ManualFix
@@ -124,6 +131,23 @@ def test_a_run_writes_a_row_per_placement_and_task_and_the_store_sees_a_write_th
     assert effective_tags_refresh() == 1
     assert store_mismatches() == []
     assert effective_tags_refresh() == 0  # nothing differs: nothing is written
+
+
+def test_a_refresh_reuses_its_compiled_statements_whatever_the_number_of_ids(world):
+    placements = [p.pk for p in world["placements"]]
+    effective_tags_refresh(placement_ids=placements[:1])  # compiles the placement scope's statements
+    compiled = (_upsert_statement.cache_info().misses, _listing_checks_statement.cache_info().misses)
+    Classification.objects.filter(task=Task.COLOR).update(label="purple")  # every color row differs: all written
+
+    with CaptureQueriesContext(connection) as queries:
+        written = effective_tags_refresh(placement_ids=placements)
+
+    assert written == len(placements)
+    assert (_upsert_statement.cache_info().misses, _listing_checks_statement.cache_info().misses) == compiled
+    # Six ids went as one array (JSON on SQLite), not six parameters: the same statement serves any batch.
+    one_array = "= ANY(" if connection.vendor == "postgresql" else "json_each("
+    assert sum(one_array in query["sql"] for query in queries.captured_queries) == len(Task.values) + 1
+    assert store_mismatches() == []
 
 
 def test_a_runs_fetch_changing_an_asset_and_failing_a_placement(world):
