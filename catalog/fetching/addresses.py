@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -24,6 +24,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 _V4 = ipaddress.IPv4Network
 _V6 = ipaddress.IPv6Network
@@ -84,6 +85,8 @@ class Target:
     host: str
     port: int
     ip: IPAddress | None  # set when the host is an IP literal (in any notation)
+    # The parse the checks above were made on; the request is built from it, so it is never parsed again.
+    parsed: httpx.URL = field(repr=False, compare=False)
 
 
 def blocked_reason(ip: IPAddress) -> str | None:
@@ -203,7 +206,7 @@ def parse_target(url: str) -> Target:
     if not isinstance(url, str):
         raise FetchError("bad_url", repr(url), "not a string")
     url = url.strip()
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if _CONTROL_CHARACTERS.search(url):
         raise FetchError("bad_url", url, "control characters in the URL")
     try:
         parts = urlsplit(url)
@@ -250,7 +253,7 @@ def parse_target(url: str) -> Target:
     if ip is None and (not host or _ends_in_number(host)):
         raise FetchError("bad_url", url, f"host {host!r} is not a valid name")
     port = explicit_port if explicit_port is not None else DEFAULT_PORTS[scheme]
-    return Target(url=str(parsed), scheme=scheme, host=host, port=port, ip=ip)
+    return Target(url=str(parsed), scheme=scheme, host=host, port=port, ip=ip, parsed=parsed)
 
 
 def resolve(target: Target, policy: FetchPolicy, *, original_url: str | None = None) -> list[ResolvedAddress]:

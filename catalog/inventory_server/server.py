@@ -57,6 +57,9 @@ class _HTTPServer(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the benchmark measures the pipeline, not TCP handshakes
     timeout = 30
+    # As a CDN does. With Nagle on, the tail of a body written after its headers waited for the client's delayed
+    # ACK: a 128 KB image took 13 ms instead of 2 on loopback, and a benchmark measured the stall.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def setup(self) -> None:
