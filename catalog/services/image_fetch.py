@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -359,7 +360,7 @@ def _placements_set_validators(rows: list[tuple[object, ...]]) -> None:
     cost ~3 ms of Python a row, a third of a first Run's time in the recording thread."""
     if connection.vendor != "postgresql":
         Placement.objects.bulk_update(
-            [Placement(id=row[0], **dict(zip(OWN_FIELDS, row[1:], strict=True))) for row in rows],
+            [Placement(id=cast(int, row[0]), **dict(zip(OWN_FIELDS, row[1:], strict=True))) for row in rows],
             ["asset", "etag", "last_modified", "content_length"],
         )
         return
