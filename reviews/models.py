@@ -269,8 +269,16 @@ class EffectiveTag(models.Model):
     sitemap = models.ForeignKey(Sitemap, on_delete=models.CASCADE, related_name="+", db_index=False)
     listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="+")  # the listing checks' index
     position = models.PositiveIntegerField()
+    # A copy for the grid, without a constraint: checking it when an asset is deleted would scan this table (a row
+    # per placement and task) once per asset, and the placement's own row holds the asset in place.
     asset = models.ForeignKey(
-        ImageAsset, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+", db_index=False
+        ImageAsset,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     picture = models.BigIntegerField(null=True, blank=True, help_text="The asset's near-duplicate cluster, or itself.")
     live = models.BooleanField(help_text="Neither the placement nor its listing is gone.")
