@@ -137,6 +137,7 @@ class ImageFetchPool:
         self._retries = settings.RUN_FETCH_RETRIES
         self._claim_lock = threading.Lock()
         self._claimed: set[int] = set()  # assets counted as downloaded by this attempt (created or found unrecorded)
+        self._unrecorded = 0  # URLs whose outcome has not been taken off the results queue yet
 
     def run_jobs(self, jobs: list[UrlJob]) -> Counter[str]:
         threads = [
@@ -148,6 +149,7 @@ class ImageFetchPool:
             self._jobs.put(job)
         for _ in threads:
             self._jobs.put(None)
+        self._unrecorded = len(jobs)
         # Processes only when new images are to be expected (a URL with no asset yet): a re-run whose URLs all
         # have validators stays in this process; an image that changed after all is decoded in its thread.
         # Forked before the threads start.
@@ -174,15 +176,18 @@ class ImageFetchPool:
         return Counter(self.counts)
 
     def _drain(self, *, timeout: float) -> list[tuple[UrlJob, UrlResult]]:
+        """The outcomes ready within BATCH_SECONDS of the first, up to BATCH; no wait once every URL's outcome is in
+        (the last batch of a Run, and a whole re-run of a small sitemap, would idle out the full BATCH_SECONDS)."""
         batch = []
         try:
             batch.append(self._results.get(timeout=timeout))
             until = time.monotonic() + min(self.BATCH_SECONDS, settings.RUN_PROGRESS_SECONDS)
-            while len(batch) < self.BATCH:
+            while len(batch) < min(self.BATCH, self._unrecorded):
                 left = until - time.monotonic()
                 batch.append(self._results.get(timeout=left) if left > 0 else self._results.get_nowait())
         except queue.Empty:
             pass
+        self._unrecorded -= len(batch)
         return batch
 
     def _work(self) -> None:
