@@ -42,33 +42,27 @@ def load(models: ModelFiles) -> Pipeline:
     return Pipeline(classifiers, detector)
 
 
-def run_stack(pipeline: Pipeline, images: list[bytes], batch_size: int) -> int:
-    """Tags the images with the Pipeline a Run uses; returns how many were tagged."""
+def run_stack(pipeline: Pipeline, images: list[bytes], batch_size: int, *, keys: bool = False) -> int:
+    """Tags the images with the Pipeline a Run uses; returns how many were tagged. With `keys`, each image is decoded
+    once for its keys, its thumbnail and the models, as a Run's fetch process does
+    (catalog.services.image_work.inspect_new_image)."""
+    decode = (lambda data: _decode_with_keys(pipeline, data)) if keys else pipeline.decode
     done = 0
     for start in range(0, len(images), batch_size):
-        decoded = [pipeline.decode(data) for data in images[start : start + batch_size]]
+        decoded = [decode(data) for data in images[start : start + batch_size]]
         pipeline.run(decoded)
         done += len(decoded)
     return done
 
 
-def run_stack_with_keys(pipeline: Pipeline, images: list[bytes], batch_size: int) -> int:
-    """The stack, each image decoded once for its keys, its thumbnail and the models, as a Run's fetch process
-    does (catalog.services.image_work.inspect_new_image); returns how many were tagged."""
-    done = 0
-    for start in range(0, len(images), batch_size):
-        decoded: list[Decoded] = []
-        for data in images[start : start + batch_size]:
-            _facts, view = inspect_image_viewed(data, keep=pipeline.min_size)
-            image = None
-            if view is not None:
-                image = decoded_from(
-                    view.image, original_size=view.original_size, image_format=view.format, min_size=pipeline.min_size
-                )
-            decoded.append(image or pipeline.decode(data))
-        pipeline.run(decoded)
-        done += len(decoded)
-    return done
+def _decode_with_keys(pipeline: Pipeline, data: bytes) -> Decoded:
+    _facts, view = inspect_image_viewed(data, keep=pipeline.min_size)
+    image = None
+    if view is not None:
+        image = decoded_from(
+            view.image, original_size=view.original_size, image_format=view.format, min_size=pipeline.min_size
+        )
+    return image or pipeline.decode(data)
 
 
 def run_models_alone(loaded: Pipeline, count: int, batch_size: int) -> int:
@@ -108,7 +102,7 @@ def _job(args: tuple[str, list[bytes] | int, int]) -> int:
     assert _worker is not None  # noqa: S101
     if mode in ("stack", "keys"):
         assert isinstance(payload, list)  # noqa: S101
-        return (run_stack if mode == "stack" else run_stack_with_keys)(_worker, payload, batch_size)
+        return run_stack(_worker, payload, batch_size, keys=mode == "keys")
     assert isinstance(payload, int)  # noqa: S101
     return run_models_alone(_worker, payload, batch_size)
 
