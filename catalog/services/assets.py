@@ -7,10 +7,12 @@ import hashlib
 import os
 import tempfile
 from datetime import datetime
+from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage, default_storage, storages
 from django.db import connection
+from django.db.models import Field
 from django.utils.functional import empty
 
 from catalog.imaging import ImageFacts
@@ -63,7 +65,18 @@ def asset_find(sha256: str) -> tuple[int, datetime] | None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, created_at FROM {ImageAsset._meta.db_table} WHERE sha256 = %s", [sha256])  # noqa: S608 - our table
         row = cursor.fetchone()
-    return (row[0], row[1]) if row else None
+    if row is None:
+        return None
+    return row[0], _from_db(ImageAsset._meta.get_field("created_at"), row[1])
+
+
+def _from_db(field: Field, value: object) -> Any:
+    """A raw cursor's value as the ORM would give it: the backend's converters for the field, then the field's own
+    (SQLite hands a datetime back naive, where the ORM makes it aware)."""
+    expression = field.get_col(field.model._meta.db_table)
+    for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(connection):
+        value = converter(value, expression, connection)
+    return value
 
 
 def _insert_unless_known(asset: ImageAsset) -> bool:
