@@ -8,7 +8,7 @@ reviewer's fixes meanwhile), the step is shown again instead of writing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -18,7 +18,7 @@ from django.utils.functional import cached_property
 
 from catalog.models import Placement, Sitemap
 
-from .grid import GridFilters
+from .grid import GridFilters, sitemap_placements, tag_condition
 
 SALT = "reviews.bulk-confirm"
 MAX_AGE = 60 * 60  # seconds a confirmation stays valid
@@ -46,6 +46,21 @@ class BulkRequest:
     def count(self) -> int:
         assert self.matching is not None  # noqa: S101 - check() sets it first
         return self.matching.count()
+
+    @cached_property
+    def already(self) -> int:
+        """How many of the matching images have the label in effect already: the retag records a confirmation for
+        each (a human looked and agreed), not a change."""
+        condition = tag_condition(f"{self.task}:{self.label}")
+        if not condition:
+            return 0
+        filters = replace(self.filters, tags=(*self.filters.tags, condition))
+        return sitemap_placements(sitemap=self.sitemap, filters=filters).count()
+
+    @property
+    def changing(self) -> int:
+        """How many of the matching images the retag changes (the others it confirms)."""
+        return self.count - self.already
 
     def describe(self) -> str:
         """The filter in words for the confirmation and the change set ("task=color, label=green")."""

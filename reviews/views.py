@@ -190,7 +190,10 @@ def _apply_fixes(request: HtmxHttpRequest, realm: Realm, sitemap_id: int) -> Htt
             ids = [int(pid) for pid in request.POST.getlist("selected") if pid.isdigit()]
             targets = placements.filter(pk__in=ids)
             summary = f"{sitemap}: {bulk_task} set to {bulk_label} on {len(ids)} selected images"
-        changes += [Change(p, bulk_task, bulk_label) for p in targets if p.asset_id]
+        # Every target is a confirmation too: where the label is in effect already, a human looked and agreed (a
+        # fix to the same label, as the API and the queue record), else a change. First, so they beat a confirmation
+        # of the page on the same tag; a change of the page to the same tag still beats them.
+        confirmations = [Change(p, bulk_task, bulk_label) for p in targets if p.asset_id] + confirmations
     change_set = None
     try:
         change_set = change_set_apply(
@@ -218,11 +221,17 @@ def _save_summary(sitemap: Sitemap, changes: list[Change], confirmations: list[C
 
 
 def _saved_message(change_set: ChangeSet | None) -> str:
+    """ "2 tags changed, 1 marked reviewed"; a bulk retag names its confirmations first when it confirmed more than
+    it changed ("60 tags confirmed (already that label: marked reviewed), 0 changed")."""
     if change_set is None:
         return "0 tags changed"
     rows = change_set.fix_rows.all()
     confirmed = sum(1 for fix in rows if fix.is_confirmation)
     changed = change_set.fixes - confirmed
+    if change_set.kind == ChangeSet.Kind.BULK and confirmed:
+        return (
+            f"{confirmed} tag{pluralize(confirmed)} confirmed (already that label: marked reviewed), {changed} changed"
+        )
     text = f"{changed} tag{pluralize(changed)} changed"
     return f"{text}, {confirmed} marked reviewed" if confirmed else text
 
