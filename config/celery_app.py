@@ -2,7 +2,9 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+# The settings manage.py uses, so the README's `celery -A config worker` starts beside `bin/start`; production sets
+# DJANGO_SETTINGS_MODULE itself (docker-compose.yml).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("imagetagger")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("IMAGETAGGER_VAR_DIR", BASE_DIR / "var"))
@@ -18,6 +19,15 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 def env_bool(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
+
+
+def env_required(name: str, why: str) -> str:
+    """A variable these settings cannot do without: a missing one stops every entry point (manage.py, wsgi, the
+    Celery app) with its name, not a KeyError that Celery turns into "no attribute 'worker_state_db'"."""
+    value = os.environ.get(name, "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} is required {why}")
+    return value
 
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -114,7 +124,7 @@ if os.environ.get("IMAGETAGGER_STORAGE", "local") == "s3":
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+            "bucket_name": env_required("AWS_STORAGE_BUCKET_NAME", "when IMAGETAGGER_STORAGE=s3"),
             "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
             "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
             "access_key": os.environ.get("AWS_ACCESS_KEY_ID") or None,

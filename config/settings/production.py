@@ -4,7 +4,7 @@ import os
 
 from .base import *
 
-SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+SECRET_KEY = env_required("DJANGO_SECRET_KEY", "by config.settings.production (a long random string)")
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True
