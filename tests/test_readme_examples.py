@@ -3,8 +3,11 @@ exists, and the sample files under examples/ do what the README says they do."""
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from django.conf import settings
 from django.core.management import call_command, get_commands
@@ -101,3 +104,29 @@ def test_the_sample_sitemap_index_lists_the_children_shipped_beside_it(capsys):
 def test_the_sample_scrape_feed_is_valid():
     feed = parse_feed(json.loads((EXAMPLES / "scrape.json").read_text()))
     assert [page.external_id for page in feed.pages] == ["car-0", "car-1"]
+
+
+def test_every_image_of_the_sample_scrape_feed_is_served_by_the_demo(tmp_path):
+    # It pointed at /img/1/0.jpg: the demo serves generation 0 only (/img/0/<i>.jpg), so that image was a 404.
+    start = (ROOT / "bin/start").read_text()
+    command = re.search(r"-m catalog\.inventory_server (.*?) --port", start)
+    assert command, "bin/start no longer starts catalog.inventory_server"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "catalog.inventory_server", *command.group(1).split(), "--port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        base_url = server.stdout.readline().removeprefix("serving ").strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        feed = json.loads((EXAMPLES / "scrape.json").read_text())
+        urls = [url for listing in feed["listings"] for url in [listing["url"], *listing["images"]]]
+        assert all(url.startswith("http://127.0.0.1:8001/") for url in urls)
+        for url in urls:
+            response = httpx.get(url.replace("http://127.0.0.1:8001", base_url), timeout=30)
+            assert response.status_code == 200, url
+            if "/img/" in url:
+                assert response.headers["Content-Type"] == "image/jpeg", url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
