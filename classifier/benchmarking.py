@@ -11,9 +11,12 @@ second call with the same or a larger count only adds what is missing.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
+from collections.abc import Callable
 from datetime import datetime
 
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -25,6 +28,21 @@ from classifier.signals import classifications_written
 BACKGROUND_SLUG = "benchmark-background"
 BATCH = 10_000
 PER_LISTING = 10
+
+
+def starter_models_ensure(*, say: Callable[[str], object], task: str | None = None) -> None:
+    """The benchmarks measure the active models: on a database with none (freshly migrated), or none for `task`,
+    registers and activates the starter models as `register_starter_models` does, and says so through `say` (the
+    command's stderr: its stdout may be JSON)."""
+    heads = ModelHead.objects.filter(is_active=True)
+    if (heads.filter(task=task) if task else heads).exists():
+        return
+    say(f"no active model{f' for {task}' if task else ''}: registering and activating the starter models "
+        "(manage.py register_starter_models)")  # fmt: skip
+    out = io.StringIO()
+    call_command("register_starter_models", stdout=out)
+    for line in out.getvalue().splitlines():
+        say(f"  {line}")
 
 
 def _sitemap() -> Sitemap:

@@ -25,7 +25,7 @@ from catalog.inventory_server import make_inventory_images
 from catalog.models import Advertiser, ImageAsset, Run
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
 from catalog.services.runs import run_execute, run_start
-from classifier.benchmarking import background_count, background_load, whole_stack_measure
+from classifier.benchmarking import background_count, background_load, starter_models_ensure, whole_stack_measure
 
 COLUMNS = ["pass", "status", "urls", "not_modified", "cache_hits", "downloaded", "failed", "classified",
            "new_assets", "server_200s", "server_304s", "seconds", "images/s"]  # fmt: skip
@@ -62,6 +62,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: object, **options: Any) -> None:
+        starter_models_ensure(say=self.stderr.write)
         if options["background"] or background_count():
             started = time.perf_counter()
             try:

@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from classifier.benchmark import decoder_timings
-from classifier.benchmarking import whole_stack_measure
+from classifier.benchmarking import starter_models_ensure, whole_stack_measure
 from classifier.synth import dealer_photo_jpeg
 
 DECODER_SIZES = ((1024, 768), (1600, 1200))
@@ -33,6 +33,7 @@ class Command(BaseCommand):
         if options["decoders"]:
             self._decoders(count=min(options["images"], 64), as_json=options["json"])
             return
+        starter_models_ensure(say=self.stderr.write)
         self.stderr.write(f"generating {options['images']} photos")
         try:
             rows = whole_stack_measure(

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
@@ -23,6 +22,7 @@ from django.utils import timezone
 
 from catalog.models import TASK_LABELS, ImageAsset, Listing, Outcome, Placement, Run, Sitemap
 from catalog.services import advertiser_get_or_create
+from classifier.benchmarking import starter_models_ensure
 from classifier.models import Classification, ModelHead
 from reviews.effective_store import effective_tags_refresh
 from reviews.grid import GridFilters, encode_cursor, grid_rows, sort_keys
@@ -145,8 +145,7 @@ class Command(BaseCommand):
                               f"{written:,} rows in {time.perf_counter() - started:.1f} s")  # fmt: skip
 
     def _fill(self, sitemap: Sitemap, count: int) -> None:
-        if not ModelHead.objects.filter(is_active=True).exists():
-            call_command("register_starter_models")
+        starter_models_ensure(say=self.stderr.write)
         heads = {head.task: head.model_version_id for head in ModelHead.objects.filter(is_active=True)}
         self.stderr.write(f"building {count:,} images with {len(heads)} tags each (once) ...")
         started = time.perf_counter()

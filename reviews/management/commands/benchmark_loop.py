@@ -5,11 +5,11 @@ import os
 import time
 from typing import Any
 
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 
-from classifier.models import Classification, ModelHead
+from classifier.benchmarking import starter_models_ensure
+from classifier.models import Classification
 from classifier.services.promotion import model_promote
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import training_run, training_start
@@ -36,8 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: Any) -> None:
         say = self.stderr.write
-        if not ModelHead.objects.filter(task=TASK, is_active=True).exists():
-            call_command("register_starter_models")
+        starter_models_ensure(say=say, task=TASK)
         others = max(1, options["others"])
         each = max(1, (options["assets"] - options["drifted"]) // others)
         sizes = {DRIFTED: options["drifted"]} | {f"shop-{k}": each for k in range(others)}
