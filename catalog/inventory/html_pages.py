@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from html.parser import HTMLParser
+from typing import Any
 
 from .types import Page
 from .values import ErrorLog, clean_url, shorten
@@ -15,6 +17,24 @@ MAX_HTML_BYTES = 5 * 1024 * 1024
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _OG_IMAGE = frozenset({"og:image", "og:image:url", "og:image:secure_url"})
 _LAZY_SOURCES = ("data-src", "data-lazy-src", "data-original")
+MAX_JSON_LD_CHARS = 1024 * 1024  # one <script type="application/ld+json"> block
+MAX_JSON_LD_NODES = 100_000  # objects and arrays walked in one block
+# schema.org's Product and the subtypes shops and dealers use (a Car is a Product and a Vehicle).
+PRODUCT_TYPES = frozenset(
+    {
+        "product",
+        "individualproduct",
+        "productmodel",
+        "productgroup",
+        "someproducts",
+        "vehicle",
+        "car",
+        "motorcycle",
+        "busorcoach",
+        "motorizedbicycle",
+    }
+)
+_MICRODATA_VALUE = ("content", "href", "src", "data-src")
 
 
 def parse_srcset(value: str) -> list[tuple[str, str]]:
@@ -67,18 +87,32 @@ def largest_candidate(srcset: str) -> str | None:
 
 
 class _ImageCollector(HTMLParser):
-    def __init__(self, *, url: str | None, errors: ErrorLog) -> None:
+    def __init__(self, *, url: str | None, errors: ErrorLog, warnings: ErrorLog) -> None:
         super().__init__(convert_charrefs=True)
         self.base = url
         self.base_seen = False
         self.errors = errors
+        self.warnings = warnings
         self.images: list[str] = []
         self.in_picture = 0
+        self.json_ld: list[str] | None = None  # the text of the <script type="application/ld+json"> being read
+        self.json_ld_blocks = 0
+        self.image_object: str | None = None  # the tag of an open microdata image object (itemprop=image itemscope)
+        self.image_object_depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in ("img", "source", "meta", "base", "picture"):
+        if self.image_object is not None and tag == self.image_object:
+            self.image_object_depth += 1
+        if tag == "script":
+            kind = next((value for name, value in attrs if name == "type"), None) or ""
+            if kind.strip().lower() == "application/ld+json":
+                self.json_ld = []
             return
         values = {name: value for name, value in attrs if value is not None}
+        if "itemprop" in values:
+            self._microdata(tag, values, scope=any(name == "itemscope" for name, _ in attrs))
+        if tag not in ("img", "source", "meta", "base", "picture"):
+            return
         if tag == "img":
             self._add(self._element_image(values))
         elif tag == "source" and self.in_picture:
@@ -99,6 +133,52 @@ class _ImageCollector(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "picture" and self.in_picture:
             self.in_picture -= 1
+        elif tag == "script" and self.json_ld is not None:
+            text, self.json_ld = "".join(self.json_ld), None
+            self.json_ld_blocks += 1
+            self._json_ld(text)
+        elif tag == self.image_object:
+            self.image_object_depth -= 1
+            if self.image_object_depth <= 0:
+                self.image_object = None
+
+    def handle_data(self, data: str) -> None:
+        if self.json_ld is not None:
+            self.json_ld.append(data)
+
+    def _microdata(self, tag: str, values: dict[str, str], *, scope: bool) -> None:
+        """Microdata: an element whose itemprop is ``image`` (a meta's content, a link's href, an img's src), or the
+        url / contentUrl of an ImageObject given as ``itemprop="image" itemscope``. An img is read as every img is."""
+        props = values["itemprop"].split()
+        if "image" in props and scope:
+            if self.image_object is None:
+                self.image_object, self.image_object_depth = tag, 1
+            return
+        wanted = "image" in props or (self.image_object is not None and ("contentUrl" in props or "url" in props))
+        if not wanted or tag in ("img", "source"):
+            return
+        self._add(next((values[name] for name in _MICRODATA_VALUE if values.get(name, "").strip()), None))
+
+    def _json_ld(self, text: str) -> None:
+        """The images of every Product (or subtype: Car, Vehicle, ...) of a JSON-LD block, wherever it sits: at the
+        top, in an array, in ``@graph``, or nested. A block that is not JSON is a warning: it may hold no product."""
+        where = f"JSON-LD block {self.json_ld_blocks}"
+        text = text.strip().removeprefix("<!--").removesuffix("-->").strip()
+        if len(text) > MAX_JSON_LD_CHARS:
+            self.errors.add(f"{where}: longer than {MAX_JSON_LD_CHARS} characters, not read")
+            return
+        try:
+            document = json.loads(text, strict=False)  # raw control characters in strings, as browsers allow
+        except (ValueError, RecursionError) as exc:
+            self.warnings.add(f"{where} is not JSON ({str(exc)[:80]}): skipped")
+            return
+        nodes = list(_json_nodes(document, MAX_JSON_LD_NODES))
+        # Yoast and others give a product's image as {"@id": ...}, naming an ImageObject elsewhere in the graph.
+        by_id = {node["@id"]: node for node in nodes if isinstance(node.get("@id"), str) and len(node) > 1}
+        for node in nodes:
+            if _is_product(node):
+                for raw in _json_ld_images(node.get("image"), by_id):
+                    self._add(raw)
 
     @staticmethod
     def _element_image(values: dict[str, str]) -> str | None:
@@ -120,6 +200,47 @@ class _ImageCollector(HTMLParser):
             self.errors.add(f"image {exc}: {shorten(raw)}")
 
 
+def _json_nodes(document: Any, limit: int) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON document, depth first in document order, at most ``limit`` containers (no recursion:
+    a block nested thousands deep is walked like any other)."""
+    stack: list[Any] = [document]
+    walked = 0
+    while stack and walked < limit:
+        value = stack.pop()
+        if isinstance(value, dict):
+            walked += 1
+            yield value
+            stack.extend(reversed([child for child in value.values() if isinstance(child, dict | list)]))
+        elif isinstance(value, list):
+            walked += 1
+            stack.extend(reversed([child for child in value if isinstance(child, dict | list)]))
+
+
+def _is_product(node: dict[str, Any]) -> bool:
+    types = node.get("@type")
+    for kind in types if isinstance(types, list) else [types]:
+        if isinstance(kind, str) and kind.rpartition("/")[2].rpartition(":")[2].lower() in PRODUCT_TYPES:
+            return True
+    return False
+
+
+def _json_ld_images(value: Any, by_id: dict[str, dict[str, Any]]) -> Iterator[str]:
+    """A schema.org ``image``: a URL, an ImageObject (its ``contentUrl`` or ``url``, or the one its ``@id`` names),
+    or a list of them."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            ref = item.get("@id")
+            named = by_id.get(ref) if isinstance(ref, str) and len(item) == 1 else None
+            image = named if named is not None else item
+            for key in ("contentUrl", "url"):
+                found = image.get(key)
+                if isinstance(found, str) and found.strip():
+                    yield found
+                    break
+
+
 def _codec(head: bytes) -> codecs.CodecInfo:
     match = _META_CHARSET.search(head[:4096])
     if match:
@@ -130,14 +251,22 @@ def _codec(head: bytes) -> codecs.CodecInfo:
     return codecs.lookup("utf-8")
 
 
-def read_page(chunks: Iterable[bytes], *, url: str | None, max_images_per_page: int, errors: ErrorLog) -> Page:
+def read_page(
+    chunks: Iterable[bytes],
+    *,
+    url: str | None,
+    max_images_per_page: int,
+    errors: ErrorLog,
+    warnings: ErrorLog | None = None,
+) -> Page:
     """One Page for the product page at ``url`` with its images in page order, de-duplicated.
 
     Collected: ``img`` (largest ``srcset``/``data-srcset`` candidate, else ``data-src``/``data-lazy-src``,
-    else ``src``), ``picture > source[srcset]``, ``meta[property=og:image]``; resolved against ``url`` and
+    else ``src``), ``picture > source[srcset]``, ``meta[property=og:image]``, the ``image`` of every Product
+    (Car, Vehicle, ...) in JSON-LD, and microdata ``itemprop="image"``; resolved against ``url`` and
     ``<base href>``; http(s) only. Only the first MAX_HTML_BYTES are read.
     """
-    collector = _ImageCollector(url=url, errors=errors)
+    collector = _ImageCollector(url=url, errors=errors, warnings=warnings if warnings is not None else ErrorLog())
     decoder = None
     read = 0
     for chunk in chunks:

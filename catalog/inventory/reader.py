@@ -8,7 +8,7 @@ from itertools import chain
 from .feed import parse_feed
 from .html_pages import read_page
 from .repair import bom_encoding, declared_encoding, recode_to_utf8
-from .sniff import inflate, read_head, sniff
+from .sniff import inflate, read_head, skip_junk, sniff
 from .text import read_robots, read_text_sitemap
 from .types import Inventory, Kind, NotAnInventory
 from .values import ErrorLog
@@ -48,7 +48,7 @@ def read_inventory(
     stream = chain([first], stream)
     if recoded_from is not None:
         stream = recode_to_utf8(stream, recoded_from, warnings=warnings)
-    head = read_head(stream)
+    head = skip_junk(read_head(stream), warnings=warnings)
     following = next(stream, b"")
     body = chain([head, following], stream)
     how = sniff(head, url=url, complete=not following)
@@ -81,7 +81,7 @@ def read_inventory(
     if how == "page":
         if not allow_html:
             raise NotAnInventory
-        page = read_page(body, url=url, max_images_per_page=max_images_per_page, errors=errors)
+        page = read_page(body, url=url, max_images_per_page=max_images_per_page, errors=errors, warnings=warnings)
         return done(Kind.PAGE, [page], [])
     if how == "robots":
         sitemaps = read_robots(body, url=url, errors=errors)

@@ -9,7 +9,7 @@ from itertools import chain
 from typing import Literal
 
 from .types import InventoryRefused
-from .values import ErrorLog, clean_url
+from .values import ErrorLog, clean_url, shorten
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -22,6 +22,10 @@ _PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE\s[^>\[]*(?:\[.*?\]
 _ELEMENT = re.compile(rb"<([A-Za-z_][\w:.-]*)")
 _HTML_DOCTYPE = re.compile(rb"<!DOCTYPE\s+html", re.I)
 _HTML_ROOTS = frozenset({"html", "head", "body"})
+# Where an XML document really starts after junk a server printed first (a PHP warning, a BOM, blank lines): its
+# declaration, else the root element of a sitemap, index or feed.
+_XML_START = re.compile(rb"<\?xml\s+version\s*=|<(?:[A-Za-z_][\w.-]*:)?(?:urlset|sitemapindex|rss|feed|RDF)[\s>]")
+_HTML_MARKERS = re.compile(rb"<(?:!DOCTYPE\s+html|html|head|body)[\s>]", re.I)
 _ROBOTS_LINE = re.compile(r"^[ \t]*(?:user-agent|disallow|allow|site-?map|crawl-delay)[ \t]*:", re.I | re.M)
 
 
@@ -102,6 +106,30 @@ def read_head(stream: Iterator[bytes]) -> bytes:
         if len(head) >= HEAD_SIZE:
             break
     return head
+
+
+def skip_junk(head: bytes, *, warnings: ErrorLog) -> bytes:
+    """``head`` from where its XML starts, when junk comes before it; each skip a warning.
+
+    The junk is what no XML document may start with: anything before the XML declaration, or before a sitemap's or
+    feed's root element other than XML's own prolog (comments, processing instructions, a DOCTYPE). A head that is
+    a JSON feed, or an HTML page (which may well mention "<?xml" or "<rss" in its text), is left as it is.
+    """
+    if head.startswith((b"<?xml", b"{")):
+        return head
+    start = _XML_START.search(head)
+    if start is None or start.start() == 0:
+        return head
+    junk = head[: start.start()]
+    if _HTML_MARKERS.search(junk):
+        return head
+    if not start[0].startswith(b"<?xml"):
+        prolog = _PROLOG.match(junk)
+        if prolog and prolog.end() == len(junk):
+            return head
+    shown = junk.decode("utf-8", errors="replace").strip()
+    warnings.add(f"skipped {len(junk)} bytes before the XML began: {shorten(shown)}")
+    return head[start.start() :]
 
 
 def sniff(head: bytes, *, url: str | None, complete: bool) -> Sniffed:

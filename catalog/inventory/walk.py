@@ -1,6 +1,6 @@
 """walk_sitemaps: follow a sitemap index (or robots.txt) through its children, without any I/O of its own.
 
-Also the discovery of a site's sitemaps from its homepage: robots.txt first, then the well-known paths.
+Also the discovery of a site's sitemaps from its homepage: robots.txt's, and those at the well-known paths.
 """
 
 from __future__ import annotations
@@ -18,7 +18,26 @@ Expect = Literal["sitemap", "page", "any"]
 
 # robots.txt -> index -> index -> index -> urlset is four levels below the root; leave room for one more.
 DEFAULT_MAX_DEPTH = 5
-WELL_KNOWN_SITEMAPS = ("/sitemap.xml", "/sitemap_index.xml", "/sitemap-index.xml", "/sitemaps.xml")
+# Where sites keep sitemaps that robots.txt does not list: ultimate-sitemap-parser's list, and the paths of the
+# common CMSs (WordPress core, Drupal's xmlsitemap). Probed in this order on every discovery, each at most once.
+WELL_KNOWN_SITEMAPS = (
+    "/sitemap.xml",
+    "/sitemap_index.xml",
+    "/sitemap-index.xml",
+    "/sitemaps.xml",
+    "/sitemap.xml.gz",
+    "/sitemap_index.xml.gz",
+    "/sitemap-index.xml.gz",
+    "/wp-sitemap.xml",
+    "/.sitemap.xml",
+    "/sitemap",
+    "/sitemap/sitemap-index.xml",
+    "/admin/config/search/xmlsitemap",
+    "/sitemap_news.xml",
+    "/sitemap-news.xml",
+    "/sitemap_news.xml.gz",
+    "/sitemap-news.xml.gz",
+)
 _SITEMAP_KINDS = frozenset({Kind.URLSET, Kind.SITEMAP_INDEX, Kind.TEXT, Kind.RSS, Kind.ATOM, Kind.FEED})
 _DOCUMENT_SUFFIXES = (".xml", ".gz", ".txt", ".json", ".rss", ".atom")
 
@@ -84,9 +103,14 @@ class _Walk:
     seen: set[str] = field(default_factory=set)
     read_count: int = 0
     preread: dict[str, Inventory] = field(default_factory=dict)
+    # The sitemaps discovery found (robots.txt's and the well-known paths'): one that is also another's child is
+    # read once, without a warning, since nobody listed it twice.
+    discovered: set[str] = field(default_factory=set)
+    last_final_url: str | None = None  # where the last read's redirects led
 
     def read(self, url: str, *, allow_html: bool = False) -> Inventory:
         chunks = self.open_url(url)
+        self.last_final_url = None
         try:
             return read_inventory(chunks, url=url, allow_html=allow_html, **self.read_kwargs)
         except NotAnInventory as exc:
@@ -95,35 +119,46 @@ class _Walk:
                 raise NotAnInventory(final_url=final_url) from None
             raise
         finally:
+            self.last_final_url = getattr(chunks, "final_url", None)
             close = getattr(chunks, "close", None)
             if callable(close):
                 close()
 
     def discover(self, url: str, *, refused: NotAnInventory | None = None) -> Inventory:
-        """The sitemaps of the site at ``url``: robots.txt's, else those found at the well-known paths.
+        """The sitemaps of the site at ``url``: robots.txt's, and those found at the well-known paths.
 
-        A robots.txt or well-known path that is missing (4xx) or answers HTML (a soft 404) is not an error;
-        one that fails otherwise (5xx, timeout) is, since it may hide sitemaps. Finding none at all raises
-        NotAnInventory, or, for a site root, reads the URL itself as a sitemap.
+        Every well-known path robots.txt does not list is probed, as ultimate-sitemap-parser does: sites often
+        list one sitemap and keep another one at /sitemap.xml or /wp-sitemap.xml. A path that leads (through
+        redirects) to a sitemap found already is not listed twice. A robots.txt or well-known path that is
+        missing (4xx) or answers HTML (a soft 404) is not an error. One that fails otherwise (5xx, timeout) is an
+        error when robots.txt listed nothing, since it may hide the site's only sitemaps, and a warning beside the
+        sitemaps robots.txt lists, which are the site's own word. Finding none at all raises NotAnInventory, or,
+        for a site root, reads the URL itself as a sitemap.
         """
         parts = urlsplit(url.strip())
         origin = f"{parts.scheme}://{parts.netloc}"
         site = Inventory(kind=Kind.SITE, pages=[], sitemaps=[], errors=[], warnings=[])
         robots_url = f"{origin}/robots.txt"
-        robots = self._probe(robots_url, site)
+        robots = self._probe(robots_url, site.errors)
         if robots is not None and robots.kind is Kind.ROBOTS:
             site.sitemaps = list(robots.sitemaps)
             site.errors.extend(f"{robots_url}: {error}" for error in robots.errors)
             site.warnings.extend(f"{robots_url}: {warning}" for warning in robots.warnings)
-        if not site.sitemaps:
-            for path in WELL_KNOWN_SITEMAPS:
-                candidate = f"{origin}{path}"
-                if candidate.strip() in self.seen:
-                    continue
-                found = self._probe(candidate, site)
-                if found is not None and found.kind in _SITEMAP_KINDS:
-                    self.preread[candidate] = found
-                    site.sitemaps.append(candidate)
+        listed = {sitemap.strip() for sitemap in site.sitemaps}
+        probe_failures = site.warnings if listed else site.errors
+        found_at: set[str] = set(listed)
+        for path in WELL_KNOWN_SITEMAPS:
+            candidate = f"{origin}{path}"
+            if candidate in self.seen or candidate in listed:
+                continue
+            found = self._probe(candidate, probe_failures)
+            final_url = self.last_final_url or candidate
+            if found is None or found.kind not in _SITEMAP_KINDS or final_url.strip() in found_at:
+                continue
+            found_at.add(final_url.strip())
+            self.preread[candidate] = found
+            site.sitemaps.append(candidate)
+        self.discovered.update(sitemap.strip() for sitemap in site.sitemaps)
         if site.sitemaps:
             return site
         detail = "no sitemap found in robots.txt or at " + ", ".join(WELL_KNOWN_SITEMAPS)
@@ -136,7 +171,7 @@ class _Walk:
         except NotAnInventory as exc:
             raise NotAnInventory(final_url=exc.final_url, detail=detail) from None
 
-    def _probe(self, url: str, site: Inventory) -> Inventory | None:
+    def _probe(self, url: str, failures: list[str]) -> Inventory | None:
         self.seen.add(url.strip())
         self.read_count += 1
         try:
@@ -146,7 +181,7 @@ class _Walk:
         except Exception as exc:
             status = getattr(exc, "status", None)
             if not (isinstance(status, int) and 400 <= status < 500):
-                site.errors.append(f"{url}: {str(exc) or type(exc).__name__}")
+                failures.append(f"{url}: {str(exc) or type(exc).__name__}")
             return None
 
     def children(self, url: str, inventory: Inventory, *, depth: int) -> Iterator[tuple[str, Inventory]]:
@@ -162,6 +197,8 @@ class _Walk:
             preread = self.preread.pop(key, None)
             if preread is not None:
                 yield from self.children(child_url, preread, depth=depth + 1)
+                continue
+            if key in self.seen and key in self.discovered:
                 continue
             if key in self.seen:
                 inventory.warnings.append(f"child {child_url}: already read (cycle or repeat), skipped")

@@ -9,6 +9,7 @@ that only names an external DTD is accepted and the DTD never loaded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,14 @@ _ROOT_KINDS = {
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif", ".tiff")
 _FEED_DATES = frozenset({"pubDate", "updated", "published", "date", "modified"})
 _FEED_TEXT = frozenset({"link", "title", "guid"})
+# Google Merchant Center feeds (RSS 2.0 or Atom items with the g: namespace): the product's id, its photos, and the
+# attributes that describe what the photos show.
+MERCHANT_NS = "http://base.google.com/ns/1.0"
+_MERCHANT_IMAGES = frozenset({"image_link", "additional_image_link"})
+_MERCHANT_ATTRIBUTES = frozenset({"color", "brand", "condition", "make", "model", "year", "vin"})
+_MERCHANT_TEXT = frozenset({"id", "link", "title"}) | _MERCHANT_IMAGES | _MERCHANT_ATTRIBUTES
+# Some feeds put every additional image in one element, separated by commas (as the CSV format does).
+_URL_LIST = re.compile(r",\s*(?=https?://)", re.I)
 
 
 class _Refuse(Exception):
@@ -64,6 +73,8 @@ class _Reader:
         self.stack: list[str] = []
         self.text: list[str] | None = None
         self.in_entry = False
+        self.merchant_prefixes = {"g"}  # the usual prefix, declared or not; and any other bound to MERCHANT_NS
+        self.merchant_field = ""  # the g: element whose text is being read
         self._reset_entry()
 
     def _reset_entry(self) -> None:
@@ -72,6 +83,8 @@ class _Reader:
         self.title = ""
         self.lastmod: datetime | None = None
         self.images: list[str] = []
+        self.external_id = ""
+        self.attributes: dict[str, str] = {}
 
     # -- security ---------------------------------------------------------------------------------
 
@@ -108,6 +121,7 @@ class _Reader:
         if kind in (Kind.URLSET, Kind.SITEMAP_INDEX):
             self.install_sitemap_handlers(self.parser)
         else:
+            self._note_namespaces(attrs)
             self.parser.StartElementHandler = self.start_feed
             self.parser.EndElementHandler = self.end_feed
             self.stack.append(local)
@@ -235,19 +249,40 @@ class _Reader:
         if len(images) > self.max_images:
             self.errors.add(f"{loc}: {len(images)} images, only the first {self.max_images} kept")
             images = images[: self.max_images]
-        self.pages.append(Page(loc=loc, images=images, lastmod=self.lastmod, title=self.title))
+        self.pages.append(
+            Page(
+                loc=loc,
+                images=images,
+                lastmod=self.lastmod,
+                title=self.title,
+                external_id=self.external_id,
+                attributes=self.attributes,
+            )
+        )
 
     # -- RSS and Atom -------------------------------------------------------------------------------
 
+    def _note_namespaces(self, attrs: dict[str, str]) -> None:
+        for attr, value in attrs.items():
+            if attr.startswith("xmlns:") and value.strip().rstrip("/") == MERCHANT_NS:
+                self.merchant_prefixes.add(attr[6:])
+
     def start_feed(self, name: str, attrs: dict[str, str]) -> None:
-        local = name.rpartition(":")[2]
+        prefix, _, local = name.rpartition(":")
         parent = self.stack[-1]
         self.stack.append(local)
+        if attrs:
+            self._note_namespaces(attrs)
         if local == "item" or local == "entry":
             self.in_entry = True
             self._reset_entry()
             return
         if not self.in_entry:
+            return
+        if prefix and prefix in self.merchant_prefixes:
+            if local in _MERCHANT_TEXT and parent in ("item", "entry"):
+                self.merchant_field = local
+                self.text = []
             return
         if local == "link":
             href = attrs.get("href")
@@ -279,9 +314,32 @@ class _Reader:
         if medium == "image" or mime.startswith("image/") or guessed:
             self._add_image(url)
 
+    def _end_merchant_field(self, local: str) -> None:
+        text = self._take_text()
+        self.merchant_field = ""
+        if not text:
+            return
+        if local == "image_link":  # the main photo comes first, wherever the feed puts it
+            added = len(self.images)
+            self._add_image(text)
+            self.images[:] = self.images[added:] + self.images[:added]
+        elif local == "additional_image_link":
+            for url in _URL_LIST.split(text):
+                self._add_image(url)
+        elif local == "id":
+            self.external_id = text
+        elif local == "link":
+            self.loc = self.loc or text
+        elif local == "title":
+            self.title = self.title or text
+        else:
+            self.attributes[local] = text
+
     def end_feed(self, name: str) -> None:
         local = self.stack.pop()
-        if self.text is not None and (local in _FEED_TEXT or local in _FEED_DATES):
+        if self.merchant_field and local == self.merchant_field:
+            self._end_merchant_field(local)
+        elif self.text is not None and (local in _FEED_TEXT or local in _FEED_DATES):
             text = self._take_text()
             if local == "link":
                 self.loc = self.loc or text
