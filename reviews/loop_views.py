@@ -26,7 +26,15 @@ from django.views.decorators.http import require_POST
 
 from catalog.models import TASK_LABELS, Advertiser, Task
 from classifier.models import ModelHead, ModelVersion, Promotion, ShadowPass, TrainingJob
-from classifier.services.promotion import PromotionError, model_promote, model_rollback
+from classifier.services.promotion import (
+    PromotionError,
+    RollbackPlan,
+    model_promote,
+    model_rollback,
+    promotion_blocker,
+    promotion_tasks,
+    rollback_plan,
+)
 from classifier.services.shadow import ShadowError, shadow_start
 from classifier.services.training import TrainingError, training_start
 
@@ -502,6 +510,12 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
         .select_related("user", "to_version", "from_version")
         .order_by("-created_at", "-id")[:5]
     )
+    rollback: RollbackPlan | None = None
+    no_rollback = ""
+    try:
+        rollback = rollback_plan(task=task) if promotions else None
+    except PromotionError as exc:
+        no_rollback = str(exc)
     context = {
         "task": task,
         "tasks": Task.choices,
@@ -514,6 +528,8 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
         "local_table": local_table,
         "promotions": promotions,
         "last_promotion": promotions[0] if promotions else None,
+        "rollback": rollback,  # what Roll back would do: the version it would make active again
+        "no_rollback": no_rollback,  # else why there is nothing to roll back to
         "labels": TASK_LABELS.get(task, ()),
     }
     return render(request, "reviews/models.html", context)
@@ -545,31 +561,103 @@ def staff_model_shadow(request: HttpRequest, version_id: int) -> HttpResponse:
     return redirect(_models_url(_version_task(version, request), request.POST.get("job")))
 
 
+@dataclass(frozen=True)
+class TaskChange:
+    """One task a promotion or rollback switches: the version serving it now, and the tags that would flip per
+    advertiser (from the incoming version's results: its shadow pass, or its results from when it was active)."""
+
+    task: str
+    current: ModelVersion | None
+    flips: list[AdvertiserFlips]
+
+    @property
+    def flipped(self) -> int:
+        return sum(advertiser.flipped for advertiser in self.flips)
+
+
+def _task_changes(version: ModelVersion, tasks: list[str]) -> list[TaskChange]:
+    serving = {
+        head.task: head.model_version
+        for head in ModelHead.objects.filter(is_active=True, task__in=tasks).select_related("model_version")
+    }
+    return [TaskChange(task, serving.get(task), candidate_flips(version=version, task=task)) for task in tasks]
+
+
+def _signature(changes: list[TaskChange]) -> str:
+    """What a confirmation showed (each task and the version serving it): confirming writes only if it still holds."""
+    return ",".join(f"{change.task}:{change.current.pk if change.current else 0}" for change in changes)
+
+
+def _confirmation(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+    """The step before a promotion or a rollback: what changes for every advertiser; nothing changes until confirmed
+    (and it asks again if what it showed changed meanwhile)."""
+    return render(request, "reviews/promotion_confirm.html", context | {"job": request.POST.get("job", "")})
+
+
 @staff_only
 @require_POST
 def staff_model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Promote (or, forced, Promote anyway): first a confirmation naming the tasks it switches and the tags that
+    would flip per advertiser; the promotion happens when that confirmation is posted back."""
     version = get_object_or_404(ModelVersion, pk=version_id)
+    task = _version_task(version, request)
+    try:
+        changes = _task_changes(version, promotion_tasks(version=version))
+        if not changes:
+            raise PromotionError(f"{version.name} is already the active model for its tasks")
+    except PromotionError as exc:
+        messages.error(request, f"Not promoted: {exc}")
+        return redirect(_models_url(task, request.POST.get("job")))
+    signature = _signature(changes)
+    confirmed = request.POST.get("confirmed", "")
+    if confirmed != signature:
+        problem = "What the promotion switches changed since the confirmation: look again." if confirmed else ""
+        blocker = promotion_blocker(version=version)
+        return _confirmation(
+            request,
+            {"action": "promote", "version": version, "task": task, "changes": changes, "signature": signature,
+             "problem": problem, "blocker": blocker, "force": blocker is not None},
+        )  # fmt: skip
     try:
         promotion = model_promote(version=version, user=_user(request), force=request.POST.get("force") == "1")
     except PromotionError as exc:
         messages.error(request, f"Not promoted: {exc}")
     else:
         forced = " (forced before its shadow pass finished)" if promotion.forced else ""
-        messages.success(request, f"{version.name} is now the active {promotion.task} model{forced}")
-    return redirect(_models_url(_version_task(version, request), request.POST.get("job")))
+        switched = ", ".join(change.task for change in changes)
+        messages.success(request, f"{version.name} is now the active model for {switched}{forced}")
+    return redirect(_models_url(task, request.POST.get("job")))
 
 
 @staff_only
 @require_POST
 def staff_model_rollback(request: HttpRequest, task: str) -> HttpResponse:
+    """Roll back: first a confirmation naming the version it makes active again, the tasks and the tags that would
+    flip per advertiser; the rollback happens when that confirmation is posted back."""
     if task not in Task.values:
         raise Http404
+    try:
+        plan = rollback_plan(task=task)
+    except PromotionError as exc:
+        messages.error(request, f"Not rolled back: {exc}")
+        return redirect(_models_url(task, request.POST.get("job")))
+    changes = _task_changes(plan.version, plan.tasks)
+    signature = f"{plan.undoes.pk}:{_signature(changes)}"
+    confirmed = request.POST.get("confirmed", "")
+    if confirmed != signature:
+        problem = "The models changed since the confirmation: look again." if confirmed else ""
+        return _confirmation(
+            request,
+            {"action": "rollback", "version": plan.version, "task": task, "changes": changes, "signature": signature,
+             "problem": problem, "plan": plan},
+        )  # fmt: skip
     try:
         promotion = model_rollback(task=task, user=_user(request))
     except PromotionError as exc:
         messages.error(request, f"Not rolled back: {exc}")
     else:
-        messages.success(request, f"Rolled back: {promotion.to_version.name} is the active {task} model again")
+        switched = ", ".join(plan.tasks)
+        messages.success(request, f"Rolled back: {promotion.to_version.name} is the active model again for {switched}")
     return redirect(_models_url(task, request.POST.get("job")))
 
 

@@ -161,18 +161,37 @@ def test_staff_run_the_whole_loop_on_the_screens(browser_page, live_server):
     assert card.locator("table.flips tr[data-advertiser='north'] .samples img").count() == 4
     page.screenshot(path="/tmp/models.png", full_page=True)
 
-    # 6. Promote it, then roll back.
-    card.locator(".promote-button").click()
-    page.wait_for_selector(".messages li:has-text('is now the active image_type model')")
+    # 6. Promote it, then roll back: each asks first, naming the tasks and the flips per advertiser.
     candidate = ModelVersion.objects.get(pk=best)
+    card.locator(".promote-button").click()
+    page.wait_for_selector("#promotion-confirm[data-action='promote']")
+    assert page.inner_text("#confirm-title") == f"Promote {candidate.name}?"
+    assert page.inner_text("#confirm-tasks") == "image_type"
+    change = page.locator(".task-change[data-task='image_type']")
+    assert f"{original.name} → {candidate.name}" in change.locator("h2").inner_text()
+    assert "Dealer → Placeholder: 4" in change.locator("table.flips tr[data-advertiser='north']").inner_text()
+    assert change.locator("table.flips tr[data-advertiser]").count() == 2
+    page.screenshot(path="/tmp/promote-confirm.png", full_page=True)
+    assert not Promotion.objects.exists()  # nothing changed before the confirmation
+    assert ModelHead.objects.get(task="image_type", is_active=True).model_version_id == original.pk
+    page.click("#confirm-button")
+    page.wait_for_selector(".messages li:has-text('is now the active model for image_type')")
     assert page.inner_text("#active-name") == candidate.name
     assert "by reviewer" in page.inner_text("#last-promotion")
     assert ModelHead.objects.get(task="image_type", is_active=True).model_version_id == best
 
+    assert page.inner_text("#rollback-button") == f"Roll back to {original.name}…"
     page.click("#rollback-button")
+    page.wait_for_selector("#promotion-confirm[data-action='rollback']")
+    assert page.inner_text("#confirm-title") == f"Roll back to {original.name}?"
+    back = page.locator(".task-change[data-task='image_type'] tr[data-advertiser='north']")
+    assert "Placeholder → Dealer: 4" in back.inner_text()
+    assert ModelHead.objects.get(task="image_type", is_active=True).model_version_id == best  # not yet
+    page.click("#confirm-button")
     page.wait_for_selector(".messages li:has-text('Rolled back')")
     assert page.inner_text("#active-name") == original.name
     assert ModelHead.objects.get(task="image_type", is_active=True).model_version_id == original.pk
+    assert page.locator("#rollback-button").is_disabled()  # the promotion is undone: nothing left to roll back to
     assert list(Promotion.objects.order_by("id").values_list("kind", "user__username")) == [
         ("promote", "reviewer"),
         ("rollback", "reviewer"),

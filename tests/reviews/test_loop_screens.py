@@ -263,14 +263,23 @@ def test_promotion_is_refused_until_the_shadow_pass_then_forced_and_rolled_back(
     page = staff_client.get(models).content.decode()
     assert "No finished shadow pass" in page
     assert "Promote anyway" in page
-    refused = staff_client.post(promote, {"task": "color", "job": job.pk}, follow=True)
+    plain = staff_client.post(promote, {"task": "color", "job": job.pk})  # a plain Promote posted meanwhile
+    assert "Promote cand-1 anyway" in plain.content.decode()  # its confirmation says why it would not be instant
+    unforced = {"task": "color", "job": job.pk, "confirmed": plain.context["signature"]}
+    refused = staff_client.post(promote, unforced, follow=True)
     assert "Not promoted" in refused.content.decode()
     assert "has had no shadow pass" in refused.content.decode()
     assert not Promotion.objects.exists()
 
-    forced = staff_client.post(promote, {"task": "color", "job": job.pk, "force": "1"}, follow=True)
+    asked = staff_client.post(promote, {"task": "color", "job": job.pk, "force": "1"})
+    assert "Promote cand-1?" in asked.content.decode()
+    assert "has had no shadow pass" in asked.content.decode()
+    assert not Promotion.objects.exists()  # nothing before the confirmation
+    forced = staff_client.post(
+        promote, {"task": "color", "job": job.pk, "force": "1", "confirmed": asked.context["signature"]}, follow=True
+    )
     text = forced.content.decode()
-    assert "cand-1 is now the active color model (forced" in text
+    assert "cand-1 is now the active model for color, sensitive (forced" in text
     assert 'id="last-promotion"' in text
     assert "by reviewer" in text
     promotion = Promotion.objects.get(task="color")  # and one for its sensitive head
@@ -278,8 +287,12 @@ def test_promotion_is_refused_until_the_shadow_pass_then_forced_and_rolled_back(
     assert promotion.user.username == "reviewer"
     assert promotion.from_version == active
 
-    rolled = staff_client.post(reverse("reviews:staff-model-rollback", args=["color"]), follow=True)
-    assert "Rolled back: active is the active color model again" in rolled.content.decode()
+    rollback = reverse("reviews:staff-model-rollback", args=["color"])
+    asked = staff_client.post(rollback)
+    assert "Roll back to active?" in asked.content.decode()
+    assert ModelHead.objects.get(task="color", is_active=True).model_version == versions[0]
+    rolled = staff_client.post(rollback, {"confirmed": asked.context["signature"]}, follow=True)
+    assert "Rolled back: active is the active model again for color, sensitive" in rolled.content.decode()
     assert ModelHead.objects.get(task="color", is_active=True).model_version == active
 
 
