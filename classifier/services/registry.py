@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 
@@ -19,10 +20,13 @@ from classifier.contract import (
 )
 from classifier.models import ModelHead, ModelVersion
 from classifier.signals import heads_switched
+from core.errors import ApplicationError
 
 
-class RegistryError(Exception):
+class RegistryError(ApplicationError):
     """A model cannot be registered or activated; the message says why in one line."""
+
+    code = "model_refused"
 
 
 def model_register(
@@ -36,7 +40,9 @@ def model_register(
     """Registers an ONNX model after checking its contract against the graph; idempotent by file SHA-256.
 
     Any ONNX file that matches its contract runs without code changes. Raises RegistryError with a
-    one-line reason when the contract is malformed, does not match the graph, or names an unknown task.
+    one-line reason when the contract is malformed, does not match the graph, or names an unknown task, and when
+    the same file is already registered under another contract (another name, say): a version is its file, whose
+    results are cached under that version, so the same bytes cannot be a second model.
     """
     try:
         parsed = parse_contract(contract)
@@ -51,6 +57,12 @@ def model_register(
     version = ModelVersion.objects.filter(sha256=sha256).first()
     if version is None:
         version = _create(parsed=parsed, data=data, sha256=sha256, metrics=metrics or {}, notes=notes)
+    elif (registered := parse_contract(version.contract)) != parsed:
+        other = "name" if dataclasses.replace(registered, name=parsed.name) == parsed else "contract"
+        raise RegistryError(
+            f"the same ONNX file (SHA-256 {sha256[:12]}) is already registered as version {version.pk} "
+            f'"{version.name}" with another {other}: use that version (activate_model {version.pk})'
+        )
     if activate:
         model_activate(version=version)
     return version

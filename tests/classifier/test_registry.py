@@ -1,5 +1,6 @@
 """register_model / activate_model: the contract is checked against the graph; one active head per task."""
 
+import io
 import json
 
 import pytest
@@ -25,6 +26,31 @@ def test_register_model_checks_the_contract_and_activates(tiny_model, capsys):
 
     call_command("register_model", str(model), "--spec", str(spec))  # the same file again: the same version
     assert ModelVersion.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "other"),
+    [
+        ({"name": "renamed"}, "name"),
+        ({"heads": [{"output": "color", "task": "color", "activation": "softmax", "labels": ["x", "y", "z"]}]},
+         "contract"),
+    ],
+)  # fmt: skip
+def test_the_same_file_under_another_contract_is_refused_naming_the_version(tiny_model, change, other):
+    # It handed back the version registered first and dropped the new name without a word.
+    model, spec = tiny_model
+    call_command("register_model", str(model), "--spec", str(spec), stdout=io.StringIO())
+    first = ModelVersion.objects.get()
+    spec.write_text(json.dumps({**classifier_contract(), **change}))
+
+    with pytest.raises(CommandError) as refused:
+        call_command("register_model", str(model), "--spec", str(spec))
+
+    assert str(refused.value) == (
+        f"refused {model}: the same ONNX file (SHA-256 {first.sha256[:12]}) is already registered as version "
+        f'{first.pk} "{first.name}" with another {other}: use that version (activate_model {first.pk})'
+    )
+    assert list(ModelVersion.objects.values_list("name", flat=True)) == [first.name]
 
 
 @pytest.mark.parametrize(

@@ -306,3 +306,17 @@ def test_shadow_pass_command_queues_by_default(world, capsys, django_capture_on_
     assert f"shadow pass {shadow.pk} of candidate queued (5 live images)" in capsys.readouterr().out
     assert (shadow.status, len(callbacks)) == ("queued", 1)
     assert ModelVersion.objects.get(pk=candidate.pk).status == "candidate"
+
+
+def test_activate_model_names_its_force_flag(world):
+    # It refused with "... or force" and never said that the command's way is --force.
+    active, candidate = world["models"]
+    with pytest.raises(CommandError) as refused:
+        call_command("activate_model", str(candidate.pk))
+
+    assert str(refused.value).endswith(
+        f"run `manage.py shadow_pass {candidate.pk}` and wait for it, or promote it anyway with --force"
+    )
+    assert ModelHead.objects.get(task="color", is_active=True).model_version == active
+    call_command("activate_model", str(candidate.pk), "--force", stdout=io.StringIO())
+    assert ModelHead.objects.get(task="color", is_active=True).model_version == candidate

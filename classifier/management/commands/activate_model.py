@@ -1,10 +1,11 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from classifier.models import ModelVersion
 from classifier.services.promotion import PromotionError, model_promote
 from classifier.services.registry import RegistryError, model_activate
+from config.commands import BaseCommand
 
 
 def find_version(reference: str) -> ModelVersion:
@@ -42,7 +43,14 @@ class Command(BaseCommand):
             else:
                 activated = model_activate(version=found, tasks=tasks)
         except (PromotionError, RegistryError) as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(_naming_the_flag(str(exc))) from exc
         active = ", ".join(activated.heads.filter(is_active=True).values_list("task", flat=True)) or "vehicle crop"
         note = " (forced: the shadow pass had not finished)" if forced else ""
         self.stdout.write(f"{activated.name} is active for: {active}{note}")
+
+
+def _naming_the_flag(refusal: str) -> str:
+    """The promotion's refusals end "..., or force" (on the screens, *Promote anyway*): here that is --force."""
+    if refusal.endswith(", or force"):
+        return f"{refusal.removesuffix(', or force')}, or promote it anyway with --force"
+    return refusal
