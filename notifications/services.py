@@ -5,18 +5,25 @@ settings.NOTIFY_FLAG_CODES (a failure jump, a failed ML step, a CDN change) gets
 sent by a Celery task after commit. `notification_send` makes one attempt and records it; the task retries the
 transient failures with a growing delay, up to settings.NOTIFY_MAX_RETRIES times.
 
-A webhook is a JSON POST whose body is signed with the setting's secret: `X-Imagetagger-Signature: sha256=<hex>`,
-the HMAC-SHA256 of the exact body bytes. It goes through the safe fetcher like every outbound request, so a URL that
-resolves to a private network is refused (and recorded as failed) unless settings.FETCH_ALLOW_NETWORKS allows it.
+A webhook is a JSON POST signed with the setting's secret as Standard Webhooks (standardwebhooks.com) sign: headers
+`webhook-id` (the notification's, the same on every attempt), `webhook-timestamp` (Unix seconds of the attempt) and
+`webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, so a receiver can refuse a replayed POST
+(an old timestamp, or an id it has seen). The older `X-Imagetagger-Signature: sha256=<hex>` (the body's HMAC alone)
+is still sent, so receivers written for it keep working. It goes through the safe fetcher like every outbound
+request, so a URL that resolves to a private network is refused (and recorded as failed) unless
+settings.FETCH_ALLOW_NETWORKS allows it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import logging
 import smtplib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +43,12 @@ from .models import Notification, NotificationSetting
 logger = logging.getLogger(__name__)
 
 EVENT = "run.flagged"
-SIGNATURE_HEADER = "X-Imagetagger-Signature"
+SIGNATURE_HEADER = "X-Imagetagger-Signature"  # the body's HMAC alone: kept for the receivers written for it
+# Standard Webhooks (https://www.standardwebhooks.com/): the signature covers the id and the time as well as the body.
+WEBHOOK_ID_HEADER = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - Standard Webhooks' prefix of a base64 secret, not a secret
 EVENT_HEADER = "X-Imagetagger-Event"
 DELIVERY_HEADER = "X-Imagetagger-Delivery"
 WEBHOOK_ANSWER_MAX_BYTES = 64 * 1024  # the receiver's answer is read and dropped
@@ -60,8 +72,25 @@ class Delivery:
 
 
 def webhook_signature(*, secret: str, body: bytes) -> str:
-    """The value of the signature header: "sha256=" and the hex HMAC-SHA256 of the body with the secret."""
+    """The value of X-Imagetagger-Signature: "sha256=" and the hex HMAC-SHA256 of the body with the secret."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a secret, as the Standard Webhooks libraries take it: a "whsec_<base64>" secret is its decoded
+    bytes (so `standardwebhooks.Webhook(secret).verify(...)` works); any other secret is its UTF-8 bytes."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+        except binascii.Error:
+            pass
+    return secret.encode()
+
+
+def standard_webhook_signature(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The value of webhook-signature: "v1," and the base64 HMAC-SHA256 of "<msg_id>.<timestamp>.<body>"."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(webhook_key(secret), signed, hashlib.sha256).digest()).decode()
 
 
 def notifying_flags(run: Run) -> list[dict[str, Any]]:
@@ -182,12 +211,21 @@ def retry_delay(retries: int) -> float:
     return float(min(settings.NOTIFY_RETRY_BACKOFF * 2**retries, MAX_RETRY_DELAY))
 
 
-def webhook_delivery(notification: Notification, secret: str) -> Delivery:
+def webhook_delivery(notification: Notification, secret: str, *, timestamp: int | None = None) -> Delivery:
+    """The POST of one attempt: the same id and body on every attempt, signed with the attempt's time (now, unless
+    ``timestamp`` says otherwise)."""
     body = json.dumps(notification.payload, sort_keys=True, separators=(",", ":")).encode()
+    msg_id = f"msg_{notification.pk}"
+    sent_at = int(time.time()) if timestamp is None else timestamp
     return Delivery(
         body=body,
         headers={
             "Content-Type": "application/json",
+            WEBHOOK_ID_HEADER: msg_id,
+            WEBHOOK_TIMESTAMP_HEADER: str(sent_at),
+            WEBHOOK_SIGNATURE_HEADER: standard_webhook_signature(
+                secret=secret, msg_id=msg_id, timestamp=sent_at, body=body
+            ),
             SIGNATURE_HEADER: webhook_signature(secret=secret, body=body),
             EVENT_HEADER: str(notification.payload.get("event", EVENT)),
             DELIVERY_HEADER: str(notification.pk),

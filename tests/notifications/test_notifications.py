@@ -6,10 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -17,11 +21,18 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog.fetching import FetchError, SafeFetcher
 from catalog.models import Run
 from catalog.services.runs import run_finish
+from catalog.sources import fetch_policy
 from config.celery_app import app
 from notifications.models import Notification, NotificationSetting
-from notifications.services import run_notify, webhook_signature
+from notifications.services import (
+    run_notify,
+    standard_webhook_signature,
+    webhook_delivery,
+    webhook_signature,
+)
 from notifications.tasks import notification_send_task
 from tests.factories import AdvertiserFactory, PlacementFactory, RunFactory, SitemapFactory, UserFactory
 
@@ -40,6 +51,8 @@ class Receiver:
     statuses: list[int] = field(default_factory=lambda: [200])
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     url: str = ""
+    # A receiver that checks what it gets: a POST this refuses answers 401 (and counts as a request all the same).
+    check: Callable[[dict[str, str], bytes], bool] | None = None
 
 
 @pytest.fixture
@@ -52,8 +65,11 @@ def receiver() -> Iterator[Receiver]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            state.requests.append(({name.lower(): value for name, value in self.headers.items()}, body))
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            state.requests.append((headers, body))
             status = state.statuses[min(len(state.requests), len(state.statuses)) - 1]
+            if state.check is not None and not state.check(headers, body):
+                status = 401
             answer = b'{"ok": true}' if status < 300 else b"down for maintenance"
             self.send_response(status)
             self.send_header("Content-Length", str(len(answer)))
@@ -112,6 +128,61 @@ def test_a_flagged_run_posts_a_signed_webhook_the_receiver_can_verify(
     assert notification.sent_at is not None
     # Signed with another secret, the same body does not verify.
     assert webhook_signature(secret="another", body=body) != headers["x-imagetagger-signature"]
+
+
+def readme_verify_webhook() -> Callable[..., bool]:
+    """The README's verify_webhook, run as written: the receivers copy it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "def verify_webhook" in block]
+    namespace: dict[str, object] = {}
+    exec(textwrap.dedent(code), namespace)  # noqa: S102 - our own README
+    return namespace["verify_webhook"]  # type: ignore[return-value]
+
+
+def test_standard_webhooks_signature_matches_the_specifications_example():
+    # The example of the Standard Webhooks specification (and of the Svix libraries that it came from).
+    signature = standard_webhook_signature(
+        secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+        timestamp=1614265330,
+        body=b'{"test": 2432232314}',
+    )
+
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+@pytest.mark.parametrize("secret", [SECRET, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+def test_a_receiver_verifies_the_timestamped_signature_and_refuses_a_replay(
+    receiver, eager_celery, django_capture_on_commit_callbacks, secret
+):
+    verify_webhook = readme_verify_webhook()
+    receiver.check = lambda headers, body: verify_webhook(secret, headers, body)
+    run = flagged_run(FAILURES_JUMP)
+    NotificationSetting.objects.create(webhook_url=receiver.url, webhook_secret=secret)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        [notification] = run_notify(run=run)
+
+    notification.refresh_from_db()
+    assert notification.status == "sent"  # the receiver verified it
+    [(headers, body)] = receiver.requests
+    assert headers["webhook-id"] == f"msg_{notification.pk}"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert headers["webhook-signature"].startswith("v1,")
+    assert hmac.compare_digest(headers["x-imagetagger-signature"], webhook_signature(secret=secret, body=body))
+
+    # The same POST captured and sent again ten minutes later, or with its timestamp moved, or another body.
+    stale = webhook_delivery(notification, secret, timestamp=int(time.time()) - 600)
+    moved = {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 1)}
+    lowered = {name.lower(): value for name, value in stale.headers.items()}
+    assert verify_webhook(secret, lowered, stale.body) is False
+    assert verify_webhook(secret, moved, body) is False
+    assert verify_webhook(secret, headers, body.replace(b'"failed":4', b'"failed":0')) is False
+    assert verify_webhook("another secret", headers, body) is False
+    assert verify_webhook(secret, headers, body) is True
+    assert verify_webhook(secret, {k: v for k, v in headers.items() if k != "webhook-id"}, body) is False
+    with SafeFetcher(fetch_policy()) as fetcher, pytest.raises(FetchError, match="HTTP 401"):
+        fetcher.post(receiver.url, content=stale.body, headers=stale.headers)
 
 
 def test_a_failing_endpoint_is_retried_then_recorded_failed(receiver, settings):
