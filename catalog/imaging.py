@@ -27,6 +27,8 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.errors import ApplicationError
+
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 MAX_PIXELS = 60_000_000  # ~ 8000 x 7500: larger than any dealer photo, far below a decompression bomb
 # Formats that can be decoded reduced (JPEG DCT scaling): a 60 MP JPEG decodes to under 1 MP for a thumbnail.
@@ -75,8 +77,10 @@ def malloc_return_big_blocks(threshold: int = MALLOC_MMAP_THRESHOLD) -> bool:
 malloc_return_big_blocks()
 
 
-class ImageRefused(Exception):
+class ImageRefused(ApplicationError):
     """The bytes are not an image we accept. `reason` is a stable short code, str() a clear sentence."""
+
+    code = "image_refused"
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

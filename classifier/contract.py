@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from core.errors import ApplicationError
+
 if TYPE_CHECKING:
     import onnxruntime
 
@@ -39,8 +41,10 @@ _ORT_INPUT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
 _ORT_FLOAT_OUTPUTS = ("tensor(float)", "tensor(double)", "tensor(float16)")
 
 
-class ContractError(ValueError):
+class ContractError(ApplicationError, ValueError):
     """A contract is malformed or does not match its model. The message is one line, for humans."""
+
+    code = "contract_invalid"
 
 
 @dataclass(frozen=True)

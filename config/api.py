@@ -80,23 +80,25 @@ class AnonymousRateThrottle(_LiveRates, AnonRateThrottle):
 
 # The error bodies, one schema component each; the hook below puts them on every operation.
 _DETAIL = {"type": "string", "description": "What went wrong, for a person."}
+_CODE = {"type": "string", "description": "A stable short name of the error, for programs (domain errors)."}
 ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
-        "properties": {"detail": _DETAIL},
+        "properties": {"detail": _DETAIL, "code": _CODE},
         "required": ["detail"],
     },
     "ValidationError": {
         "type": "object",
         "description": "Invalid input: `{field: [messages]}` per invalid field or parameter, or `detail` (with "
         "`errors`, every problem of a scrape feed).",
-        "properties": {"detail": _DETAIL, "errors": {"type": "array", "items": {"type": "string"}}},
+        "properties": {"detail": _DETAIL, "code": _CODE, "errors": {"type": "array", "items": {"type": "string"}}},
         "additionalProperties": {},
     },
     "Conflict": {
         "type": "object",
         "properties": {
             "detail": _DETAIL,
+            "code": _CODE,
             "active_run": {"type": "integer", "description": "The Run under way (runs of a sitemap never overlap)."},
         },
         "required": ["detail"],
@@ -109,6 +111,7 @@ ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "403": ("Error", "Not allowed: a viewer cannot change anything (or a session without its CSRF token)."),
     "404": ("Error", "No such object among those the user may see (another advertiser's objects answer 404)."),
     "409": ("Conflict", "Conflicts with the current state."),
+    "413": ("Error", "The request body is larger than the operation takes."),
     "415": ("Error", "Unsupported request body media type."),
     "429": ("Error", "Too many requests: throttled; the Retry-After header says when to try again."),
 }
@@ -118,7 +121,7 @@ _METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
 def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: every operation documents the errors it can answer with their bodies:
     401, 403, 404 and 429 always; 400 when it takes query parameters or a body; 415 when it takes a body; and any
-    other error its view declares (409), whose description is kept and whose body becomes the shared one."""
+    other error its view declares (409, 413), whose description is kept and whose body becomes the shared one."""
     result.setdefault("components", {}).setdefault("schemas", {}).update(ERROR_SCHEMAS)
     for item in result.get("paths", {}).values():
         for method, operation in item.items():

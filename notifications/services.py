@@ -37,6 +37,7 @@ from django.utils import timezone
 from catalog.fetching import FetchError, SafeFetcher
 from catalog.models import Run
 from catalog.sources import fetch_policy
+from core.errors import ApplicationError
 
 from .models import Notification, NotificationSetting
 
@@ -55,8 +56,11 @@ WEBHOOK_ANSWER_MAX_BYTES = 64 * 1024  # the receiver's answer is read and droppe
 MAX_RETRY_DELAY = 3600.0
 
 
-class DeliveryError(Exception):
+class DeliveryError(ApplicationError):
     """One attempt to deliver a notification failed; `transient` says whether another attempt may succeed."""
+
+    code = "delivery_failed"
+    http_status = 502
 
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)

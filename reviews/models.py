@@ -15,10 +15,14 @@ from django.db.models.functions import Coalesce, Lower
 from django.urls import reverse
 
 from catalog.models import Advertiser, ImageAsset, Listing, Placement, Sitemap, Task, TimeStampedModel
+from core.errors import ApplicationError
 
 
-class AppendOnly(Exception):
+class AppendOnly(ApplicationError):
     """Manual fixes are history: they are never updated or deleted."""
+
+    code = "append_only"
+    http_status = 409
 
 
 class ManualFixQuerySet(models.QuerySet["ManualFix"]):

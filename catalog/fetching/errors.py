@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from core.errors import ApplicationError
+
 # Reasons a caller may retry later with a fair chance of success.
 TRANSIENT_REASONS = frozenset({"timeout", "connect_error", "protocol_error"})
 
 
-class FetchError(Exception):
+class FetchError(ApplicationError):
     """A fetch that was refused or failed.
 
     ``reason`` is a stable short code (``blocked_address``, ``bad_url``, ``unsupported_scheme``,
@@ -14,6 +16,9 @@ class FetchError(Exception):
     ``too_many_redirects``, ``http_error``, ``not_image``, ``tls_error``); ``str(error)`` is one line
     saying what happened to which URL.
     """
+
+    code = "fetch_failed"
+    http_status = 502  # a refusal (a blocked or malformed URL) is the caller's: 400
 
     def __init__(
         self,
@@ -33,6 +38,8 @@ class FetchError(Exception):
                 reason == "http_error" and status is not None and (status == 429 or status >= 500)
             )
         self.transient = transient
+        if reason in _REFUSALS:
+            self.http_status = 400
         super().__init__(f"{'refused' if reason in _REFUSALS else 'failed'} {url}: {detail}")
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -7,9 +7,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from core.errors import ApplicationError
 
-class InventoryRefused(Exception):
+
+class InventoryRefused(ApplicationError):
     """Hostile or unreadable input refused as a whole; ``str(exc)`` is a one-line reason."""
+
+    code = "inventory_refused"
 
 
 class NotAnInventory(InventoryRefused):
@@ -17,6 +21,8 @@ class NotAnInventory(InventoryRefused):
 
     ``final_url`` is where a redirect led, when the document was reached through one.
     """
+
+    code = "not_an_inventory"
 
     MESSAGE = "expected a sitemap, feed or robots.txt, got an HTML page"
 
@@ -30,11 +36,17 @@ class NotAnInventory(InventoryRefused):
 class FeedInvalid(InventoryRefused):
     """A scrape feed that fails validation; ``errors`` lists every problem with its JSON path."""
 
+    code = "feed_invalid"
+
     def __init__(self, errors: list[str]) -> None:
         self.errors = list(errors)
         first = self.errors[0] if self.errors else "unknown problem"
         more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
         super().__init__(f"invalid scrape feed: {first}{more}")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"errors": self.errors}
 
 
 class Kind(StrEnum):

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -30,6 +31,7 @@ from catalog.fetching.addresses import url_refusal
 from catalog.inventory import InventoryRefused, parse_feed
 from catalog.models import Outcome, Placement, Run, Sitemap
 from catalog.sources import WARNING_PREFIX, Expect, SourceResult, fetch_policy, source_read_feed, source_read_url
+from core.errors import ApplicationError
 
 from .image_fetch import ImageFetchPool, url_jobs_for_run
 from .sync import inventory_sync
@@ -45,11 +47,17 @@ OUTCOME_FIELDS = {
 }
 
 
-class RunError(Exception):
+class RunError(ApplicationError):
     """A Run cannot be started or carried on; the message says why."""
+
+    code = "run_refused"
 
 
 class RunAlreadyActive(RunError):
+    code = "run_active"
+    http_status = 409
+    http_retry_after = 60
+
     def __init__(self, active: Run) -> None:
         super().__init__(
             f"sitemap {active.sitemap_id} already has run {active.pk} {active.status}; "
@@ -58,9 +66,16 @@ class RunAlreadyActive(RunError):
         )
         self.active = active
 
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"active_run": self.active.pk}
+
 
 class RunCancelled(RunError):
     """Raised inside a worker when the Run it carries was cancelled: it stops where it is."""
+
+    code = "run_cancelled"
+    http_status = 409
 
 
 #: The error of a cancelled Run (status failed): `manage.py cancel_run RUN_ID`.

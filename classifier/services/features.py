@@ -24,12 +24,15 @@ from classifier.models import Classification, Detection, FeatureVector, ModelHea
 from classifier.preprocess import Decoded, decode
 from classifier.runtime import CropBox
 from classifier.training.refit import BATCH, FeatureExtractor, find_head
+from core.errors import ApplicationError
 
 Progress = Callable[[int, int], None]
 
 
-class FeatureError(Exception):
+class FeatureError(ApplicationError):
     """Features cannot be computed (no such head, an unreadable original); the message says why in one line."""
+
+    code = "features_refused"
 
 
 # One extractor (one ONNX session) per process, version and tensor, created on first use in the process that

@@ -22,6 +22,7 @@ from classifier.occlusion import heatmap_png, occlusion_map, spread_to_pixels
 from classifier.preprocess import Decoded, batch, decode, letterbox_geometry, resized_pixels, to_tensor
 from classifier.runtime import ClassifierModel
 from classifier.services.inference import _session_for
+from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ PATCH_FRACTION = 8
 MAX_HEATMAP_SIDE = 1024
 
 
-class OcclusionError(Exception):
+class OcclusionError(ApplicationError):
     """An occlusion map cannot be made for this image; the message says why, for the person who asked."""
+
+    code = "occlusion_refused"
 
 
 def _head_spec(contract: ClassifierContract, task: str) -> HeadSpec:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from catalog.models import ImageAsset, Placement
 from classifier.models import ModelVersion, ShadowPass
+from core.errors import ApplicationError
 
 from .inference import ActiveModels, classify_assets, needs_classification
 
@@ -34,8 +35,10 @@ BATCH_SIZE = 64
 STALE_AFTER = timedelta(minutes=15)
 
 
-class ShadowError(Exception):
+class ShadowError(ApplicationError):
     """A shadow pass cannot start; the message says why in one line."""
+
+    code = "shadow_refused"
 
 
 def live_asset_ids() -> QuerySet[Placement, Any]:

@@ -47,6 +47,7 @@ from classifier.training.refit import (
     predict,
     write_refit_model,
 )
+from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ Progress = Callable[[float, str], None]
 _FEATURES, _FITTING, _EVALUATING = 0.5, 0.4, 0.05
 
 
-class TrainingError(Exception):
+class TrainingError(ApplicationError):
     """A training job is refused or cannot go on; the message says why in one line (shown as 400/409)."""
+
+    code = "training_refused"
 
 
 def _active_version(task: str) -> ModelVersion:

@@ -27,6 +27,7 @@ from classifier.heads import activate
 from classifier.preprocess import Decoded, batch, flatten_to_rgb, to_tensor
 from classifier.runtime import CropBox, make_session
 from classifier.training.metrics import classification_report
+from core.errors import ApplicationError
 
 BATCH = 32
 ModelSource = bytes | str | Path
@@ -34,8 +35,10 @@ Progress = Callable[[int, int], None]
 ClassWeight = Literal["balanced"] | None
 
 
-class RefitError(Exception):
+class RefitError(ApplicationError):
     """A model's head cannot be refitted (not a linear layer on features, shared weights, ...)."""
+
+    code = "refit_refused"
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
+    # A domain error escaping a screen is a message, every error under /api/ is JSON, a NUL character is a 400.
+    "config.middleware.ErrorMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -274,6 +276,8 @@ FETCH_READ_TIMEOUT = float(os.environ.get("FETCH_READ_TIMEOUT", "15"))
 FETCH_DEADLINE = float(os.environ.get("FETCH_DEADLINE", "60"))
 FETCH_MAX_IMAGE_BYTES = int(os.environ.get("FETCH_MAX_IMAGE_BYTES", 25 * 1024 * 1024))
 FETCH_MAX_DOCUMENT_BYTES = int(os.environ.get("FETCH_MAX_DOCUMENT_BYTES", 50 * 1024 * 1024))
+# A scrape feed posted to the API, uncompressed (catalog.parsers): 100,000 listings of about 1 KB each.
+FEED_MAX_BYTES = int(os.environ.get("FEED_MAX_BYTES", 100 * 1024 * 1024))
 FETCH_MAX_REDIRECTS = int(os.environ.get("FETCH_MAX_REDIRECTS", "5"))
 
 LOGGING = {

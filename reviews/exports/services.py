@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from catalog.models import TASK_LABELS, Advertiser, Placement, Task
 from classifier.models import Classification, ModelHead, ModelVersion
+from core.errors import ApplicationError
 from reviews.accuracy import local_accuracies
 from reviews.expressions import active_heads, live_placements, picture
 from reviews.models import DatasetExport, ExportExclusion, ExportItem, ManualFix
@@ -69,8 +70,10 @@ CANDIDATE_FIELDS = (
 )  # fmt: skip
 
 
-class ExportError(Exception):
+class ExportError(ApplicationError):
     """A dataset export cannot be created, changed or frozen; the message says why in one line."""
+
+    code = "export_refused"
 
 
 # Create.

@@ -12,13 +12,16 @@ from django.db import transaction
 
 from catalog.imaging import phash_array, popcount
 from catalog.models import TASK_LABELS, ImageAsset, Outcome, Placement, Run, Task
+from core.errors import ApplicationError
 from reviews.effective_store import effective_tags_refresh
 from reviews.models import ChangeSet, ManualFix
 from reviews.selectors import effective_tags
 
 
-class FixError(Exception):
+class FixError(ApplicationError):
     """A fix cannot be recorded; the message says why."""
+
+    code = "fix_refused"
 
 
 @dataclass(frozen=True)

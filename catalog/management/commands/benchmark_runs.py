@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.test.utils import override_settings
 
 from catalog.imaging import sha256_hex
@@ -26,6 +26,7 @@ from catalog.models import Advertiser, ImageAsset, Run
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
 from catalog.services.runs import run_execute, run_start
 from classifier.benchmarking import background_count, background_load, starter_models_ensure, whole_stack_measure
+from config.commands import BaseCommand
 
 COLUMNS = ["pass", "status", "urls", "not_modified", "cache_hits", "downloaded", "failed", "classified",
            "new_assets", "server_200s", "server_304s", "seconds", "images/s"]  # fmt: skip

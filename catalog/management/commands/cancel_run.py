@@ -1,6 +1,7 @@
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from catalog.services.runs import RunError, run_cancel
+from catalog.services.runs import run_cancel
+from config.commands import BaseCommand
 
 
 class Command(BaseCommand):
@@ -13,8 +14,5 @@ class Command(BaseCommand):
         parser.add_argument("run_id", type=int)
 
     def handle(self, *args: object, run_id: int, **options: object) -> None:
-        try:
-            run = run_cancel(run_id=run_id)
-        except RunError as exc:
-            raise CommandError(str(exc)) from exc
+        run = run_cancel(run_id=run_id)
         self.stdout.write(f"Run {run.pk} of sitemap {run.sitemap_id}: cancelled ({run.status}, error {run.error!r})")

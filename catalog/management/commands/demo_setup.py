@@ -3,9 +3,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
+from config.commands import BaseCommand
 
 
 class Command(BaseCommand):

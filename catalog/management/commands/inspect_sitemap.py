@@ -1,12 +1,13 @@
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from catalog.fetching import FetchError, SafeFetcher
 from catalog.fetching.addresses import unsupported_scheme, url_scheme
 from catalog.inventory import InventoryRefused
 from catalog.sources import Expect, SourceResult, fetch_policy, source_read_file, source_read_url
+from config.commands import BaseCommand
 
 SHOWN_PAGES = 20
 

@@ -1,9 +1,8 @@
 import time
 
-from django.core.management.base import BaseCommand
-
 from catalog.models import ImageAsset
 from catalog.services.clusters import clusters_rebuild
+from config.commands import BaseCommand
 
 
 class Command(BaseCommand):

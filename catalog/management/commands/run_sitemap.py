@@ -4,13 +4,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
-from catalog.inventory import FeedInvalid, InventoryRefused
+from catalog.inventory import FeedInvalid
 from catalog.models import Run, Sitemap
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
-from catalog.services.runs import RunError, run_execute, run_start
+from catalog.services.runs import run_execute, run_start
+from config.commands import BaseCommand
 
 WORKER_HINT_AFTER = 10.0
 
@@ -40,8 +41,6 @@ class Command(BaseCommand):
         except FeedInvalid as exc:  # every problem, as the API answers them
             problems = "".join(f"\n  {error}" for error in exc.errors)
             raise CommandError(f"invalid scrape feed, {len(exc.errors)} problem(s):{problems}") from exc
-        except (RunError, InventoryRefused) as exc:
-            raise CommandError(str(exc)) from exc
         if not options["json"]:
             self.stderr.write(f"Run {run.pk} of sitemap {sitemap.pk} ({sitemap.url or 'feed'})")
         with tqdm(desc=f"run {run.pk}", unit="img", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:

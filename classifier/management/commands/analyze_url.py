@@ -1,13 +1,14 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from catalog.fetching import FetchError, SafeFetcher
 from catalog.imaging import ImageRefused, inspect_image
 from catalog.inventory import InventoryRefused
 from catalog.sources import fetch_policy, source_read_url
 from classifier.services.inference import active_models, decode_all, infer, load_models
+from config.commands import BaseCommand
 
 NO_INTENT = "No Shopping Intent"
 

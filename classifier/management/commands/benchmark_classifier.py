@@ -1,11 +1,12 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from classifier.benchmark import decoder_timings
 from classifier.benchmarking import starter_models_ensure, whole_stack_measure
 from classifier.synth import dealer_photo_jpeg
+from config.commands import BaseCommand
 
 DECODER_SIZES = ((1024, 768), (1600, 1200))
 

@@ -2,9 +2,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from classifier.services.registry import RegistryError, model_register
+from config.commands import BaseCommand
 
 
 class Command(BaseCommand):

@@ -2,10 +2,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from classifier.models import ModelHead, ModelVersion
 from classifier.services.registry import RegistryError, model_activate, model_register
+from config.commands import BaseCommand
 
 STARTER_DIR = Path(__file__).resolve().parents[2] / "starter_models"
 STARTERS = ("detector", "vehicle", "intent")

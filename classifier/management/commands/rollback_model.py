@@ -1,11 +1,12 @@
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from catalog.models import Task
 from classifier.models import Promotion
-from classifier.services.promotion import PromotionError, model_rollback
+from classifier.services.promotion import model_rollback
+from config.commands import BaseCommand
 
 
 class Command(BaseCommand):
@@ -15,10 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--task", required=True, choices=Task.values)
 
     def handle(self, *args: object, task: str, **options: Any) -> None:
-        try:
-            rollback = model_rollback(task=task)
-        except PromotionError as exc:
-            raise CommandError(str(exc)) from exc
+        rollback = model_rollback(task=task)
         was = rollback.from_version.name if rollback.from_version else "none"
         # The same rollback switched every task the promotion had switched: its records, written together.
         back = Promotion.objects.filter(

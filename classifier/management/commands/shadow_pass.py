@@ -1,12 +1,13 @@
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
 from classifier.management.commands.activate_model import find_version
 from classifier.models import ShadowPass
-from classifier.services.shadow import ShadowError, shadow_run, shadow_start
+from classifier.services.shadow import shadow_run, shadow_start
+from config.commands import BaseCommand
 
 
 class Command(BaseCommand):
@@ -21,10 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, version: str, sync: bool, **options: Any) -> None:
         found = find_version(version)
-        try:
-            shadow = shadow_start(version=found, enqueue=not sync)
-        except ShadowError as exc:
-            raise CommandError(str(exc)) from exc
+        shadow = shadow_start(version=found, enqueue=not sync)
         if not sync:
             self.stdout.write(f"shadow pass {shadow.pk} of {found.name} queued ({shadow.total:,} live images)")
             return

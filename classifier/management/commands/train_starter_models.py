@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+
+from config.commands import BaseCommand
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "starter_models"
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 from django.db.models import Max
@@ -24,6 +24,7 @@ from catalog.models import TASK_LABELS, ImageAsset, Listing, Outcome, Placement,
 from catalog.services import advertiser_get_or_create
 from classifier.benchmarking import starter_models_ensure
 from classifier.models import Classification, ModelHead
+from config.commands import BaseCommand
 from reviews.effective_store import effective_tags_refresh
 from reviews.grid import GridFilters, encode_cursor, grid_rows, sort_keys
 from reviews.models import ManualFix

@@ -5,7 +5,7 @@ import os
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import connection
 
 from classifier.benchmarking import starter_models_ensure
@@ -13,6 +13,7 @@ from classifier.models import Classification
 from classifier.services.promotion import model_promote
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import training_run, training_start
+from config.commands import BaseCommand
 from reviews.exports.services import export_build, export_create, export_freeze, export_mark_used, training_manifest
 from reviews.loop_scenario import DRIFTED, TASK, LoopScenario, best_candidate
 

@@ -3,8 +3,10 @@
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from rest_framework.authtoken.models import Token
+
+from config.commands import BaseCommand
 
 
 class Command(BaseCommand):

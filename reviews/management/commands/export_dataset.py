@@ -5,10 +5,11 @@ import sys
 from datetime import date
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
 from catalog.models import Task
+from config.commands import BaseCommand
 from reviews.exports import ExportError, export_create, export_freeze
 from reviews.models import DatasetExport, ManualFix
 

@@ -4,11 +4,12 @@ import sys
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 from tqdm import tqdm
 
 from catalog.models import Sitemap, Task
+from config.commands import BaseCommand
 from reviews.effective_store import effective_tags_refresh
 
 

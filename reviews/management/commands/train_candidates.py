@@ -1,11 +1,12 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
 from classifier.models import ModelVersion, TrainingJob
 from classifier.services.training import TrainingError, training_run, training_start
+from config.commands import BaseCommand
 from reviews.models import DatasetExport
 
 
