@@ -9,14 +9,18 @@ from catalog.inventory import InventoryRefused
 from catalog.sources import fetch_policy, source_read_url
 from classifier.services.inference import active_models, decode_all, infer, load_models
 from config.commands import BaseCommand
+from reviews.model_tags import model_tags_in_effect
 
 NO_INTENT = "No Shopping Intent"
 
 
 class Command(BaseCommand):
+    # In reviews/, not classifier/: its tags are the ones in effect by the one rule (reviews.effective), which
+    # classifier never imports. A Placeholder has no color here either.
     help = (
         "Fetches a product page or sitemap, classifies its images and prints a report an SEO analyst would want: "
-        "per image its intent and category, sensitivity, and flags (no shopping intent, ambiguous)."
+        "per image its intent and category, sensitivity, type and color as the tags in effect would say (a "
+        "Placeholder has no color), and flags (no shopping intent, ambiguous)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -50,17 +54,20 @@ class Command(BaseCommand):
         results = infer(decode_all(datas, loaded), active, loaded)
         rows = []
         for image_url, result in zip(urls, results, strict=True):
+            in_effect = model_tags_in_effect(result.results, result.errors)
             tags = {
-                task: {"label": r.label, "confidence": round(r.confidence, 3)} for task, r in result.results.items()
+                task: {"label": tag.label}
+                | ({"confidence": round(tag.result.confidence, 3)} if tag.result else {})
+                | {"source": tag.source}
+                for task, tag in in_effect.items()
             }
             flags = []
-            intent = result.results.get("intent")
-            if intent is not None and intent.label == NO_INTENT:
+            labels = {task: tag.label for task, tag in in_effect.items()}
+            if labels.get("intent") == NO_INTENT:
                 flags.append("no shopping intent")
-            if any(r.margin < ambiguous_margin for r in result.results.values()):
+            if any(tag.result.margin < ambiguous_margin for tag in in_effect.values() if tag.result):
                 flags.append("ambiguous")
-            sensitive = result.results.get("sensitive")
-            if sensitive is not None and sensitive.label == "sensitive":
+            if labels.get("sensitive") == "sensitive":
                 flags.append("sensitive")
             if image_url in problems or result.errors:
                 flags.append("failed")
@@ -81,9 +88,12 @@ class Command(BaseCommand):
             tags = row["tags"]
 
             def label(task: str, tags: dict[str, Any] = tags) -> str:
-                return str(tags[task]["label"]) if task in tags else "-"
+                if task not in tags:
+                    return "-"
+                # No label: "none" by the rule (a placeholder's color), "failed" when the model failed.
+                return str(tags[task]["label"] or ("none" if tags[task]["source"] == "rule" else tags[task]["source"]))
 
-            conf = f"{tags['intent']['confidence']:.2f}" if "intent" in tags else "-"
+            conf = f"{tags['intent']['confidence']:.2f}" if "confidence" in tags.get("intent", {}) else "-"
             flags = ", ".join(row["flags"]) or "ok"
             write(
                 f"{n:>3}  {label('intent'):<42} {conf:>5}  {label('sensitive'):<13} {label('image_type'):<11} "
