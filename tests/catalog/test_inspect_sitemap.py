@@ -120,6 +120,26 @@ def test_text_report_summarises_what_was_read(tmp_path):
     out = inspect(str(path)).stdout
     assert "kind: urlset" in out
     assert "pages: 2  images: 2" in out
+    assert "https://dealer.example/cars/1?a=1&b=2  (2 images)" in out
+    assert "https://dealer.example/cars/2  (0 images)" in out
+
+
+def test_text_report_says_one_image_and_one_page_in_the_singular(tmp_path):
+    # It printed "(1 images)".
+    pages = "".join(
+        f"<url><loc>https://dealer.example/cars/{n}</loc><image:image><image:loc>https://cdn.example/{n}.jpg"
+        "</image:loc></image:image></url>"
+        for n in range(21)
+    )
+    path = tmp_path / "sitemap.xml"
+    path.write_text(
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+        f'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1">{pages}</urlset>'
+    )
+    out = inspect(str(path)).stdout
+    assert "https://dealer.example/cars/0  (1 image)" in out
+    assert "images)" not in out
+    assert "... 1 more page (use --json for all)" in out
 
 
 @pytest.mark.parametrize(

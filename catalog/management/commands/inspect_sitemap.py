@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 from django.core.management.base import CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from catalog.fetching import FetchError, SafeFetcher
 from catalog.fetching.addresses import unsupported_scheme, url_scheme
@@ -60,13 +61,14 @@ class Command(BaseCommand):
         write(f"kind: {result.kind}")
         write(f"pages: {len(result.pages)}  images: {result.image_count}  documents read: {result.documents}")
         for page in result.pages[:SHOWN_PAGES]:
-            write(f"  {page.loc}  ({len(page.images)} images)")
+            write(f"  {page.loc}  ({len(page.images)} image{pluralize(len(page.images))})")
             for image in page.images[:3]:
                 write(f"      {image}")
             if len(page.images) > 3:
                 write(f"      ... {len(page.images) - 3} more")
         if len(result.pages) > SHOWN_PAGES:
-            write(f"  ... {len(result.pages) - SHOWN_PAGES} more pages (use --json for all)")
+            more = len(result.pages) - SHOWN_PAGES
+            write(f"  ... {more} more page{pluralize(more)} (use --json for all)")
         if result.sitemaps:
             write(f"child sitemaps: {len(result.sitemaps)}")
             for child in result.sitemaps:
