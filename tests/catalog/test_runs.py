@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from catalog.inventory_server import InventoryServer, make_inventory_images
+from catalog.inventory_server import InventoryServer, decompression_bomb_png, make_inventory_images
 from catalog.models import ImageAsset, Listing, Placement, Run, Sitemap
 from catalog.services.runs import run_execute, run_start
 from tests.factories import SitemapFactory
@@ -99,6 +99,7 @@ def feed_with(server, urls):
 def test_failures_are_recorded_per_placement_and_the_run_goes_on(images, settings):
     settings.FETCH_READ_TIMEOUT = 0.5
     settings.RUN_RETRY_BACKOFF = 0.05
+    decompression_bomb_png()  # made once per process: made inside a request, it can outlast the 0.5 s timeout
     with InventoryServer(images=images[:2], images_per_listing=1) as server:
         special = {
             name: f"{server.base_url}/special/{name}"
