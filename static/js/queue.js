@@ -1,6 +1,9 @@
-// One-key decisions in the review queue: each decision posts at once (htmx) and moves to the next item; "u" undoes
+// One-key decisions in the review queue: each decision posts (htmx) and moves to the next item at once; "u" undoes
 // the last decision (its label goes back and the item can be decided again). The queue's filters ride along with
 // every post, so the progress line that comes back (out of band) counts what the page shows.
+// Posts go one after another, each once the previous one is answered: htmx drops a request from an element that has
+// one in flight (a quick second key was lost), and answers overtaking each other left an older count in the header.
+// In order, the last answer's progress line is computed after every decision before it: what a reload shows.
 (function () {
   "use strict";
   const LABEL_KEYS = "1234567890-=";
@@ -16,14 +19,18 @@
     if (next) { next.focus(); next.scrollIntoView({ block: "nearest" }); }
   }
 
+  let posted = Promise.resolve(); // the latest post: the next one waits for its answer
+
   function post(url, item, values) {
     const data = Object.fromEntries(new FormData(form()));
     const token = data.csrfmiddlewaretoken;
     delete data.csrfmiddlewaretoken;
-    return htmx.ajax("POST", url, {
-      target: item.querySelector(".decision"), swap: "innerHTML", values: Object.assign(data, values),
+    const send = () => htmx.ajax("POST", url, {
+      source: item, target: item.querySelector(".decision"), swap: "innerHTML", values: Object.assign(data, values),
       headers: { "X-CSRFToken": token },
     });
+    posted = posted.then(send, send);
+    return posted;
   }
 
   function decide(item, label) {
