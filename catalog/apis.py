@@ -6,12 +6,14 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from .models import Run
+from .parsers import FeedParser
 from .selectors import runs_visible_to, sitemaps_visible_to, user_can_edit
 from .services.runs import run_cancel, run_start
 
@@ -33,10 +35,14 @@ class RunOutputSerializer(serializers.ModelSerializer):
 class RunStartApi(APIView):
     """Starts a Run of a sitemap (the scraper calls this when a scrape finishes).
 
-    For a scrape-feed sitemap the request body is the feed document (see the README). Answers 202 with the
-    Run, 409 when the sitemap already has a Run under way, 400 with every problem of an invalid feed, 403 for a
-    viewer of the advertiser (staff and editors start Runs).
+    For a scrape-feed sitemap the request body is the feed document (see the README), raw or gzipped
+    (`Content-Encoding: gzip`), up to FEED_MAX_BYTES uncompressed. Answers 202 with the Run, 409 when the sitemap
+    already has a Run under way, 400 with every problem of an invalid feed, 413 for a feed over the bound, 403 for
+    a viewer of the advertiser (staff and editors start Runs).
     """
+
+    # A form body (even an empty one, as a form's POST sends) is read as before; JSON is the feed's own reader's.
+    parser_classes = [FeedParser, FormParser, MultiPartParser]
 
     class OutputSerializer(serializers.Serializer):
         run = serializers.IntegerField()
@@ -49,6 +55,7 @@ class RunStartApi(APIView):
         responses={
             202: OutputSerializer,
             400: OpenApiResponse(description="An invalid feed document (`errors` lists every problem)."),
+            413: OpenApiResponse(description="The feed is larger than FEED_MAX_BYTES uncompressed."),
             403: OpenApiResponse(description="The user is a viewer of this advertiser."),
             409: OpenApiResponse(description="The sitemap has a Run under way (`active_run`); Retry-After says when."),
         },

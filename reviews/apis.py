@@ -33,6 +33,9 @@ from .models import ManualFix
 from .selectors import EffectiveTag, Source, effective_tags, fixes_visible_to, user_can_fix
 from .services import manual_fix_create, manual_fix_revert
 
+# A fix's note is kept forever (fixes are never deleted): a sentence or a paragraph, not a document.
+NOTE_MAX_LENGTH = 2000
+
 
 def _fix_source(user: AnyUser) -> str:
     return ManualFix.Source.API if user.is_staff else ManualFix.Source.ADVERTISER
@@ -343,7 +346,10 @@ class ImageFixCreateApi(APIView):
         label = serializers.CharField(  # type: ignore[assignment]  # a field named label (see ImageTagSerializer)
             max_length=100, help_text="One of the task's labels (case-insensitive)."
         )
-        note = serializers.CharField(required=False, allow_blank=True, default="")
+        note = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=NOTE_MAX_LENGTH,
+            help_text=f"Why, for the image's history (at most {NOTE_MAX_LENGTH} characters: fixes are kept forever).",
+        )  # fmt: skip
 
         class Meta:
             ref_name = "FixCreateInput"

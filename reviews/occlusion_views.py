@@ -1,11 +1,13 @@
 """The image page's "Where does the model look?": request an occlusion map (POST) and follow it (GET), as an htmx
-partial that polls itself while the map is computed. Staff see every image; the portal its own images only."""
+partial that polls itself while the map is computed. Staff see every image; the portal its own images only. Asking
+for a map writes one and queues work on the inference queue: staff and editors ask, a viewer follows a map."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
@@ -52,6 +54,8 @@ def _render(
 def _occlusion(request: HtmxHttpRequest, realm: Realm, placement_id: int) -> HttpResponse:
     placement = get_object_or_404(realm.placements(request), pk=placement_id)
     if request.method == "POST":
+        if not realm.can_edit(request, placement.listing.sitemap):
+            raise PermissionDenied("a viewer cannot ask for an occlusion map: an editor of the advertiser can")
         try:
             row = occlusion_request_for_placement(
                 placement=placement, task=request.POST.get("task", ""), label=request.POST.get("label") or None

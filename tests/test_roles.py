@@ -45,9 +45,6 @@ EXEMPT_NAMES = {
     "password_reset_done": "a page",
     "password_reset_confirm": "the user's own password",
     "password_reset_complete": "a page",
-    # Decided: an occlusion map explains the model's answer on a picture the viewer may see. It changes no tag and
-    # no one else's view, and is computed once per (picture, model, task, label), so it is a read.
-    "reviews:portal-occlusion": "a read: explains a tag the viewer can see",
 }
 # Staff-only routes that do not exist for anyone else (404, as the dataset export API and the loop's screens
 # answer) are refusals too; every other route must answer 403.
@@ -168,6 +165,7 @@ def test_a_viewer_is_refused_on_every_write_route(client, viewer_world):
         ("POST", "/staff/queue/undo/"),
         ("POST", f"/portal/changes/{values['change_set_id']}/undo/"),
         ("POST", f"/staff/changes/{values['change_set_id']}/undo/"),
+        ("POST", f"/portal/images/{values['placement_id']}/occlusion/"),
     ):
         assert known in checked, known
 

@@ -2,7 +2,7 @@
 scrape feeds and product pages. No Django here, so it can be used and tested from anywhere.
 """
 
-from .feed import FEED_FORMAT, FEED_FORMAT_DOC, parse_feed
+from .feed import FEED_FORMAT, FEED_FORMAT_DOC, feed_json_load, parse_feed
 from .reader import read_inventory
 from .types import FeedInvalid, Inventory, InventoryRefused, Kind, NotAnInventory, Page
 from .walk import walk_sitemaps
@@ -16,6 +16,7 @@ __all__ = [
     "Kind",
     "NotAnInventory",
     "Page",
+    "feed_json_load",
     "parse_feed",
     "read_inventory",
     "walk_sitemaps",

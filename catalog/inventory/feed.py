@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from .types import FeedInvalid, Inventory, Kind, Page
@@ -13,6 +15,14 @@ MAX_LISTINGS = 100_000
 MAX_IMAGES_PER_LISTING = 1000
 MAX_FEED_ERRORS = 50
 MAX_ID_LENGTH = 255
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_LENGTH = 1000
+# No text column can store these: a NUL, or half of a UTF-16 surrogate pair (JSON's "\ud800" alone) ...
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_HOLDS_UNSTORABLE = "holds a NUL character or a lone surrogate"
+# The fields checked one by one; any other key's value is stored with the document as it came, and walked.
+_ROOT_KEYS = frozenset({"format", "scrape_id", "finished_at", "listings"})
+_LISTING_KEYS = frozenset({"external_id", "url", "title", "images", "attributes"})
 
 FEED_FORMAT_DOC = f"""\
 ### Scrape feed format (`{FEED_FORMAT}`)
@@ -48,10 +58,12 @@ unique within the feed |
 | `listings[].title` | no | string |
 | `listings[].images` | yes | array of at most {MAX_IMAGES_PER_LISTING} absolute `http`/`https` image URLs, \
 in display order; repeats are dropped |
-| `listings[].attributes` | no | object whose values are strings, e.g. `{{"color": "Red"}}` |
+| `listings[].attributes` | no | object of at most {MAX_ATTRIBUTES} string values of at most \
+{MAX_ATTRIBUTE_LENGTH} characters, e.g. `{{"color": "Red"}}` |
 
-Unknown keys are ignored, so the scraper may send more. A feed with any problem is rejected as a
-whole; the error lists every problem (up to {MAX_FEED_ERRORS}) with its JSON path, for example
+Unknown keys are ignored, so the scraper may send more. No string anywhere in the feed may hold a NUL
+character (`\\u0000`) or a lone surrogate. A feed with any problem is rejected as a whole; the error
+lists every problem (up to {MAX_FEED_ERRORS}) with its JSON path, for example
 `listings[3].images[0]: not an http(s) URL`.
 """
 
@@ -82,12 +94,18 @@ def _optional_string(obj: dict[str, Any], key: str, path: str, problems: _Proble
     if not isinstance(value, str):
         problems.add(f"{path}{key}", "must be a string")
         return ""
+    if _UNSTORABLE.search(value):
+        problems.add(f"{path}{key}", _HOLDS_UNSTORABLE)
+        return ""
     return value
 
 
 def _url(value: Any, path: str, problems: _Problems) -> str | None:
     if not isinstance(value, str):
         problems.add(path, "must be a string (an http(s) URL)")
+        return None
+    if _UNSTORABLE.search(value):
+        problems.add(path, _HOLDS_UNSTORABLE)
         return None
     try:
         return clean_url(value)
@@ -111,6 +129,8 @@ def _listing(item: Any, path: str, seen_ids: dict[str, int], index: int, problem
         problems.add(f"{path}.external_id", "must be a non-empty string")
     elif len(external_id) > MAX_ID_LENGTH:
         problems.add(f"{path}.external_id", f"longer than {MAX_ID_LENGTH} characters")
+    elif _UNSTORABLE.search(external_id):
+        problems.add(f"{path}.external_id", _HOLDS_UNSTORABLE)
     elif external_id in seen_ids:
         problems.add(f"{path}.external_id", f"duplicate of listings[{seen_ids[external_id]}]")
     else:
@@ -138,14 +158,25 @@ def _listing(item: Any, path: str, seen_ids: dict[str, int], index: int, problem
     raw_attributes = item.get("attributes")
     if raw_attributes is not None and not isinstance(raw_attributes, dict):
         problems.add(f"{path}.attributes", "must be an object")
+    elif raw_attributes and len(raw_attributes) > MAX_ATTRIBUTES:
+        problems.add(f"{path}.attributes", f"{len(raw_attributes)} attributes, at most {MAX_ATTRIBUTES} allowed")
     elif raw_attributes:
         for key, value in raw_attributes.items():
-            if isinstance(value, str):
-                attributes[key] = value
-            else:
+            if _UNSTORABLE.search(key):
+                problems.add(f"{path}.attributes.{_UNSTORABLE.sub('?', key)}", f"the key {_HOLDS_UNSTORABLE}")
+            elif not isinstance(value, str):
                 problems.add(f"{path}.attributes.{key}", "must be a string")
+            elif _UNSTORABLE.search(value):
+                problems.add(f"{path}.attributes.{key}", _HOLDS_UNSTORABLE)
+            elif len(value) > MAX_ATTRIBUTE_LENGTH:
+                problems.add(f"{path}.attributes.{key}", f"longer than {MAX_ATTRIBUTE_LENGTH} characters")
+            else:
+                attributes[key] = value
 
     title = _optional_string(item, "title", f"{path}.", problems)
+    for key, value in item.items():
+        if key not in _LISTING_KEYS:
+            _storable(key, value, f"{path}.", problems)
     if problems.total > problems_before or loc is None or not isinstance(external_id, str):
         return None
     return Page(
@@ -157,20 +188,67 @@ def _listing(item: Any, path: str, seen_ids: dict[str, int], index: int, problem
     )
 
 
+def _storable(key: str, value: Any, prefix: str, problems: _Problems) -> None:
+    """Every string under an unknown key (stored with the document as it came), keys included, is one a text column
+    can store (PostgreSQL takes no NUL). Walks with a stack: no recursion to exhaust."""
+    if _UNSTORABLE.search(key):
+        problems.add(_UNSTORABLE.sub("?", f"{prefix}{key}"), f"the key {_HOLDS_UNSTORABLE}")
+        return
+    stack: list[tuple[str, Any]] = [(f"{prefix}{key}", value)]  # children pushed in reverse: popped in order
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                problems.add(path, _HOLDS_UNSTORABLE)
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", value[index]) for index in range(len(value) - 1, -1, -1))
+        elif isinstance(value, dict):
+            for child, item in reversed(value.items()):
+                if _UNSTORABLE.search(child):
+                    problems.add(_UNSTORABLE.sub("?", f"{path}.{child}"), f"the key {_HOLDS_UNSTORABLE}")
+                else:
+                    stack.append((f"{path}.{child}", item))
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def feed_json_load(data: bytes | bytearray | str) -> dict[str, Any]:
+    """The feed document of a JSON text, or FeedInvalid: not JSON (NaN and numbers out of a float's range included:
+    a stored document could not be read back), nested too deeply for the parser, or not an object."""
+    try:
+        document = json.loads(data, parse_float=_finite, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise FeedInvalid(["$: nested too deeply for a JSON parser"]) from None
+    except ValueError as exc:
+        raise FeedInvalid([f"$: not valid JSON: {exc}"]) from None
+    if not isinstance(document, dict):
+        raise FeedInvalid(["$: must be a JSON object"])
+    return document
+
+
 def parse_feed(data: bytes | str | dict[str, Any]) -> Inventory:
     """Validate a scrape feed (see FEED_FORMAT_DOC) and return it as an Inventory of kind FEED.
 
     Raises FeedInvalid listing every problem with its JSON path; nothing is returned for a partly valid feed.
     """
     if isinstance(data, bytes | str):
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise FeedInvalid([f"$: not valid JSON: {exc}"]) from None
+        data = feed_json_load(data)
     if not isinstance(data, dict):
         raise FeedInvalid(["$: must be a JSON object"])
 
     problems = _Problems()
+    for key, value in data.items():
+        if key not in _ROOT_KEYS:
+            _storable(key, value, "", problems)
     if "format" not in data:
         problems.add("format", f"required (expected {FEED_FORMAT!r})")
     elif data["format"] != FEED_FORMAT:

@@ -91,11 +91,14 @@ def test_the_portal_shows_maps_of_its_own_images_only(client, placement, django_
     assert client.post(url, {"task": "image_type"}, **HTMX).status_code == 404
     assert not OcclusionMap.objects.exists()
 
-    owner = MembershipFactory(advertiser=placement.listing.sitemap.advertiser, role="viewer").user
+    owner = MembershipFactory(advertiser=placement.listing.sitemap.advertiser, role="editor").user
     client.force_login(owner)
     with django_capture_on_commit_callbacks():
         assert client.post(url, {"task": "image_type"}, **HTMX).status_code == 200
     row = OcclusionMap.objects.get()
+    assert client.get(url, {"map": row.pk}, **HTMX).status_code == 200
+    viewer = MembershipFactory(advertiser=placement.listing.sitemap.advertiser, role="viewer").user
+    client.force_login(viewer)  # a viewer follows the map an editor asked for
     assert client.get(url, {"map": row.pk}, **HTMX).status_code == 200
 
     client.force_login(stranger)
