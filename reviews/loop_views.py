@@ -134,7 +134,8 @@ class ExportPreview:
     eligible: int
     excluded: dict[str, int]
     since: datetime | None
-    since_export: int | None
+    since_export: int | None  # the export used for training whose fixes the filter leaves out (since it was built)
+    last_used: int | None = None  # the task's export most recently used for training, whether the filter uses it
     error: str = ""
 
     @property
@@ -149,7 +150,8 @@ def export_preview(form: ExportForm) -> ExportPreview:
     candidates (reviews.exports.selectors.export_candidates). An approximation of the build: placeholders of a
     color export and the kept items of an extended export are only sorted out by the build itself."""
     ids = dict(Advertiser.objects.filter(slug__in=form.advertisers).values_list("slug", "id"))
-    cutoff = training_cutoff(task=form.task) if form.since is None and form.since_last_training else None
+    last_used = training_cutoff(task=form.task)
+    cutoff = last_used if form.since is None and form.since_last_training else None
     if form.since is not None:
         since: datetime | None = timezone.make_aware(datetime.combine(form.since, time.min))
     else:
@@ -195,6 +197,7 @@ def export_preview(form: ExportForm) -> ExportPreview:
         excluded={str(k): v for k, v in excluded.items()},
         since=since,
         since_export=cutoff.pk if cutoff else None,
+        last_used=last_used.pk if last_used else None,
         error=f"unknown advertiser: {', '.join(unknown)}" if unknown else "; ".join(form.errors),
     )
 
