@@ -28,6 +28,7 @@ class FetchError(ApplicationError):
         *,
         status: int | None = None,
         transient: bool | None = None,
+        upstream_retry_after: float | None = None,
     ) -> None:
         self.reason = reason
         self.url = url
@@ -38,17 +39,23 @@ class FetchError(ApplicationError):
                 reason == "http_error" and status is not None and (status == 429 or status >= 500)
             )
         self.transient = transient
+        # Seconds the server asked us to wait (Retry-After of a 429 or 503), if it said.
+        self.upstream_retry_after = upstream_retry_after
         if reason in _REFUSALS:
             self.http_status = 400
         super().__init__(f"{'refused' if reason in _REFUSALS else 'failed'} {url}: {detail}")
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keeps the error picklable (Celery results, process pools) despite the keyword arguments.
-        return (_rebuild, (self.reason, self.url, self.detail, self.status, self.transient))
+        return (_rebuild, (self.reason, self.url, self.detail, self.status, self.transient, self.upstream_retry_after))
 
 
 _REFUSALS = frozenset({"blocked_address", "bad_url", "unsupported_scheme", "too_large", "not_image"})
 
 
-def _rebuild(reason: str, url: str, detail: str, status: int | None, transient: bool) -> FetchError:
-    return FetchError(reason, url, detail, status=status, transient=transient)
+def _rebuild(
+    reason: str, url: str, detail: str, status: int | None, transient: bool, upstream_retry_after: float | None = None
+) -> FetchError:
+    return FetchError(
+        reason, url, detail, status=status, transient=transient, upstream_retry_after=upstream_retry_after
+    )

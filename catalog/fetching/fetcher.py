@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from urllib.parse import urljoin
 
@@ -41,6 +42,8 @@ class FetchResult:
     last_modified: str | None
     content_length: int | None
     sniffed_type: str | None
+    # Seconds from sending the (last hop's) request to its answer's headers: what AutoThrottle calls latency.
+    latency: float | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -83,6 +86,23 @@ _CORE_ERRORS = (
     httpcore.UnsupportedProtocol,
     httpcore.PoolTimeout,
 )
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """The seconds a Retry-After header asks for (RFC 9110: a number of seconds, or an HTTP date), never negative;
+    None when there is none or it cannot be read."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _header_int(value: str | None) -> int | None:
@@ -137,10 +157,11 @@ class _CoreStream(httpx.SyncByteStream):
 class _Answer:
     """An answer whose body is still on the connection; close() hands the connection back to the pool."""
 
-    __slots__ = ("headers", "raw", "reason", "status")
+    __slots__ = ("headers", "latency", "raw", "reason", "status")
 
-    def __init__(self, raw: httpcore.Response) -> None:
+    def __init__(self, raw: httpcore.Response, latency: float | None = None) -> None:
         self.raw = raw
+        self.latency = latency
         self.status = raw.status
         self.headers = _decoded_headers(raw.headers)
         reason = raw.extensions.get("reason_phrase")
@@ -386,7 +407,9 @@ class SafeFetcher:
         last = 2 if method == "GET" else 1  # a POST may have reached the server: never sent twice here
         for attempt in (1, 2):
             try:
-                return _Answer(self._pool.handle_request(request))
+                sent = time.monotonic()
+                raw = self._pool.handle_request(request)
+                return _Answer(raw, time.monotonic() - sent)
             except httpcore.RemoteProtocolError as error:
                 # A kept-alive connection the server closed while we reused it: the GET never reached it.
                 # Send it again once, as browsers do; the pool has dropped the dead connection.
@@ -416,7 +439,11 @@ class SafeFetcher:
         status = response.status
         if 200 <= status < 300 or status == 304:
             return
-        raise FetchError("http_error", url, f"HTTP {status} {response.reason}".rstrip(), status=status)
+        retry_after = retry_after_seconds(response.headers.get("retry-after")) if status in (429, 503) else None
+        detail = f"HTTP {status} {response.reason}".rstrip()
+        if retry_after is not None:
+            detail += f" (Retry-After: {retry_after:g} s)"
+        raise FetchError("http_error", url, detail, status=status, upstream_retry_after=retry_after)
 
     def _body(self, response: _Answer, url: str, cap: int, state: FetchState) -> Iterator[bytes]:
         declared = _header_int(response.headers.get("content-length"))
@@ -453,4 +480,5 @@ class SafeFetcher:
             last_modified=headers.get("last-modified"),
             content_length=_header_int(headers.get("content-length")),
             sniffed_type=sniffed,
+            latency=response.latency,
         )

@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.fetching import FetchError, FetchResult, SafeFetcher
+from catalog.fetching.politeness import HostPoliteness, PolitenessPolicy
 from catalog.imaging import sha256_hex
 from catalog.models import Outcome, Placement, Run
 from catalog.signals import placements_changed
@@ -61,23 +62,6 @@ class UrlResult:
     detail: str = ""
     fetch: FetchResult | None = None
     examined: object | None = None  # what the stream made of a new asset's decode (for NewImageStream.record)
-
-
-class HostLimiter:
-    """At most `per_host` requests at once to one host, so one CDN is not hammered."""
-
-    def __init__(self, per_host: int) -> None:
-        self._per_host = per_host
-        self._lock = threading.Lock()
-        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
-
-    def __call__(self, url: str) -> threading.BoundedSemaphore:
-        host = (urlsplit(url).hostname or "").lower()
-        with self._lock:
-            semaphore = self._semaphores.get(host)
-            if semaphore is None:
-                semaphore = self._semaphores[host] = threading.BoundedSemaphore(self._per_host)
-            return semaphore
 
 
 def url_jobs_for_run(run: Run) -> tuple[int, list[UrlJob]]:
@@ -133,7 +117,7 @@ class ImageFetchPool:
         self.stop = threading.Event()
         self._jobs: queue.SimpleQueue[UrlJob | None] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[tuple[UrlJob, UrlResult]] = queue.SimpleQueue()
-        self._limiter = HostLimiter(settings.RUN_FETCH_PER_HOST)
+        self._hosts = HostPoliteness(politeness_policy())
         self._retries = settings.RUN_FETCH_RETRIES
         self._claim_lock = threading.Lock()
         self._claimed: set[int] = set()  # assets counted as downloaded by this attempt (created or found unrecorded)
@@ -206,22 +190,35 @@ class ImageFetchPool:
             connection.close()
 
     def _fetch(self, job: UrlJob) -> FetchResult:
+        """The URL fetched in its host's turn (HostPoliteness), a transient failure tried again: after the wait the
+        host asked for (Retry-After, up to settings.RUN_FETCH_MAX_RETRY_AFTER), else after a growing backoff."""
         attempt = 0
         while True:
             try:
-                with self._limiter(job.url):
-                    return self.fetcher.fetch(
-                        job.url,
-                        etag=job.etag or None,
-                        last_modified=job.last_modified or None,
-                        expect_image=True,
-                        max_bytes=settings.FETCH_MAX_IMAGE_BYTES,
-                    )
+                with self._hosts.turn(job.url, stop=self.stop) as turn:
+                    try:
+                        fetched = self.fetcher.fetch(
+                            job.url,
+                            etag=job.etag or None,
+                            last_modified=job.last_modified or None,
+                            expect_image=True,
+                            max_bytes=settings.FETCH_MAX_IMAGE_BYTES,
+                        )
+                    except FetchError as exc:
+                        if exc.upstream_retry_after is not None and exc.status is not None:
+                            turn.asked_to_wait(exc.upstream_retry_after, status=exc.status)
+                        raise
+                    turn.answered(latency=fetched.latency, status=fetched.status)
+                    return fetched
             except FetchError as exc:
+                asked = exc.upstream_retry_after
                 if not exc.transient or attempt >= self._retries or self.stop.is_set():
                     raise
+                if asked is not None and asked > self._hosts.policy.max_retry_after:
+                    raise
                 attempt += 1
-                time.sleep(min(8.0, settings.RUN_RETRY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2))  # noqa: S311
+                if asked is None:  # else the host's turn waits as long as it asked
+                    time.sleep(min(8.0, settings.RUN_RETRY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2))  # noqa: S311
 
     def _process(self, job: UrlJob) -> UrlResult:
         try:
@@ -377,6 +374,17 @@ def _placements_set_validators(rows: list[tuple[object, ...]]) -> None:
             "AS v(id, asset_id, etag, last_modified, content_length) WHERE p.id = v.id",
             [list(column) for column in zip(*rows, strict=True)],
         )
+
+
+def politeness_policy() -> PolitenessPolicy:
+    """The per-host politeness of this deployment's Runs (settings RUN_FETCH_PER_HOST and the AutoThrottle ones)."""
+    return PolitenessPolicy(
+        per_host=settings.RUN_FETCH_PER_HOST,
+        target_concurrency=settings.RUN_FETCH_TARGET_CONCURRENCY,
+        slow_seconds=settings.RUN_FETCH_SLOW_SECONDS,
+        max_delay=settings.RUN_FETCH_MAX_DELAY,
+        max_retry_after=settings.RUN_FETCH_MAX_RETRY_AFTER,
+    )
 
 
 def _reason(exc: FetchError) -> str:

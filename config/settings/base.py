@@ -300,6 +300,13 @@ RUN_FETCH_CONCURRENCY = int(os.environ.get("RUN_FETCH_CONCURRENCY", "8"))
 RUN_FETCH_PER_HOST = int(os.environ.get("RUN_FETCH_PER_HOST", "6"))
 RUN_FETCH_RETRIES = int(os.environ.get("RUN_FETCH_RETRIES", "2"))
 RUN_RETRY_BACKOFF = float(os.environ.get("RUN_RETRY_BACKOFF", "1.0"))
+# Politeness per image host (catalog.fetching.politeness): Scrapy's AutoThrottle for a host whose answers take
+# RUN_FETCH_SLOW_SECONDS or more (about RUN_FETCH_TARGET_CONCURRENCY requests in flight there, at most
+# RUN_FETCH_MAX_DELAY between two), and Retry-After waits of up to RUN_FETCH_MAX_RETRY_AFTER seconds.
+RUN_FETCH_TARGET_CONCURRENCY = float(os.environ.get("RUN_FETCH_TARGET_CONCURRENCY", "1.0"))
+RUN_FETCH_SLOW_SECONDS = float(os.environ.get("RUN_FETCH_SLOW_SECONDS", "1.0"))
+RUN_FETCH_MAX_DELAY = float(os.environ.get("RUN_FETCH_MAX_DELAY", "60"))
+RUN_FETCH_MAX_RETRY_AFTER = float(os.environ.get("RUN_FETCH_MAX_RETRY_AFTER", "60"))
 RUN_PROGRESS_SECONDS = float(os.environ.get("RUN_PROGRESS_SECONDS", "1.0"))
 # A running Run whose worker has not shown signs of life for this long is resumed by another worker.
 RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
