@@ -8,6 +8,10 @@ from catalog.admin import ReadOnlyAdmin, thumbnail_tag
 
 from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 
+# The admin's name for the table: Django's default plural only adds an "s" ("Manual fixs"). Set on the model's
+# options here, where the admin reads it, so a label needs no migration (tests/test_admin_names.py checks every one).
+ManualFix._meta.verbose_name_plural = "manual fixes"
+
 
 class FixKindFilter(admin.SimpleListFilter):
     title = "kind"
