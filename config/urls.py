@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
 from config.api_views import ApiDocsView
@@ -20,3 +22,12 @@ handler404 = "config.api_views.not_found"
 # S3's url() is presigned already, and this view redirects to such a URL.
 _MEDIA_PREFIX = settings.MEDIA_URL.strip("/") if settings.MEDIA_URL.startswith("/") else "media"
 urlpatterns += [path(f"{_MEDIA_PREFIX}/<path:name>", media_file, name="media")]
+# Browsers ask for /favicon.ico on every page that names none (the admin, the API's JSON): the file the screens link to.
+urlpatterns += [
+    path(
+        "favicon.ico",
+        cache_control(max_age=24 * 3600, public=True)(serve),
+        {"path": "favicon.ico", "document_root": settings.BASE_DIR / "static"},
+        name="favicon",
+    )
+]

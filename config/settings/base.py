@@ -284,12 +284,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"client_errors_without_traceback": {"()": "config.log_filters.ClientErrorsWithoutTraceback"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # One line per image request is noise; failures are recorded on the placements.
     "loggers": {
         # Django's own console handler (DEBUG only) would print its lines a second time beside the root's,
         # e.g. the reloader's "Watching for file changes": its records go to the root handler only.
         "django": {"level": "INFO"},
+        # A 403 or 400 is one line (method, path, status), without the traceback of the exception behind it.
+        "django.request": {"filters": ["client_errors_without_traceback"]},
+        "django.security": {"filters": ["client_errors_without_traceback"]},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
