@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
-from django.http import HttpRequest
+from axes.helpers import get_cool_off, get_lockout_message
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 
 
 class LoginAttemptsBackend(AxesStandaloneBackend):
@@ -24,3 +26,15 @@ class LoginAttemptsBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username, password, **kwargs)
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict[str, Any] | None = None
+) -> HttpResponse:
+    """django-axes' lockout answer (its message and status), with Retry-After: the cool-off, which every failed
+    attempt starts again, so a client that waits that long is let in."""
+    response = HttpResponse(get_lockout_message(), status=getattr(settings, "AXES_HTTP_RESPONSE_CODE", 429))
+    cool_off = get_cool_off(request)
+    if cool_off:
+        response["Retry-After"] = str(max(1, int(cool_off.total_seconds())))
+    return response

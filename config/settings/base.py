@@ -169,6 +169,7 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"  # with Retry-After
 AXES_VERBOSE = False  # no "AXES: BEGIN ..." banner on every manage.py command
 
 # Content-Security-Policy of the screens (django-csp). Scripts are our own files (htmx, the grid's script, the
