@@ -183,8 +183,11 @@ def _area(b: Box) -> int:
     return (b[2] - b[0]) * (b[3] - b[1])
 
 
-def dealer_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Image, list[Box]]:
-    """A dealer photo; returns the image and the vehicle boxes, the labelled (biggest) one first."""
+def dealer_image(
+    rnd: Rand, size: tuple[int, int], color: str, *, paint_rnd: Rand | None = None
+) -> tuple[Image.Image, list[Box]]:
+    """A dealer photo; returns the image and the vehicle boxes, the labelled (biggest) one first. `paint_rnd`
+    draws the main car's paint (default: `rnd`)."""
     w, h = size
     horizon = int(h * rnd.uniform(0.28, 0.55))
     img = _showroom(rnd, size, horizon) if rnd.chance(0.2) else _lot(rnd, size, horizon)
@@ -209,7 +212,7 @@ def dealer_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Im
         foreground.append(draw_vehicle(img, rnd, any_paint(rnd), view))
     view = make_view(rnd, center_x=cx, ground=ground, length=length, three_quarter=0.55)
     soft_shadow(img, _footprint(view), rnd.uniform(0.4, 0.7))
-    main = draw_vehicle(img, rnd, paint(color, rnd), view)
+    main = draw_vehicle(img, rnd, paint(color, paint_rnd or rnd), view)
     img = _camera(img, rnd)
     main_box = clip_box(main, size)
     others = [q for q in foreground if _overlap(q, main) < 0.6]
@@ -241,8 +244,11 @@ def _camera(img: Image.Image, rnd: Rand) -> Image.Image:
     return jpeg_roundtrip(img, rnd.integer(40, 90))
 
 
-def stock_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Image, Box | None]:
-    """A clean render of one car on white or near-white, with a soft shadow and no camera noise."""
+def stock_image(
+    rnd: Rand, size: tuple[int, int], color: str, *, paint_rnd: Rand | None = None
+) -> tuple[Image.Image, Box | None]:
+    """A clean render of one car on white or near-white, with a soft shadow and no camera noise. `paint_rnd` draws
+    the car's paint (default: `rnd`)."""
     w, h = size
     top = rnd.integer(248, 255)
     if rnd.chance(0.4):
@@ -264,7 +270,7 @@ def stock_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Ima
         three_quarter=0.7,
     )
     soft_shadow(img, _footprint(view), rnd.uniform(0.25, 0.55), (60, 60, 62))
-    box = draw_vehicle(img, rnd, paint(color, rnd), view)
+    box = draw_vehicle(img, rnd, paint(color, paint_rnd or rnd), view)
     if rnd.chance(0.25):
         draw = ImageDraw.Draw(img)
         grey = rnd.integer(190, 225)
@@ -279,9 +285,18 @@ def stock_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Ima
 
 
 def vehicle_sample(
-    seed: int, *, image_type: str | None = None, color: str | None = None, size: tuple[int, int] = (640, 480)
+    seed: int,
+    *,
+    image_type: str | None = None,
+    color: str | None = None,
+    size: tuple[int, int] = (640, 480),
+    repaintable: bool = False,
 ) -> Sample:
-    """A vehicle image: Dealer photo, Stock render or Placeholder graphic (colour ignored for placeholders)."""
+    """A vehicle image: Dealer photo, Stock render or Placeholder graphic (colour ignored for placeholders).
+
+    `repaintable` draws the main car's paint apart from the scene, so that one seed with a given image_type renders
+    the same scene and car in any `color` (the same stock render in every paint, as makers publish them); the
+    pictures differ from those of the same seed without it."""
     if image_type is not None and image_type not in IMAGE_TYPES:
         raise ValueError(f"unknown image_type {image_type!r}; expected one of {IMAGE_TYPES}")
     if color is not None and color not in COLORS:
@@ -292,9 +307,10 @@ def vehicle_sample(
     if image_type == "Placeholder":
         return placeholders.placeholder_sample(rnd, size)
     color = color or rnd.pick(COLORS)
+    paint_rnd = Rand([seed, 0xC010]) if repaintable else None
     if image_type == "Dealer":
-        img, boxes = dealer_image(rnd, size, color)
+        img, boxes = dealer_image(rnd, size, color, paint_rnd=paint_rnd)
     else:
-        img, box = stock_image(rnd, size, color)
+        img, box = stock_image(rnd, size, color, paint_rnd=paint_rnd)
         boxes = [box] if box else []
     return Sample(img, image_type, color, TOOLS, NOT_SENSITIVE, boxes[0] if boxes else None, tuple(boxes))
