@@ -1,9 +1,11 @@
 """Image keys and checks, in plain Python: what a downloaded image is, and whether we accept it.
 
-The SHA-256 of the bytes is the asset key; the perceptual hash (pHash, 64 bits) of the small decode links
-re-encoded copies. Decoding is bounded (pixel limit, format allowlist) and uses JPEG DCT scaling
-(`Image.draft`) so that a large photo is never decoded at full size just to make a thumbnail; the same decode can
-be kept for the models' input (`inspect_image_viewed`), so that a Run decodes a new image once.
+The SHA-256 of the bytes is the asset key; the perceptual hash (pHash, 64 bits) of the small decode links re-encoded
+copies, and the color signature (the mean color of an 8 x 8 grid of cells, in Lab) tells a copy from the same
+picture in another color, which pHash (computed in grey) cannot: a near-duplicate needs both (`near_duplicates`).
+Decoding is bounded (pixel limit, format allowlist) and uses JPEG DCT scaling (`Image.draft`) so that a large photo
+is never decoded at full size just to make a thumbnail; the same decode can be kept for the models' input
+(`inspect_image_viewed`), so that a Run decodes a new image once.
 
 Memory (a 250 KB PNG can decode to 240 MB): formats other than JPEG cannot be decoded reduced, so they have a
 lower pixel limit (MAX_PIXELS_FULL_DECODE); a full-size decode is reduced and flattened to RGB strip by strip
@@ -97,6 +99,7 @@ class ImageFacts:
     byte_size: int
     thumbnail_jpeg: bytes
     extension: str
+    color_signature: str = ""  # color_signature(): hex, "" where none was computed
 
 
 def sha256_hex(data: bytes) -> str:
@@ -258,6 +261,7 @@ def _inspect(
         byte_size=len(data),
         thumbnail_jpeg=thumbnail.getvalue(),
         extension={"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}.get(image_format, image_format.lower()),
+        color_signature=color_signature(image),
     )
     return facts, view
 
@@ -388,6 +392,18 @@ def phash_near_pairs(hashes: np.ndarray, among: np.ndarray, *, max_distance: int
     return np.concatenate(found_i), np.concatenate(found_j)
 
 
+class _SignatureTable:
+    """The color signatures of some indexes (sorted, unique), read with one call of `signatures`; looked up by
+    index (each one asked for must be among them)."""
+
+    def __init__(self, signatures: Callable[[np.ndarray], np.ndarray], indexes: np.ndarray) -> None:
+        self.indexes = indexes
+        self.rows = signatures(indexes)
+
+    def __getitem__(self, indexes: np.ndarray) -> np.ndarray:
+        return self.rows[np.searchsorted(self.indexes, indexes)]
+
+
 def phash_cluster_roots(
     ids: np.ndarray,
     hashes: np.ndarray,
@@ -395,14 +411,19 @@ def phash_cluster_roots(
     max_distance: int,
     clusters: np.ndarray | None = None,
     among: np.ndarray | None = None,
+    signatures: Callable[[np.ndarray], np.ndarray] | None = None,
+    max_color_distance: float = 0.0,
 ) -> np.ndarray:
     """The cluster root of every asset, as an array aligned with `ids` (leader clustering).
 
-    A cluster is its root (its first asset) and the assets within max_distance bits of the root. Each asset to
-    place (`among`, indexes; default every asset), in id order, joins the nearest root within max_distance
-    (ties: the lowest root id), or becomes a root itself. Existing clusters (`clusters`: the current cluster id
-    of each asset, -1 for none) are kept as they are. Unlike connected components, no chain of near pairs links
-    two far pictures: a cluster's pictures are all within 2 x max_distance bits of each other (measured on
+    A cluster is its root (its first asset) and the assets that are near-duplicates of the root: within max_distance
+    bits and, given `signatures`, within max_color_distance of its colors (`near_duplicates`); without it, the bits
+    alone. `signatures` is called once, with the sorted indexes whose colors are needed (the assets to place, and
+    the existing roots within max_distance bits of one), and returns their color_signature_array rows. Each asset to
+    place (`among`, indexes; default every asset), in id order, joins the nearest (fewest bits) root it is a near-
+    duplicate of (ties: the lowest root id), or becomes a root itself. Existing clusters (`clusters`: the current
+    cluster id of each asset, -1 for none) are kept as they are. Unlike connected components, no chain of near pairs
+    links two far pictures: a cluster's pictures are all within 2 x max_distance bits of each other (measured on
     generated inventories, transitive chaining put most Stock renders of four advertisers in one cluster).
     """
     count = len(ids)
@@ -413,28 +434,41 @@ def phash_cluster_roots(
     pending = among[result[among] < 0]
     pending = pending[np.argsort(ids[pending], kind="stable")]
     roots = np.flatnonzero(result == ids)  # existing roots: their cluster is their own id
-    # The nearest existing root of each asset to place, a block at a time (distance, then root id)...
-    big = np.iinfo(np.int64).max
-    best_existing = np.full(len(pending), -1, dtype=np.int64)
-    best_distance = np.full(len(pending), big, dtype=np.int64)
+    # The existing roots within max_distance bits of each asset to place, a block at a time (sparse: few are)...
+    near_rows, near_roots, near_bits = [np.empty(0, dtype=np.intp)], [np.empty(0, dtype=np.intp)], [np.empty(0)]
     if len(roots) and len(pending):
-        roots = roots[np.argsort(ids[roots], kind="stable")]  # by id: argmin's first minimum is the lowest root id
-        root_ids = ids[roots].astype(np.int64)
         root_hashes = hashes[roots]
         rows_per_block = max(1, _PAIRS_PER_BLOCK // len(roots))
         # Two buffers reused by every block: fresh big temporaries are mmap'd and faulted in again each time, and
-        # uint8 distances keep the pass over a million roots to one XOR, one popcount and one argmin.
+        # uint8 distances keep the pass over a million roots to one XOR, one popcount and one comparison.
         xor = np.empty((min(rows_per_block, len(pending)), len(roots)), dtype=np.uint64)
         counts = np.empty(xor.shape, dtype=np.uint8)
         for start in range(0, len(pending), rows_per_block):
             block = pending[start : start + rows_per_block]
             pairs = np.bitwise_xor(hashes[block, None], root_hashes[None, :], out=xor[: len(block)])
             distances = _popcount_into(pairs, counts[: len(block)])
-            best = distances.argmin(axis=1)
-            picked = distances[np.arange(len(block)), best].astype(np.int64)
-            best_existing[start : start + len(block)] = np.where(picked <= max_distance, root_ids[best], -1)
-            best_distance[start : start + len(block)] = np.where(picked <= max_distance, picked, big)
-    # ...then, in id order, each one against the roots founded in this call too, as a rebuild would.
+            rows, cols = np.nonzero(distances <= max_distance)
+            near_rows.append(start + rows)
+            near_roots.append(roots[cols])
+            near_bits.append(distances[rows, cols])
+    rows, near, bits = np.concatenate(near_rows), np.concatenate(near_roots), np.concatenate(near_bits).astype(int)
+    # ...those that are near-duplicates (the colors too: every signature needed, read at once)...
+    colors = None if signatures is None else _SignatureTable(signatures, np.union1d(pending, near))
+    if colors is not None:
+        same = near_duplicates(
+            bits, colors[pending[rows]], colors[near], max_distance=max_distance, max_color_distance=max_color_distance
+        )
+        rows, near, bits = rows[same], near[same], bits[same]
+    # ...and of those the nearest (fewest bits, then the lowest root id).
+    big = np.iinfo(np.int64).max
+    best_existing = np.full(len(pending), -1, dtype=np.int64)
+    best_distance = np.full(len(pending), big, dtype=np.int64)
+    order = np.lexsort((ids[near], bits, rows))
+    rows, near, bits = rows[order], near[order], bits[order]
+    first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.empty(0, dtype=bool)
+    best_existing[rows[first]] = ids[near[first]]
+    best_distance[rows[first]] = bits[first]
+    # Then, in id order, each one against the roots founded in this call too, as a rebuild would.
     new_roots = np.empty(len(pending), dtype=np.intp)
     found = 0
     for position, index in enumerate(pending):
@@ -442,6 +476,13 @@ def phash_cluster_roots(
         if found:
             candidates = new_roots[:found]
             distances = popcount(hashes[candidates] ^ hashes[index]).astype(np.int64)
+            if colors is not None:  # near in bits but not in colors: out of reach
+                close = np.flatnonzero(distances <= max_distance)
+                other = ~near_duplicates(
+                    distances[close], colors[np.full(len(close), index)], colors[candidates[close]],
+                    max_distance=max_distance, max_color_distance=max_color_distance,
+                )  # fmt: skip
+                distances[close[other]] = big
             best = int(distances.argmin())  # new roots come in id order: the first minimum is the lowest id
             new_id = int(ids[candidates[best]])
             if distances[best] <= max_distance and (
@@ -455,6 +496,74 @@ def phash_cluster_roots(
             new_roots[found] = index
             found += 1
     return result
+
+
+# Color signatures ----------------------------------------------------------------------------------------------
+
+# The signature is the Lab color of each cell of a COLOR_GRID x COLOR_GRID grid over the picture (the cell's mean
+# sRGB, converted), 3 bytes a cell: L * 2.55, a + 128, b + 128. Two signatures are as far apart as their most
+# different cell (CIE76 delta E): a repaint changes the cells the car covers, a re-encode or resize changes every
+# cell by a little. A finer grid separates them better (a small car in a dealer photo fills more of a small cell);
+# measured with `manage.py measure_near_duplicates` (README, "Carry-forward").
+COLOR_GRID = 8
+COLOR_SIGNATURE_BYTES = COLOR_GRID * COLOR_GRID * 3
+# sRGB (D65) to XYZ, each row divided by the white point's value, so that white is (1, 1, 1).
+_SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+_RGB_TO_XYZ_WHITE = _SRGB_TO_XYZ / np.array([[0.95047], [1.0], [1.08883]])
+_SRGB_CODES = np.arange(256) / 255.0
+_SRGB_LINEAR = np.where(_SRGB_CODES <= 0.04045, _SRGB_CODES / 12.92, ((_SRGB_CODES + 0.055) / 1.055) ** 2.4)
+
+
+def color_signature(image: Image.Image) -> str:
+    """The color signature of an RGB picture, as hex (COLOR_SIGNATURE_BYTES bytes): see COLOR_GRID. Computed from
+    the thumbnail-sized decode, ~0.1 ms (`manage.py measure_near_duplicates` prints it)."""
+    # reducing_gap: an integer reduce() first, then the exact box filter on what it leaves (half the time).
+    cells = np.asarray(image.resize((COLOR_GRID, COLOR_GRID), Image.Resampling.BOX, reducing_gap=1.0))
+    xyz = _SRGB_LINEAR[cells.reshape(-1, 3)] @ _RGB_TO_XYZ_WHITE.T
+    f = np.cbrt(xyz)
+    dark = xyz <= 216 / 24389
+    f[dark] = (24389 / 27 * xyz[dark] + 16) / 116
+    stored = np.empty_like(f)
+    stored[:, 0] = (116 * f[:, 1] - 16) * 2.55
+    stored[:, 1] = 500 * (f[:, 0] - f[:, 1]) + 128
+    stored[:, 2] = 200 * (f[:, 1] - f[:, 2]) + 128
+    return np.clip(np.rint(stored), 0, 255).astype(np.uint8).tobytes().hex()
+
+
+def color_signature_array(values: Iterable[str]) -> np.ndarray:
+    """Hex signatures as an (n, cells, 3) float32 array of Lab colors; NaN rows for a missing ("") or malformed one,
+    which is near nothing."""
+    rows = []
+    for value in values:
+        raw = bytes.fromhex(value) if len(value) == 2 * COLOR_SIGNATURE_BYTES else b""
+        row = np.frombuffer(raw, dtype=np.uint8).astype(np.float32) if raw else np.full(COLOR_SIGNATURE_BYTES, np.nan)
+        rows.append(row)
+    lab = np.array(rows, dtype=np.float32).reshape(-1, COLOR_GRID * COLOR_GRID, 3)
+    return (lab - np.array([0.0, 128.0, 128.0], dtype=np.float32)) / np.array([2.55, 1.0, 1.0], dtype=np.float32)
+
+
+def color_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The distance between signatures paired row by row (color_signature_array rows, broadcast): the delta E of
+    their most different cell. NaN where either is missing (every comparison with NaN is False)."""
+    return np.sqrt(((a - b) ** 2).sum(axis=-1)).max(axis=-1)
+
+
+def near_duplicates(
+    hash_distances: np.ndarray,
+    signatures_a: np.ndarray,
+    signatures_b: np.ndarray,
+    *,
+    max_distance: int,
+    max_color_distance: float,
+) -> np.ndarray:
+    """The one rule for "the same picture": pairs whose pHashes are within max_distance bits AND whose color
+    signatures are within max_color_distance (delta E of the most different cell). A pair where either has no
+    signature is never a near-duplicate. Arrays aligned pair by pair."""
+    near = np.asarray(hash_distances) <= max_distance
+    if near.any():
+        colors = color_distance(signatures_a[near], signatures_b[near])
+        near[np.flatnonzero(near)[~(colors <= max_color_distance)]] = False
+    return near
 
 
 def crop_box_style(box: list[int] | tuple[int, int, int, int], width: int, height: int) -> str:

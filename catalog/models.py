@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from catalog.imaging import COLOR_SIGNATURE_BYTES
+
 
 class TimeStampedModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
@@ -149,6 +151,19 @@ class ImageAsset(TimeStampedModel):
     sha256 = models.CharField(max_length=64, unique=True)
     # 64-bit perceptual hash (pHash) as 16 hex digits: links a re-encoded copy to its original.
     phash = models.CharField(max_length=16, db_index=True)
+    # Written with the asset (catalog.imaging.color_signature); the database default lets bulk loads leave it out.
+    color_signature = models.CharField(
+        max_length=2 * COLOR_SIGNATURE_BYTES,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text=(
+            "Mean Lab color of each cell of an 8 x 8 grid over the picture, as hex: with the pHash, tells a copy of "
+            "the picture from the same picture in another color. Empty when unknown: then the image is a "
+            "near-duplicate of nothing (no cluster, no carried fix)."
+        ),
+    )
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     format = models.CharField(max_length=10)
@@ -162,9 +177,9 @@ class ImageAsset(TimeStampedModel):
         db_index=True,
         editable=False,
         help_text=(
-            "Near-duplicate cluster: the id of the lowest asset among those linked to this one by perceptual "
-            "hashes within settings.CARRY_FORWARD_MAX_DISTANCE bits, transitively (its own id when alone). "
-            "Empty until the asset has been clustered."
+            "Near-duplicate cluster: the id of its root, the first asset this one is a near-duplicate of "
+            "(perceptual hash within settings.CARRY_FORWARD_MAX_DISTANCE bits and color signature within "
+            "CARRY_FORWARD_MAX_COLOR_DISTANCE; its own id when alone). Empty until the asset has been clustered."
         ),
     )
 

@@ -3,6 +3,7 @@ import hashlib
 import factory
 from django.contrib.auth import get_user_model
 
+from catalog.imaging import COLOR_SIGNATURE_BYTES
 from catalog.models import Advertiser, ImageAsset, Listing, Membership, Placement, Run, Sitemap
 
 
@@ -49,12 +50,17 @@ class ListingFactory(factory.django.DjangoModelFactory):
     key = factory.LazyAttribute(lambda o: o.url)
 
 
+# A color signature (catalog.imaging.color_signature) of a mid-grey picture: every cell L = 50, a = b = 0.
+GREY_SIGNATURE = "80" * COLOR_SIGNATURE_BYTES
+
+
 class ImageAssetFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ImageAsset
 
     sha256 = factory.Sequence(lambda n: hashlib.sha256(f"image {n}".encode()).hexdigest())
     phash = factory.Sequence(lambda n: f"{n:016x}")
+    color_signature = GREY_SIGNATURE  # all alike: their pHashes alone tell near-duplicates apart
     width = 800
     height = 600
     format = "JPEG"

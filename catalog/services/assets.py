@@ -44,6 +44,7 @@ def asset_get_or_create(*, facts: ImageFacts, data: bytes) -> tuple[ImageAsset, 
     asset = ImageAsset(
         sha256=facts.sha256,
         phash=facts.phash,
+        color_signature=facts.color_signature,
         width=facts.width,
         height=facts.height,
         format=facts.format,

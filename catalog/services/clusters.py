@@ -1,8 +1,11 @@
 """Near-duplicate clusters of image assets, stored on ImageAsset.cluster_id.
 
-A cluster is a root (its first asset; the cluster id is the root's id) and the assets whose perceptual hash is
-within settings.CARRY_FORWARD_MAX_DISTANCE bits (the carry-forward threshold) of the root's: each new asset
-joins the nearest root within the threshold, or founds its own cluster (leader clustering). Clusters are never
+A cluster is a root (its first asset; the cluster id is the root's id) and the assets that are near-duplicates of
+the root (`near_duplicates`, the rule carry-forward follows too): perceptual hash within
+settings.CARRY_FORWARD_MAX_DISTANCE bits AND color signature within settings.CARRY_FORWARD_MAX_COLOR_DISTANCE, so
+that the same stock render in another paint is another picture. Each new asset joins the nearest root it is a
+near-duplicate of, or founds its own cluster (leader clustering). An asset without a color signature is a
+near-duplicate of nothing: it stays alone. Clusters are never
 chained: A~B and B~C do not put A and C together when they are far apart, so a cluster never grows into a
 catch-all of look-alike stock renders. An asset alone is its own cluster. Reviewers see it as a badge and can
 review by cluster; conflicts between advertisers and the dataset split are computed per cluster.
@@ -10,7 +13,8 @@ review by cluster; conflicts between advertisers and the dataset split are compu
 Cost: every call loads every asset's pHash (8 bytes an asset in memory, plus its id and cluster: ~24 MB at a
 million assets, read as a million rows) and computes new assets x cluster roots Hamming distances with
 numpy, in blocks of ~4M pairs: measured on the development machine, ~5.6 s per 1,000 new assets against a million,
-so a cold Run of 10,000 new images costs about a minute there, plus ~1 s to link the components. Past ~10M
+so a cold Run of 10,000 new images costs about a minute there, plus ~1 s to link the components. Color signatures
+(192 bytes each) are read only for the assets to place and the roots within the bits of one of them, by id. Past ~10M
 assets, or for large cold Runs, replace the brute force with an index of the hashes: multi-index hashing
 (split the 64 bits into 11 substrings: two hashes within 10 bits share at least one substring exactly, so
 exact-match lookups on 11 indexed columns find the candidates) or a BK-tree kept in memory by a service.
@@ -19,13 +23,15 @@ exact-match lookups on 11 indexed columns find the candidates) or a BK-tree kept
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, F, Q, Value, When
 
-from catalog.imaging import phash_array, phash_cluster_roots
+from catalog import imaging
+from catalog.imaging import color_signature_array, phash_array, phash_cluster_roots
 from catalog.models import ImageAsset, Outcome, Run
 from catalog.signals import clusters_changed
 
@@ -50,6 +56,56 @@ def _load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         hashes.append(phash)
         clusters.append(-1 if cluster_id is None else cluster_id)
     return np.array(ids, dtype=np.int64), phash_array(hashes), np.array(clusters, dtype=np.int64)
+
+
+def near_duplicates(hash_distances: np.ndarray, signatures_a: np.ndarray, signatures_b: np.ndarray) -> np.ndarray:
+    """Which pairs are near-duplicates (the same picture) under the configured thresholds: catalog.imaging's rule
+    with settings.CARRY_FORWARD_MAX_DISTANCE and CARRY_FORWARD_MAX_COLOR_DISTANCE. Clusters and carry-forward
+    both decide through it."""
+    return imaging.near_duplicates(
+        hash_distances,
+        signatures_a,
+        signatures_b,
+        max_distance=settings.CARRY_FORWARD_MAX_DISTANCE,
+        max_color_distance=settings.CARRY_FORWARD_MAX_COLOR_DISTANCE,
+    )
+
+
+def signatures_by_id(asset_ids: Iterable[int]) -> dict[int, str]:
+    """The color signatures of these assets (hex, "" for none), by id, a chunk of ids per query."""
+    wanted = sorted(set(asset_ids))
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), _UPDATE_CHUNK):
+        rows = ImageAsset.objects.filter(id__in=wanted[start : start + _UPDATE_CHUNK])
+        found.update(rows.values_list("id", "color_signature"))
+    return found
+
+
+def _signatures(ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Indexes into `ids` -> their color_signature_array rows, read from the database (phash_cluster_roots asks
+    once, for the assets to place and the roots near them in bits)."""
+
+    def read(indexes: np.ndarray) -> np.ndarray:
+        wanted = [int(asset_id) for asset_id in ids[indexes]]
+        known = signatures_by_id(wanted)
+        return color_signature_array(known.get(asset_id, "") for asset_id in wanted)
+
+    return read
+
+
+def _roots(
+    ids: np.ndarray, hashes: np.ndarray, *, clusters: np.ndarray | None = None, among: np.ndarray | None = None
+) -> np.ndarray:
+    """phash_cluster_roots under the near-duplicate rule (`near_duplicates`)."""
+    return phash_cluster_roots(
+        ids,
+        hashes,
+        max_distance=settings.CARRY_FORWARD_MAX_DISTANCE,
+        clusters=clusters,
+        among=among,
+        signatures=_signatures(ids),
+        max_color_distance=settings.CARRY_FORWARD_MAX_COLOR_DISTANCE,
+    )
 
 
 def _write(*, by_id: dict[int, int], by_cluster: dict[int, int]) -> int:
@@ -95,9 +151,7 @@ def assets_cluster(*, asset_ids: list[int]) -> int:
     among = np.flatnonzero(wanted)
     if len(among) == 0:
         return 0
-    roots = phash_cluster_roots(
-        ids, hashes, max_distance=settings.CARRY_FORWARD_MAX_DISTANCE, clusters=clusters, among=among
-    )
+    roots = _roots(ids, hashes, clusters=clusters, among=among)
     changed = np.flatnonzero(roots != clusters)
     unclustered = changed[clusters[changed] < 0]
     moved = changed[clusters[changed] >= 0]
@@ -110,11 +164,12 @@ def assets_cluster(*, asset_ids: list[int]) -> int:
 
 @transaction.atomic
 def clusters_rebuild() -> int:
-    """Recomputes every asset's cluster from the hashes alone (every pair: assets squared distances); returns
-    how many assets' cluster changed. For `manage.py rebuild_clusters` after a change of the threshold."""
+    """Recomputes every asset's cluster from the hashes and color signatures alone (every pair: assets squared
+    distances); returns how many assets' cluster changed. For `manage.py rebuild_clusters` after a change of a
+    threshold or of the rule."""
     _lock()
     ids, hashes, clusters = _load()
-    roots = phash_cluster_roots(ids, hashes, max_distance=settings.CARRY_FORWARD_MAX_DISTANCE)
+    roots = _roots(ids, hashes)
     changed = np.flatnonzero(roots != clusters)
     by_id = {int(asset_id): int(root) for asset_id, root in zip(ids[changed], roots[changed], strict=True)}
     return _write(by_id=by_id, by_cluster={}) if by_id else 0

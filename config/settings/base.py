@@ -326,8 +326,11 @@ RUN_FETCH_PROCESSES = int(os.environ.get("RUN_FETCH_PROCESSES", str(os.cpu_count
 RUN_AFTER_FETCH = ["catalog.services.run_assets_cluster", "reviews.services.fixes_carry_forward"]
 # Called with run=run once the Run has finished (idempotent: a step that changes the Run calls them again).
 RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.run_notify"]
-# Re-encodes and resizes of one photo land within ~6-8 bits of pHash; different photos rarely under 20.
+# A near-duplicate (a fix is carried to it; clusters): pHash within this many bits AND color signature within this
+# delta E (catalog.services.clusters.near_duplicates). Measured (`manage.py measure_near_duplicates`, README): copies
+# within 2 bits and 2.3 dE; the same render in another paint from 0 bits but 8.2 dE or more.
 CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
+CARRY_FORWARD_MAX_COLOR_DISTANCE = float(os.environ.get("CARRY_FORWARD_MAX_COLOR_DISTANCE", "5"))
 REUSED_PICTURE_LISTINGS = int(os.environ.get("REUSED_PICTURE_LISTINGS", "5"))  # one picture in N+ listings: suspect
 CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))
 # Inline classification (run_sitemap --sync, benchmarks) runs its batches in this many processes, one per core

@@ -10,8 +10,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from catalog.imaging import phash_array, popcount
+from catalog.imaging import color_signature_array, phash_array, popcount
 from catalog.models import TASK_LABELS, ImageAsset, Outcome, Placement, Run, Task
+from catalog.services.clusters import near_duplicates
 from core.errors import ApplicationError
 from reviews.effective_store import effective_tags_refresh
 from reviews.models import ChangeSet, ManualFix
@@ -174,9 +175,11 @@ _CARRY_PAIRS_PER_BLOCK = 1 << 20
 
 @transaction.atomic
 def fixes_carry_forward(*, run: Run) -> int:
-    """Carries the advertiser's fixes to the images this Run brought to its placements that are re-encoded
-    copies of fixed ones (perceptual hash within settings.CARRY_FORWARD_MAX_DISTANCE bits), as fixes of
-    source "carried" pointing at their origin (the latest fix of the nearest fixed image, per task).
+    """Carries the advertiser's fixes to the images this Run brought to its placements that are copies of fixed
+    ones (near-duplicates, catalog.services.clusters.near_duplicates: perceptual hash within
+    settings.CARRY_FORWARD_MAX_DISTANCE bits and color signature within CARRY_FORWARD_MAX_COLOR_DISTANCE, so that
+    the same render in another paint gets nothing), as fixes of source "carried" pointing at their origin (the
+    latest fix of the nearest fixed image, per task). An image without a color signature receives nothing.
 
     The images considered are those of the Run's placements whose URL returned bytes (downloaded, or a cache
     hit: bytes already known, whichever Run or advertiser first downloaded them) and that the advertiser has
@@ -185,9 +188,8 @@ def fixes_carry_forward(*, run: Run) -> int:
     Its cost is bounded by the sitemap (the Run's placements) and the advertiser's fixed images.
     """
     advertiser_id = run.sitemap.advertiser_id
-    fixed = list(
-        ImageAsset.objects.filter(manual_fixes__advertiser_id=advertiser_id).distinct().values_list("id", "phash")
-    )
+    keys = ("id", "phash", "color_signature")
+    fixed = list(ImageAsset.objects.filter(manual_fixes__advertiser_id=advertiser_id).distinct().values_list(*keys))
     if not fixed:
         return 0
     candidates = list(
@@ -195,25 +197,11 @@ def fixes_carry_forward(*, run: Run) -> int:
             placements__last_run=run, placements__outcome__in=[Outcome.DOWNLOADED, Outcome.CACHE_HIT]
         )
         .distinct()
-        .values_list("id", "phash")
+        .values_list(*keys)
     )
     if not candidates:
         return 0
-    fixed_ids = np.array([asset_id for asset_id, _ in fixed], dtype=np.int64)
-    fixed_hashes = phash_array(phash for _, phash in fixed)
-    candidate_ids = np.array([asset_id for asset_id, _ in candidates], dtype=np.int64)
-    candidate_hashes = phash_array(phash for _, phash in candidates)
-    limit = settings.CARRY_FORWARD_MAX_DISTANCE
-    nearest: dict[int, int] = {}
-    rows_per_block = max(1, _CARRY_PAIRS_PER_BLOCK // len(fixed_ids))
-    for start in range(0, len(candidate_ids), rows_per_block):
-        ids = candidate_ids[start : start + rows_per_block]
-        distances = popcount(candidate_hashes[start : start + rows_per_block, None] ^ fixed_hashes[None, :])
-        distances[ids[:, None] == fixed_ids[None, :]] = 99  # an image is no copy of itself
-        best = distances.argmin(axis=1)
-        for asset_id, column, distance in zip(ids, best, distances[np.arange(len(ids)), best], strict=True):
-            if distance <= limit:
-                nearest[int(asset_id)] = int(fixed_ids[column])
+    nearest = _nearest_copies(candidates, fixed)
     if not nearest:
         return 0
     latest: dict[tuple[int, str], ManualFix] = {}
@@ -235,10 +223,36 @@ def fixes_carry_forward(*, run: Run) -> int:
             new_label=fix.new_label,
             source=ManualFix.Source.CARRIED,
             origin=fix,
-            note=f"carried from image {origin_id} (perceptual hash within {limit} bits)",
+            note=f"carried from image {origin_id} (a near-duplicate: the same picture, in the same colors)",
         )
         for new_id, origin_id in nearest.items()
         for (fixed_id, task), fix in latest.items()
         if fixed_id == origin_id and (new_id, task) not in already
     ]
     return len(fixes_record(carried))
+
+
+def _nearest_copies(candidates: list[tuple[int, str, str]], fixed: list[tuple[int, str, str]]) -> dict[int, int]:
+    """Candidate asset id -> the fixed asset it is a near-duplicate of with the fewest bits (the lowest id on a tie),
+    for the candidates that are one; rows are (id, pHash, color signature). A block of candidates at a time."""
+    fixed_ids = np.array([asset_id for asset_id, _, _ in fixed], dtype=np.int64)
+    fixed_hashes = phash_array(phash for _, phash, _ in fixed)
+    fixed_colors = color_signature_array(signature for _, _, signature in fixed)
+    candidate_ids = np.array([asset_id for asset_id, _, _ in candidates], dtype=np.int64)
+    candidate_hashes = phash_array(phash for _, phash, _ in candidates)
+    candidate_colors = color_signature_array(signature for _, _, signature in candidates)
+    limit, far = settings.CARRY_FORWARD_MAX_DISTANCE, np.iinfo(np.uint8).max
+    nearest: dict[int, int] = {}
+    rows_per_block = max(1, _CARRY_PAIRS_PER_BLOCK // len(fixed_ids))
+    for start in range(0, len(candidate_ids), rows_per_block):
+        ids = candidate_ids[start : start + rows_per_block]
+        distances = popcount(candidate_hashes[start : start + rows_per_block, None] ^ fixed_hashes[None, :])
+        distances[ids[:, None] == fixed_ids[None, :]] = far  # an image is no copy of itself
+        rows, cols = np.nonzero(distances <= limit)
+        other = ~near_duplicates(distances[rows, cols], candidate_colors[start + rows], fixed_colors[cols])
+        distances[rows[other], cols[other]] = far  # near in bits, not in colors: another picture
+        best = distances.argmin(axis=1)
+        for asset_id, column, distance in zip(ids, best, distances[np.arange(len(ids)), best], strict=True):
+            if distance <= limit:
+                nearest[int(asset_id)] = int(fixed_ids[column])
+    return nearest

@@ -268,7 +268,8 @@ def test_a_queue_decision_a_cluster_fix_and_a_bulk_retag(world, client):
     assert stored(first, Task.COLOR).label == "Green"
     assert store_mismatches() == []
 
-    ImageAsset.objects.filter(pk=third.asset_id).update(phash=second.asset.phash)  # a near-duplicate now
+    near = {"phash": second.asset.phash, "color_signature": second.asset.color_signature}
+    ImageAsset.objects.filter(pk=third.asset_id).update(**near)  # a near-duplicate now
     clusters_rebuild()
     assert stored(third, Task.COLOR).picture == stored(second, Task.COLOR).picture
     assert store_mismatches() == []

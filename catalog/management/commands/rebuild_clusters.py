@@ -7,8 +7,9 @@ from config.commands import BaseCommand
 
 class Command(BaseCommand):
     help = (
-        "Recomputes every image's near-duplicate cluster from the perceptual hashes (settings."
-        "CARRY_FORWARD_MAX_DISTANCE), e.g. after the threshold changed. Runs compare every pair of images."
+        "Recomputes every image's near-duplicate cluster from the perceptual hashes and color signatures (settings."
+        "CARRY_FORWARD_MAX_DISTANCE and CARRY_FORWARD_MAX_COLOR_DISTANCE), e.g. after a threshold changed. "
+        "Compares every pair of images."
     )
 
     def handle(self, *args: object, **options: object) -> None:
