@@ -54,6 +54,11 @@ class Advertiser(TimeStampedModel):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     is_active = models.BooleanField(default=True)
+    respect_robots_txt = models.BooleanField(
+        default=False,
+        help_text="Do not download an image whose path the image host's robots.txt disallows for our user agent "
+        "(recorded failed, robots_disallowed). Off by default: the advertiser asked us to read their images.",
+    )
 
     class Meta:
         ordering = ["name"]

@@ -29,8 +29,9 @@ from django.utils import timezone
 
 from catalog.fetching import FetchError, FetchResult, SafeFetcher
 from catalog.fetching.politeness import HostPoliteness, PolitenessPolicy
+from catalog.fetching.robots import RobotsCache
 from catalog.imaging import sha256_hex
-from catalog.models import Outcome, Placement, Run
+from catalog.models import Advertiser, Outcome, Placement, Run
 from catalog.signals import placements_changed
 
 from .assets import asset_find, asset_get_or_create
@@ -118,6 +119,7 @@ class ImageFetchPool:
         self._jobs: queue.SimpleQueue[UrlJob | None] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[tuple[UrlJob, UrlResult]] = queue.SimpleQueue()
         self._hosts = HostPoliteness(politeness_policy())
+        self._robots = RobotsCache(fetcher, settings.FETCH_USER_AGENT) if _respects_robots_txt(run) else None
         self._retries = settings.RUN_FETCH_RETRIES
         self._claim_lock = threading.Lock()
         self._claimed: set[int] = set()  # assets counted as downloaded by this attempt (created or found unrecorded)
@@ -221,6 +223,12 @@ class ImageFetchPool:
                     time.sleep(min(8.0, settings.RUN_RETRY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2))  # noqa: S311
 
     def _process(self, job: UrlJob) -> UrlResult:
+        if self._robots is not None:
+            rules = self._robots.rules(job.url)
+            if not rules.allows(job.url):
+                why = f"its robots.txt is unreachable ({rules.unreachable})" if rules.unreachable else "robots.txt"
+                detail = f"not fetched {job.url}: disallowed by {why}"
+                return UrlResult(Outcome.FAILED, reason="robots_disallowed", detail=detail)
         try:
             fetched = self._fetch(job)
         except FetchError as exc:
@@ -384,6 +392,12 @@ def politeness_policy() -> PolitenessPolicy:
         slow_seconds=settings.RUN_FETCH_SLOW_SECONDS,
         max_delay=settings.RUN_FETCH_MAX_DELAY,
         max_retry_after=settings.RUN_FETCH_MAX_RETRY_AFTER,
+    )
+
+
+def _respects_robots_txt(run: Run) -> bool:
+    return bool(
+        Advertiser.objects.filter(sitemaps__id=run.sitemap_id).values_list("respect_robots_txt", flat=True).first()
     )
 
 

@@ -1,11 +1,12 @@
 """Politeness towards image hosts (issue 18, section 7), as Scrapy's AutoThrottle is: Retry-After honoured per host,
-a host that slows down backed off. Real Runs against a
+a host that slows down backed off, and robots.txt respected for the advertisers who ask for it. Real Runs against a
 real local server whose routes count what they get."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -14,10 +15,11 @@ import pytest
 from catalog.fetching import FetchError
 from catalog.fetching.fetcher import retry_after_seconds
 from catalog.fetching.politeness import HostPoliteness, PolitenessPolicy
+from catalog.fetching.robots import RobotsRules
 from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import Placement, Run, Sitemap
 from catalog.services.runs import run_execute, run_start
-from tests.factories import SitemapFactory
+from tests.factories import AdvertiserFactory, SitemapFactory
 
 USER_AGENT = "imagetagger/0.1 (+https://example.com/imagetagger; inventory image tagging)"
 
@@ -214,3 +216,96 @@ def test_retry_after_as_an_http_date():
 
     assert retry_after_seconds(later, now=now.timestamp()) == 90.0
     assert retry_after_seconds(earlier, now=now.timestamp()) == 0.0
+
+
+# -- robots.txt -------------------------------------------------------------------------------------------------
+
+ROBOTS = """\
+User-agent: Googlebot
+Disallow: /
+
+User-agent: ImageTagger
+User-agent: other-bot
+Disallow: /img/
+Allow: /img/public/
+Disallow: /*.png$
+Allow: /img/x$
+
+User-agent: *
+Disallow: /private/
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/img/1.jpg", False),
+        ("/img/public/1.jpg", True),  # the longer rule wins
+        ("/photos/1.png", False),
+        ("/photos/1.png?v=2", True),  # $ anchors the end
+        ("/img/x", True),  # an allow wins a tie... and is longer here
+        ("/private/1.jpg", True),  # the * group is not ours: our group is the one naming us
+        ("/%69mg/1.jpg", False),  # percent-encoding does not hide a path
+    ],
+)
+def test_robots_rules_of_our_group(path, allowed):
+    rules = RobotsRules.parse(ROBOTS, user_agent=USER_AGENT)
+
+    assert rules.allows(f"https://cdn.example{path}") is allowed
+
+
+def test_robots_rules_without_our_group_use_the_star_group_and_a_tie_goes_to_allow():
+    rules = RobotsRules.parse("User-agent: *\nDisallow: /a\nAllow: /a\nDisallow:\n", user_agent=USER_AGENT)
+
+    assert rules.allows("https://cdn.example/a/1.jpg") is True
+    assert (
+        RobotsRules.parse(ROBOTS.replace("ImageTagger", "x"), user_agent=USER_AGENT).allows(
+            "https://cdn.example/private/1.jpg"
+        )
+        is False
+    )
+
+
+def robots_route(body: bytes, status: int = 200) -> Callable:
+    def handler(request) -> None:
+        request.send_response(status)
+        request.send_header("Content-Type", "text/plain")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    return handler
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_advertiser_who_asks_for_it_gets_robots_txt_respected_for_images(images):
+    with InventoryServer(images=images, images_per_listing=1) as server:
+        server.add_route("/robots.txt", robots_route(b"User-agent: imagetagger\nDisallow: /img/0/1.jpg\n"))
+        urls = [server.image_url(0), server.image_url(1)]
+
+        run = run_feed(server, urls, advertiser=AdvertiserFactory(respect_robots_txt=True))
+
+        assert reasons() == {server.image_url(0): "", server.image_url(1): "robots_disallowed"}
+        assert run.failure_reasons == {"robots_disallowed": 1}
+        assert "/img/0/1.jpg" not in server.request_paths
+        assert server.request_paths.count("/robots.txt") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_robots_txt_is_not_read_by_default_nor_when_missing_and_unreachable_disallows(images):
+    with InventoryServer(images=images, images_per_listing=1) as server:
+        server.add_route("/robots.txt", robots_route(b"User-agent: *\nDisallow: /\n"))
+        run_feed(server, [server.image_url(0)])  # off by default: the advertiser asked us to read their images
+        assert reasons() == {server.image_url(0): ""}
+        assert "/robots.txt" not in server.request_paths
+
+        Placement.objects.all().delete()
+        server.add_route("/robots.txt", robots_route(b"down", status=503))
+        run_feed(server, [server.image_url(1)], advertiser=AdvertiserFactory(respect_robots_txt=True))
+        assert reasons() == {server.image_url(1): "robots_disallowed"}  # RFC 9309: unreachable is a full disallow
+        assert "unreachable" in Placement.objects.get().failure_detail
+
+        Placement.objects.all().delete()
+        server.add_route("/robots.txt", robots_route(b"not found", status=404))
+        run_feed(server, [server.image_url(2)], advertiser=AdvertiserFactory(respect_robots_txt=True))
+        assert reasons() == {server.image_url(2): ""}
