@@ -1,8 +1,10 @@
 """Writes to the catalog."""
 
+from typing import Any
+
 from django.db import transaction
 
-from catalog.models import Advertiser, Sitemap
+from catalog.models import Advertiser, Membership, Sitemap
 
 
 @transaction.atomic
@@ -19,3 +21,17 @@ def sitemap_get_or_create(
     """The advertiser's sitemap at this URL, created with every task enabled if missing."""
     sitemap, _ = Sitemap.objects.get_or_create(advertiser=advertiser, url=url, defaults={"kind": kind, "name": name})
     return sitemap
+
+
+@transaction.atomic
+def membership_grant(*, user: Any, advertiser: Advertiser, role: str) -> tuple[Membership, str | None]:
+    """Gives the user access to the advertiser's data in the portal with this role (Membership.Role), or changes the
+    role of the access they have; returns the membership and the role it had before (None: it is new)."""
+    membership, created = Membership.objects.select_for_update().get_or_create(
+        user=user, advertiser=advertiser, defaults={"role": role}
+    )
+    before = None if created else membership.role
+    if before is not None and before != role:
+        membership.role = role
+        membership.save(update_fields=["role", "updated_at"])
+    return membership, before
