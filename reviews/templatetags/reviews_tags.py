@@ -17,6 +17,11 @@ register = template.Library()
 LABEL_KEYS = "1234567890-="
 # A model's tag below this confidence is shown greyed and outlined, so 0.27 does not look like 0.92.
 LOW_CONFIDENCE = 0.5
+# A card names a task in few letters (the full name is the title), so that a tag line at 1440 pixels holds the task,
+# the label and its source. Labels are never shortened: a long one ("Tools, Vehicles, Electronics & Appliances")
+# is set smaller and wraps (static/css/imagetagger.css; static/js/grid.js keeps LONG_LABEL's class when it retags).
+TASK_SHORT_NAMES = {"image_type": "type"}
+LONG_LABEL = 16  # characters
 
 
 def is_low_confidence(tag: EffectiveTag | None) -> bool:
@@ -93,7 +98,9 @@ def bar_width(share: float) -> int:
 def _tag_cells(name: str, tag: EffectiveTag, task: str, realm: str) -> tuple[str, ...]:
     """The values of one tag's line of a card: its classes (source, the chosen task, a low confidence) and text."""
     flags = _if(name == task, " current") + _if(is_low_confidence(tag), " low")
-    return (tag.source, flags, name, name, tag.label or "—", tag_source(tag, realm))
+    label = tag.label or "—"
+    short = TASK_SHORT_NAMES.get(name, name)
+    return (tag.source, flags, name, name, short, _if(len(label) > LONG_LABEL, " long"), label, tag_source(tag, realm))
 
 
 def _if(condition: bool, text: str) -> str:
@@ -117,7 +124,7 @@ def grid_card(item: GridItem, task: str, realm: str) -> SafeString:
         thumb = format_html('<div class="noimage">{}</div>', placement.failure_reason or "not fetched yet")
     tags = format_html_join(
         "",
-        '<li class="tag {}{}" data-task="{}"><span class="task">{}</span><span class="label">{}</span>'
+        '<li class="tag {}{}" data-task="{}"><span class="task" title="{}">{}</span><span class="label{}">{}</span>'
         '<span class="source">{}</span></li>',
         (_tag_cells(name, tag, task, realm) for name, tag in item.tags.items()),
     )

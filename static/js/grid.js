@@ -7,6 +7,7 @@
   const LABEL_KEYS = "1234567890-=";
   const DENSITY_KEY = "imagetagger.grid.density";
   const UNDO_KEY = "imagetagger.grid.undo:";
+  const LONG_LABEL = 16; // characters: a longer label is set smaller (reviews_tags.LONG_LABEL)
 
   const grid = () => document.getElementById("grid");
   const form = () => document.getElementById("fixes");
@@ -76,13 +77,16 @@
     f.querySelectorAll(`input[name="change"][data-id="${id}"]`).forEach((input) => input.remove());
     dropConfirmation(card); // a change is a review of its own
     const tag = card.querySelector(`.tag[data-task="${task}"] .label`);
+    const shown = label === card.dataset.label ? card.dataset.label || "—" : label;
     if (label === card.dataset.label) {
       card.classList.remove("pending");
-      if (tag) tag.textContent = card.dataset.label || "—";
     } else {
       hidden("change", `${id}:${task}:${label}`, id);
       card.classList.add("pending");
-      if (tag) tag.textContent = label;
+    }
+    if (tag) {
+      tag.textContent = shown;
+      tag.classList.toggle("long", shown.length > LONG_LABEL);
     }
     updateCount();
   }
