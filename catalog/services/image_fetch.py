@@ -124,6 +124,8 @@ class ImageFetchPool:
         self._claim_lock = threading.Lock()
         self._claimed: set[int] = set()  # assets counted as downloaded by this attempt (created or found unrecorded)
         self._unrecorded = 0  # URLs whose outcome has not been taken off the results queue yet
+        # An asset created before this attempt started may be an earlier attempt's (see _created_unrecorded).
+        self._attempt_started = timezone.now()
 
     def run_jobs(self, jobs: list[UrlJob]) -> Counter[str]:
         threads = [
@@ -266,10 +268,13 @@ class ImageFetchPool:
         return inspect_new_image(data, None, budget=decode_budget())
 
     def _created_unrecorded(self, asset_id: int, created_at: datetime) -> bool:
-        """Whether this Run created the asset in an attempt that died before recording it: created since the Run
-        started, and no placement anywhere says it was downloaded. Such an asset counts as downloaded, once (the
-        first URL of this attempt to find it claims it), not as a cache hit."""
-        if self.run.started_at is None or created_at < self.run.started_at:
+        """Whether this Run created the asset in an attempt that died before recording it: a resumed Run, the asset
+        created since the Run started but before this attempt did, and no placement anywhere says it was downloaded.
+        Such an asset counts as downloaded, once (the first URL of this attempt to find it claims it), not as a
+        cache hit. A first attempt has no earlier one: an asset it finds unrecorded is another Run's, downloaded by
+        that Run and not yet recorded (Runs of sitemaps sharing pictures at once), and is a cache hit here."""
+        started = self.run.started_at
+        if self.run.attempts <= 1 or started is None or not started <= created_at < self._attempt_started:
             return False
         if Placement.objects.filter(asset_id=asset_id, outcome=Outcome.DOWNLOADED).exists():
             return False

@@ -102,3 +102,19 @@ def test_the_same_bytes_under_two_urls_count_once_as_downloaded(images):
     run.refresh_from_db()
     assert (run.urls, run.downloaded, run.cache_hits) == (3, 2, 1)
     assert ImageAsset.objects.count() == 2
+
+
+def test_an_asset_another_run_brought_in_and_has_not_recorded_yet_is_a_cache_hit(images):
+    with InventoryServer(images=images, images_per_listing=3) as server:
+        run = runs.run_start(sitemap=SitemapFactory(url=server.sitemap_url), enqueue=False)
+        Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(minutes=1))
+        # Another sitemap's Run, at the same time, downloaded 4 of these pictures and has not recorded them yet: this
+        # Run's first attempt had no earlier one that could have made them.
+        for data in images[:4]:
+            asset_get_or_create(facts=inspect_image(data), data=data)
+
+        runs.run_execute(run_id=run.pk, inline=True)
+
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.urls) == ("succeeded", 1, 6)
+    assert (run.downloaded, run.cache_hits) == (2, 4), run.counters()
