@@ -7,7 +7,8 @@ with it. The catalog never imports those apps: the receivers register themselves
 
 from django.dispatch import Signal
 
-#: A placement's image (asset) or status changed. Keyword: placement_ids (list[int]).
+#: A placement's image (asset) or status changed. Keywords: placement_ids (list[int]); asset_ids (list[int], may be
+#: empty): assets whose results were stored with them, so every placement showing them changed too.
 placements_changed = Signal()
 
 #: A sync of the sitemap wrote its listings (their attributes, e.g. the scrape's color, may have changed) and

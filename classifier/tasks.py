@@ -1,13 +1,25 @@
 """Celery tasks of the classifier, on the inference queue: thin, ids in, services do the work."""
 
-from celery import shared_task
+import random
+
+from celery import Task, shared_task
 
 
-@shared_task(name="classifier.classify_batch", acks_late=True, reject_on_worker_lost=True)
-def classify_batch_task(run_id: int, asset_ids: list[int]) -> None:
+@shared_task(name="classifier.classify_batch", acks_late=True, reject_on_worker_lost=True, bind=True)
+def classify_batch_task(self: Task, run_id: int, asset_ids: list[int]) -> None:
+    """A deadlock that escapes the batch's own retries (catalog.services.deadlocks) sends the task again at once, not
+    after the Run's lease: the batch is idempotent, it classifies what still needs it."""
+    from django.db import OperationalError
+
+    from catalog.services.deadlocks import is_deadlock
     from classifier.services.pipeline import classify_batch
 
-    classify_batch(run_id=run_id, asset_ids=asset_ids)
+    try:
+        classify_batch(run_id=run_id, asset_ids=asset_ids)
+    except OperationalError as exc:
+        if not is_deadlock(exc):
+            raise
+        raise self.retry(exc=exc, countdown=random.uniform(0.05, 0.5), max_retries=3) from exc  # noqa: S311
 
 
 @shared_task(name="classifier.occlusion_map", acks_late=True, reject_on_worker_lost=True)

@@ -16,15 +16,31 @@ reviews.apps):
 - which model is active: classifier.signals.heads_switched (every placement, one statement per task);
 - manual fixes: their writers in reviews.services, for the fixed (advertiser, asset) scopes;
 - rows made in bulk outside these writers (benchmarks, tests): call effective_tags_refresh after loading.
+
+Concurrency (PostgreSQL, READ COMMITTED; several workers, Runs and reviewers at once). Every refresh first takes one
+transaction-level advisory lock (`effective_tags_lock`), held until its writer commits, and only then reads anything
+(the active heads, the placements in scope, the rule's inputs): so the store's writers take their locks in one order
+(that lock, then their rows) and never deadlock on reviews_effectivetag, and each refresh computes from a snapshot
+taken after every earlier refresh, and the inputs its writer wrote before it, committed. Without it two writers whose
+inputs meet at a row (a fix and a classification of one picture; two classify batches whose assets share a listing's
+check) each computed from a snapshot without the other's uncommitted input, and the later `ON CONFLICT DO UPDATE`
+rewrote the row from its stale one: the store drifted from the rule; and their row locks, taken in plan order across
+the upserts and the listing checks, deadlocked. The writers' transactions end at their refresh (a batch of a Run's
+fetch, a classify batch, a save of fixes), so the lock is held for a refresh's statements: tens of milliseconds.
+Holders wait for nothing but the store's rows, which only holders write: the inputs (placements, classifications,
+fixes) are written before the lock is asked for. A finer lock (per listing or per asset) would let unrelated
+advertisers' refreshes run side by side, at the cost of a lock per key and a transaction's lock table: one lock is
+enough while refreshes are short. SQLite serialises its writers itself.
 """
 
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.models import (
     BooleanField,
     Case,
@@ -103,6 +119,19 @@ def fresh_rows(placements: QuerySet[Placement], task: str, heads: Mapping[str, i
         )
         .order_by()
     )
+
+
+# The advisory lock every writer of the store holds until it commits (see the module's docstring).
+LOCK_KEY = zlib.crc32(b"reviews.effective_store")
+
+
+def effective_tags_lock() -> None:
+    """Takes the store's writer lock for the rest of the current transaction (PostgreSQL; a no-op elsewhere). Taken
+    again in the same transaction, it returns at once. A caller that reads what to refresh before calling
+    effective_tags_refresh (which takes it itself) takes it first, so that it reads after the last writer's commit."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
 
 
 # The scopes a refresh narrows to, each a list of ids left open in the compiled statements (InArray's Slot).
@@ -234,7 +263,30 @@ def effective_tags_refresh(
     (advertiser, asset)), a sitemap; nothing given: every placement. `tasks` (default: every task) is widened to
     the tasks that read them (color reads the image type). `only_stale` (with `sitemap_id`) narrows the scope to
     the placements whose copied inputs changed (stale_placements): an unchanged sitemap costs one query.
+
+    Takes the store's writer lock first (effective_tags_lock), in a transaction of its own when the caller has none.
     """
+    with transaction.atomic():
+        effective_tags_lock()
+        return _refresh(
+            placement_ids=placement_ids,
+            asset_ids=asset_ids,
+            advertiser_id=advertiser_id,
+            sitemap_id=sitemap_id,
+            tasks=tasks,
+            only_stale=only_stale,
+        )
+
+
+def _refresh(
+    *,
+    placement_ids: Iterable[int] | None,
+    asset_ids: Iterable[int] | None,
+    advertiser_id: int | None,
+    sitemap_id: int | None,
+    tasks: Iterable[str] | None,
+    only_stale: bool,
+) -> int:
     ordered = tasks_reading(Task.values if tasks is None else tasks)
     fixed: dict[str, list[int]] = {}
     if advertiser_id is not None:
@@ -268,8 +320,17 @@ def effective_tags_refresh(
 # Receivers (connected in reviews.apps.ReviewsConfig.ready) --------------------------------------------------------
 
 
-def on_placements_changed(sender: object, *, placement_ids: list[int], **kwargs: object) -> None:
-    effective_tags_refresh(placement_ids=placement_ids)
+def on_placements_changed(
+    sender: object, *, placement_ids: list[int], asset_ids: list[int] | None = None, **kwargs: object
+) -> None:
+    # The placements showing the assets are read under the lock: one that another Run's fetch just pointed at one
+    # of them is seen once that fetch has committed (or that fetch's own refresh comes after this one).
+    effective_tags_lock()
+    if asset_ids:
+        showing = Placement.objects.filter(asset_id__in=asset_ids).values_list("id", flat=True)
+        placement_ids = sorted({*placement_ids, *showing})
+    if placement_ids:
+        effective_tags_refresh(placement_ids=placement_ids)
 
 
 def on_listings_synced(sender: object, *, sitemap_id: int, **kwargs: object) -> None:
@@ -277,7 +338,9 @@ def on_listings_synced(sender: object, *, sitemap_id: int, **kwargs: object) -> 
 
 
 def on_clusters_changed(sender: object, *, asset_ids: list[int], cluster_ids: list[int], **kwargs: object) -> None:
-    # The placements showing those assets first (one query): a new asset that no placement shows yet costs no more.
+    # The placements showing those assets first (one query, under the lock, as on_placements_changed reads them): a
+    # new asset that no placement shows yet costs no more.
+    effective_tags_lock()
     showing = Placement.objects.filter(Q(asset_id__in=asset_ids) | Q(asset__cluster_id__in=cluster_ids))
     placement_ids = list(showing.values_list("id", flat=True))
     if placement_ids:

@@ -35,6 +35,7 @@ from catalog.models import Advertiser, Outcome, Placement, Run
 from catalog.signals import placements_changed
 
 from .assets import asset_find, asset_get_or_create
+from .deadlocks import atomic_retrying_deadlocks
 from .image_work import ImageWorkers, Inspected, NewImageStream, WorkersGone, decode_budget, inspect_new_image
 
 logger = logging.getLogger(__name__)
@@ -331,7 +332,8 @@ class ImageFetchPool:
             for _job, result in batch
             if result.outcome == Outcome.DOWNLOADED and result.asset_id is not None
         ]
-        with transaction.atomic():
+
+        def write() -> None:
             if validated:  # first: an ok placement must have its asset (a check constraint)
                 _placements_set_validators(validated)
             for ids, values in own_fields:
@@ -342,14 +344,18 @@ class ImageFetchPool:
                 else:
                     values = {"status": Placement.Status.OK, "failure_reason": "", "failure_detail": ""}
                 Placement.objects.filter(id__in=ids).update(outcome=outcome, **values, **common)
+            # Whatever else shows the stream's new images (another sitemap's Run found the same bytes meanwhile): the
+            # stream's results are theirs too. The receiver reads those placements under the stored tags' lock.
+            streamed: list[int] = []
             if self.stream is not None and new_assets:
                 self._stream_record(new_assets)
-                # Whatever else shows these new images (another sitemap's Run found the same bytes meanwhile):
-                # the stream's results are theirs too.
-                asset_ids = [asset_id for asset_id, _ in new_assets]
-                retagged.extend(Placement.objects.filter(asset_id__in=asset_ids).values_list("id", flat=True))
-            if retagged:  # one refresh of the stored tags for the batch's placements and the stream's results
-                placements_changed.send(sender=Placement, placement_ids=sorted(set(retagged)))
+                streamed = sorted({asset_id for asset_id, _ in new_assets})
+            if retagged or streamed:  # one refresh of the stored tags for the batch's placements and the stream's
+                placements_changed.send(sender=Placement, placement_ids=sorted(set(retagged)), asset_ids=streamed)
+
+        # One transaction, last on the stored tags' lock (reviews.effective_store); a deadlock's victim is written
+        # again at once: the outcomes are still here.
+        atomic_retrying_deadlocks(write, what=f"run {self.run.pk}: recording {len(batch)} outcomes")
         for _job, result in batch:
             self.counts[result.outcome] += 1
             if result.outcome == Outcome.FAILED:

@@ -33,6 +33,7 @@ from catalog.models import Outcome, Placement, Run, Sitemap
 from catalog.sources import WARNING_PREFIX, Expect, SourceResult, fetch_policy, source_read_feed, source_read_url
 from core.errors import ApplicationError
 
+from .deadlocks import is_deadlock
 from .image_fetch import ImageFetchPool, url_jobs_for_run
 from .sync import inventory_sync
 
@@ -209,6 +210,13 @@ def run_execute(
     except SoftTimeLimitExceeded:
         _fail(run, "the Run reached its time limit; the next Run carries on with what is left")
     except Exception as exc:
+        if is_deadlock(exc) and not inline:
+            # A step's transaction was a deadlock's victim (each batch of the fetch retries its own first): the Run
+            # is resumable, so another attempt carries it on at once rather than failing it or waiting for a lease.
+            logger.warning("run %s: deadlock detected in step %s; resuming it at once", run.pk, run.step)
+            Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(worker="", heartbeat_at=None)
+            run_enqueue(run_id=run.pk)
+            return run
         logger.exception("run %s failed", run.pk)
         _fail(run, f"internal error: {type(exc).__name__}: {exc}")
     if progress is not None:

@@ -13,13 +13,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from catalog.models import ImageAsset
+from catalog.services.deadlocks import atomic_retrying_deadlocks
 from classifier.contract import ClassifierContract, DetectorContract, parse_contract
 from classifier.heads import HeadResult
 from classifier.models import Classification, Detection, ModelHead, ModelVersion
@@ -299,11 +300,19 @@ def classifications_store(
                 )
             else:
                 rows.append(_failed(asset_id, head, result.errors.get(task, "no result")))
-    with transaction.atomic():
+    # In key order: two batches storing results of the same pictures (Runs of sitemaps sharing them) lock the rows
+    # in the same order, and wait for each other instead of deadlocking.
+    rows.sort(key=lambda row: (row.asset_id, row.model_version_id, row.task))
+    detections.sort(key=lambda detection: detection.asset_id)
+    asset_ids = sorted({asset_id for asset_id, _ in found})
+
+    def write() -> None:
         Detection.objects.bulk_create(detections, ignore_conflicts=True)
         _classifications_upsert(rows)
-        if signal:
-            classifications_written.send(sender=Classification, asset_ids=[asset_id for asset_id, _ in found])
+        if signal:  # last: the stored tags' refresh takes their lock (reviews.effective_store)
+            classifications_written.send(sender=Classification, asset_ids=asset_ids)
+
+    atomic_retrying_deadlocks(write, what=f"storing the results of {len(found)} images")
 
 
 _UPSERT_FIELDS = ["status", "label", "confidence", "margin", "scores", "crop_box", "crop_source", "error", "updated_at"]

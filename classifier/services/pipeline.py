@@ -125,7 +125,9 @@ class QueueClassifyStream:
     def record(self, new_assets: list[tuple[int, object | None]]) -> None:
         if self.broken:
             return
-        self.waiting.extend(asset_id for asset_id, _ in new_assets)
+        # A batch's transaction run again after a deadlock records its assets again: each is sent once.
+        waiting = set(self.waiting)
+        self.waiting.extend(asset_id for asset_id, _ in new_assets if asset_id not in waiting)
         size = settings.CLASSIFY_BATCH_SIZE
         while len(self.waiting) >= size:
             batch, self.waiting = self.waiting[:size], self.waiting[size:]

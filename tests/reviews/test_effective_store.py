@@ -4,9 +4,11 @@ every placement and task; and the grid's queries read it through its indexes."""
 
 import io
 import re
+import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +25,7 @@ from catalog.services.sync import inventory_sync
 from classifier.benchmarking import background_load
 from classifier.models import Classification
 from classifier.services.promotion import model_promote, model_rollback
+from classifier.signals import classifications_written
 from reviews.crosscheck import listing_check
 from reviews.effective_store import (
     COLUMNS,
@@ -82,6 +85,12 @@ def store_mismatches() -> list[str]:
         if kept != now
     ]
     return lines
+
+
+def store_statements(queries: CaptureQueriesContext) -> list[str]:
+    """The statements captured, short of the transaction's and the writer lock's (one each, whatever the scope)."""
+    bookkeeping = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT", "SELECT pg_advisory_xact_lock")
+    return [query["sql"] for query in queries.captured_queries if not query["sql"].startswith(bookkeeping)]
 
 
 def run_sync(sitemap: Sitemap) -> Run:
@@ -186,7 +195,7 @@ def test_a_sync_changing_a_scrape_color_and_making_a_listing_gone_and_an_unchang
 
     with CaptureQueriesContext(connection) as queries:
         assert effective_tags_refresh(sitemap_id=sitemap.pk, only_stale=True) == 0
-    assert len(queries.captured_queries) == 1  # what an unchanged re-sync costs the store
+    assert len(store_statements(queries)) == 1  # what an unchanged re-sync costs the store
 
     inventory_sync(sitemap=sitemap, pages=pages({0: "Red"}), seen_at=timezone.now(), complete=True)
     assert (stored(painted, Task.COLOR).label, stored(gone, Task.COLOR).live) == ("Red", True)
@@ -372,3 +381,63 @@ def test_a_multi_task_filter_looks_the_other_tasks_up_by_index(among_many):
     plan = explain(count)
     assert "Seq Scan on reviews_effectivetag" not in plan, plan
     assert len(re.findall(r"(?:using|on) effective_tag_\w+", plan)) >= 3, plan  # the color rows, one per condition
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite runs one writer at a time")
+def test_a_refresh_computes_after_a_concurrent_writer_of_the_same_rows_commits(world):
+    """A fix's transaction has refreshed the stored tags and not committed yet when a classification of the same
+    picture is stored and refreshes them too. The second refresh must wait for the first writer's commit before it
+    reads the rule's inputs: computed from a snapshot without the fix, its ON CONFLICT DO UPDATE (waiting for the fix's
+    row lock, then rewriting the row) put the model's label back over the fix in effect."""
+    placement = world["placements"][0]
+    fixed = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def in_thread(work):
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def fix() -> None:
+        with transaction.atomic():
+            manual_fixes_apply(changes=[Change(placement, Task.COLOR, "Burgundy")], user=None, source="staff")
+            fixed.set()
+            release.wait(timeout=60)
+
+    def classify() -> None:
+        with transaction.atomic():
+            Classification.objects.filter(asset=placement.asset, task=Task.COLOR).update(label="Yellow")
+            classifications_written.send(sender=Classification, asset_ids=[placement.asset_id])
+
+    fixing = in_thread(fix)
+    assert fixed.wait(timeout=60)
+    classifying = in_thread(classify)
+
+    def classify_waits() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] > 0
+
+    # The classification's refresh waits for the fix's transaction (on the writer lock; before it, on the fix's row).
+    deadline = time.monotonic() + 60
+    while not classify_waits() and classifying.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    release.set()
+    fixing.join(timeout=60)
+    classifying.join(timeout=60)
+
+    assert errors == []
+    assert (stored(placement, Task.COLOR).label, stored(placement, Task.COLOR).source) == ("Burgundy", "fix")
+    assert stored(placement, Task.COLOR).model_label == "Yellow"
+    assert store_mismatches() == []
