@@ -39,6 +39,19 @@ def get_item(mapping: dict[str, Any], key: str) -> Any:
 
 
 @register.filter
+def label_in_effect(counts: list[tuple[str, int]], vocabulary: tuple[str, ...]) -> str:
+    """The most common of a cluster's effective labels (its (label, images) counts), spelled as the task's
+    vocabulary spells it (a model may say "red"); "" when no member has a label of the vocabulary (none, failed).
+    What review by cluster offers first, so that a key or a click confirms what the cluster already is."""
+    known = {label.lower(): label for label in vocabulary}
+    totals: dict[str, int] = {}
+    for label, images in counts:  # most frequent first: a tie goes to the label listed first
+        if canonical := known.get(label.lower()):
+            totals[canonical] = totals.get(canonical, 0) + images
+    return max(totals, key=lambda label: totals[label], default="")
+
+
+@register.filter
 def add_ns(name: str, pk: int) -> str:
     return reverse(f"reviews:{name}", args=[pk])
 
