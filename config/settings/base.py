@@ -242,6 +242,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # The exchange tables (default.exchange, celery.pidbox.exchange, ...): kombu's default is ./control.
         "control_folder": str(_broker_dir / "control"),
     }
+    # kombu's transport with messages written whole before a worker can take them (config/broker.py).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 else:
     # A Run can outlive the default one-hour visibility timeout of Redis; an acks_late task that is
     # not acknowledged by then would be delivered twice.
