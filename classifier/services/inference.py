@@ -40,9 +40,10 @@ class ActiveModels:
 
     @property
     def key(self) -> tuple[object, ...]:
+        # with each file's SHA-256, as the sessions are kept (_loaded)
         return (
-            tuple(sorted((t, h.model_version_id) for t, h in self.heads.items())),
-            self.detector and self.detector.pk,
+            tuple(sorted((t, h.model_version_id, h.model_version.sha256) for t, h in self.heads.items())),
+            self.detector and (self.detector.pk, self.detector.sha256),
         )
 
     @property
@@ -77,7 +78,9 @@ class LoadedModels:
         return (max((s.width for s in specs), default=224), max((s.height for s in specs), default=224))
 
 
-_loaded: dict[int | None, object] = {}
+# By (id, SHA-256 of the file): an id alone can name another file once a transaction that made it rolled back (SQLite
+# gives the id again), and the process would run the wrong graph.
+_loaded: dict[tuple[int | None, str], object] = {}
 _lock = threading.Lock()
 _model_sets: dict[tuple[object, ...], LoadedModels] = {}  # load_models_cached, by ActiveModels.key
 
@@ -91,11 +94,12 @@ def forget_sessions() -> None:
 
 def _session_for(version: ModelVersion) -> Any:
     with _lock:
-        session = _loaded.get(version.pk)
+        key = (version.pk, version.sha256)
+        session = _loaded.get(key)
         if session is None:
             with version.file.open("rb") as handle:
                 session = make_session(handle.read())
-            _loaded[version.pk] = session
+            _loaded[key] = session
         return session
 
 
