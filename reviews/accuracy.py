@@ -2,7 +2,8 @@
 
 A tag a human looked at is an (advertiser, asset, task) of a live image with a human fix in its scope (staff
 screen, API or portal; a confirmation is a fix to the label already in effect). It is correct when the latest
-human label equals the active model's label. Carried fixes are left out: no human looked at that copy.
+human label equals the active model's label. Carried fixes are left out: no human looked at that copy; so are fixes
+withdrawn by an undo (the model's tag is in effect again).
 The ratio with its count and a 95% interval is classifier.training.metrics.LocalAccuracy, the definition the
 dataset export and the model comparison use too.
 """
@@ -18,13 +19,14 @@ from classifier.models import Classification
 from classifier.training.metrics import LocalAccuracy
 
 from .expressions import active_heads, newer_in_scope
-from .models import ManualFix
+from .models import ManualFix, on_side
 
 
 def latest_human_fixes() -> QuerySet[ManualFix]:
-    """The latest human fix of every (advertiser, asset, task) that has one."""
-    newer = newer_in_scope(source__in=ManualFix.HUMAN)
-    return ManualFix.objects.filter(source__in=ManualFix.HUMAN).filter(~Exists(newer))
+    """The latest human fix of every (advertiser, asset, task) that has one in effect: none where the latest human row
+    is a withdrawal (an undo back to the model's tag)."""
+    newer = newer_in_scope(on_side(ManualFix.HUMAN))
+    return ManualFix.objects.filter(source__in=ManualFix.HUMAN, withdraws=False).filter(~Exists(newer))
 
 
 def local_accuracies(

@@ -147,10 +147,10 @@ class FixSerializer(serializers.ModelSerializer):
     class Meta:
         model = ManualFix
         fields = [
-            "id", "task", "old_label", "new_label", "source", "user", "created_at", "note", "origin", "reverts",
-            "confirmation", "settles",
+            "id", "task", "old_label", "new_label", "withdraws", "source", "user", "created_at", "note", "origin",
+            "reverts", "confirmation", "settles",
         ]  # fmt: skip
-        read_only_fields = ["settles"]
+        read_only_fields = ["settles", "withdraws"]
 
 
 class DetailSerializer(serializers.Serializer):
@@ -373,13 +373,13 @@ class ImageFixCreateApi(APIView):
 
 
 class FixRevertApi(APIView):
-    """Reverts a fix with a new fix back to the label it replaced (both stay in the history)."""
+    """Reverts a fix with a new row that puts back what was in effect before it: a fix back to the fix in effect then,
+    or a withdrawal (`withdraws`: no fix in effect, the model's or the scrape's tag again). Both stay in the history."""
 
     @extend_schema(
         request=None,
         responses={
             201: FixSerializer,
-            400: OpenApiResponse(DetailSerializer, description="The fix replaced no label."),
             403: OpenApiResponse(DetailSerializer, description="The user is a viewer of this advertiser."),
         },
     )

@@ -1,6 +1,7 @@
 """Recent changes: the change sets (a grid save, a bulk retag, a queue decision, an undo) newest first, each one
 undoable as a whole. Staff see every advertiser's (all, one advertiser's or one sitemap's); the portal a user's own
-advertisers' only (reviews.views.Realm). Undo writes new fixes (reviews.services.change_sets.change_set_undo)."""
+advertisers' only (reviews.views.Realm), and undo only what was made in the portal (a staff change is listed without
+Undo). Undo writes new rows (reviews.services.change_sets.change_set_undo)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
 from .models import ChangeSet
-from .selectors import user_can_fix
-from .services.change_sets import change_set_undo, change_sets_of_sitemap, change_sets_visible_to
+from .services.change_sets import (
+    change_set_undo,
+    change_sets_of_sitemap,
+    change_sets_undo_allowed,
+    change_sets_visible_to,
+)
 from .services.decisions import review_decision_undo
 from .services.fixes import FixError
 from .views import PORTAL, STAFF, HtmxHttpRequest, Realm, staff_required
@@ -42,10 +47,10 @@ def _changes(request: HtmxHttpRequest, realm: Realm) -> HttpResponse:
     elif (advertiser_id := _int(request.GET.get("advertiser"))) is not None:
         queryset = queryset.filter(advertiser_id=advertiser_id)
     rows = list(queryset[:LIMIT])
-    editable = {advertiser_id: user_can_fix(user, advertiser_id) for advertiser_id in {r.advertiser_id for r in rows}}
+    allowed = change_sets_undo_allowed(user, rows, portal=realm is PORTAL)
     context = {
         "realm": realm,
-        "rows": [(row, editable[row.advertiser_id] and _undoable(row)) for row in rows],
+        "rows": [(row, allowed[row.pk] and _undoable(row)) for row in rows],
         "sitemap": sitemap,
         "limit": LIMIT,
         "next": request.get_full_path(),
@@ -66,9 +71,10 @@ def _user(request: HtmxHttpRequest) -> User:
 def _undo(request: HtmxHttpRequest, realm: Realm, change_set_id: int) -> HttpResponse:
     """Undoes a change set; back to where the request came from (`next`: the grid after its `u` key, or the list)."""
     user = _user(request)
-    change_set = get_object_or_404(change_sets_visible_to(user, portal=realm is PORTAL), pk=change_set_id)
-    if not user_can_fix(user, change_set.advertiser_id):
-        raise PermissionDenied("viewers cannot change tags")
+    portal = realm is PORTAL
+    change_set = get_object_or_404(change_sets_visible_to(user, portal=portal), pk=change_set_id)
+    if not change_sets_undo_allowed(user, [change_set], portal=portal)[change_set.pk]:
+        raise PermissionDenied("viewers cannot change tags, and the portal undoes only the changes made in it")
     try:
         if change_set.kind == ChangeSet.Kind.DECISION:  # the queue's own undo: the question comes back to the queue
             result = review_decision_undo(change_set=change_set, user=user)

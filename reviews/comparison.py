@@ -182,6 +182,7 @@ def accuracy_over_time(*, task: str, weeks: int = 26, now: datetime | None = Non
     rows = (
         ManualFix.objects.filter(task=task, source__in=ManualFix.HUMAN, created_at__gte=start, created_at__lte=now)
         .exclude(old_label="")
+        .exclude(withdraws=True)  # an undo back to the model's tag: no one looked at the tag again
         .values("advertiser_id", "advertiser__slug", "advertiser__name", week=week)
         .annotate(reviewed=Count("id"), overturned=Count("id", filter=~Q(old_label=F("new_label"))))
         .order_by()

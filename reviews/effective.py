@@ -7,7 +7,8 @@ Placement queryset. Everything that shows, filters, counts or exports tags reads
 tests/reviews/test_effective_rule.py checks that they agree on every combination of inputs.
 
 The inputs of a (placement, task):
-- `fix_label`: the latest manual fix of (advertiser, asset, task) (a revert or a carried fix is a fix too);
+- `fix_label`: the label the latest manual fix of (advertiser, asset, task) puts in effect (a revert or a carried fix
+  is a fix too; a withdrawal, the undo of a fix made where none was in effect, puts none: ManualFix.label_in_effect);
 - `scrape_color`: for color, the color the scrape configured on the listing;
 - `model_status`, `model_label`: the active model's result for the asset (None without one);
 - `placement_status`: whether the image could be fetched;
@@ -27,7 +28,7 @@ from django.db.models.lookups import Exact
 from catalog.models import TASK_LABELS, Placement, Task
 from classifier.models import Classification
 
-from .models import ManualFix
+from .models import ManualFix, label_in_effect, on_side
 
 PLACEHOLDER = "Placeholder"
 PLACEMENT_ADVERTISER = "listing__sitemap__advertiser_id"
@@ -158,12 +159,21 @@ def scrape_color_of(attributes: Mapping[str, object]) -> str | None:
 def latest_fix(
     task: str, *, sources: tuple[str, ...] = (), advertiser_ref: str = PLACEMENT_ADVERTISER
 ) -> QuerySet[ManualFix]:
-    """Fixes of the outer row's (advertiser, asset) for the task, latest first (slice [:1] for the one in effect);
-    `sources` keeps only fixes of those sources (one side of a conflict)."""
+    """Fix rows of the outer row's (advertiser, asset) for the task, latest first (slice [:1] for the one in effect,
+    and read its label_in_effect: a withdrawal puts none); `sources` keeps only the rows of one side of a conflict
+    (reviews.models.on_side)."""
     fixes = ManualFix.objects.filter(advertiser_id=OuterRef(advertiser_ref), asset_id=OuterRef("asset_id"), task=task)
     if sources:
-        fixes = fixes.filter(source__in=sources)
+        fixes = fixes.filter(on_side(sources))
     return fixes.order_by("-created_at", "-id")
+
+
+def latest_fix_label(
+    task: str, *, sources: tuple[str, ...] = (), advertiser_ref: str = PLACEMENT_ADVERTISER
+) -> Subquery:
+    """The label the latest fix row of the outer row's scope puts in effect (NULL: none, or a withdrawal)."""
+    latest = latest_fix(task, sources=sources, advertiser_ref=advertiser_ref)
+    return Subquery(latest.values(label=label_in_effect())[:1], output_field=CharField())
 
 
 def scrape_color() -> Case:
@@ -236,9 +246,7 @@ def annotate_inputs(
     none = Value(None, output_field=CharField())
     return queryset.annotate(
         **{
-            column("fix_label"): Subquery(
-                latest_fix(task, advertiser_ref=advertiser_ref).values("new_label")[:1], output_field=CharField()
-            ),
+            column("fix_label"): latest_fix_label(task, advertiser_ref=advertiser_ref),
             column("scrape_color"): scrape_color() if task == Task.COLOR else none,
             column("model_status"): F(f"{column.result}__status"),
             column("model_label"): F(f"{column.result}__label"),

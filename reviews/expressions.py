@@ -28,7 +28,7 @@ from django.db.models.lookups import Lookup
 from catalog.models import Placement
 from classifier.models import Classification, ModelHead
 from reviews.effective import ColumnNames, annotate_effective
-from reviews.models import ManualFix
+from reviews.models import ManualFix, label_in_effect, on_side
 
 
 class Slot:
@@ -113,35 +113,37 @@ def shares_from_counts(counts: Mapping[str, int]) -> dict[str, float]:
     return {label: round(images / total, 4) for label, images in ordered}
 
 
-def newer_in_scope(**extra: Any) -> QuerySet[ManualFix]:
-    """Fixes of the outer fix's (advertiser, asset, task) made after it."""
+def newer_in_scope(*conditions: Q, **extra: Any) -> QuerySet[ManualFix]:
+    """Fix rows of the outer fix's (advertiser, asset, task) made after it (and matching `conditions`, `extra`)."""
     scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
-    return ManualFix.objects.filter(**scope, **extra).filter(
+    return ManualFix.objects.filter(*conditions, **scope, **extra).filter(
         Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
     )
 
 
 def latest_fixes() -> QuerySet[ManualFix]:
-    """The fix in effect of every (advertiser, asset, task): no newer fix in its scope."""
-    return ManualFix.objects.filter(~Exists(newer_in_scope()))
+    """The fix in effect of every (advertiser, asset, task): no newer row in its scope, and no withdrawal (a scope
+    whose latest row is a withdrawal has no fix in effect)."""
+    return ManualFix.objects.filter(~Exists(newer_in_scope()), withdraws=False)
 
 
 def disagreements() -> QuerySet[ManualFix]:
     """The latest staff-side fix (staff screen or API) of every (advertiser, asset, task) whose latest advertiser
-    fix says something else, unless the latest fix of the scope is a staff decision that settled it.
+    fix says something else, unless the latest fix of the scope is a staff decision that settled it. A side whose
+    latest row is a withdrawal (reviews.models.on_side) says nothing.
 
     One row per conflicting scope: count them, or group them by advertiser.
     """
     scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
     advertiser_label = (
-        ManualFix.objects.filter(**scope, source__in=ManualFix.ADVERTISER_SIDE)
+        ManualFix.objects.filter(on_side(ManualFix.ADVERTISER_SIDE), **scope)
         .order_by("-created_at", "-id")
-        .values("new_label")[:1]
+        .values(label=label_in_effect())[:1]
     )
     settled = ManualFix.objects.filter(**scope, settles=True).filter(~Exists(newer_in_scope()))
     return (
-        ManualFix.objects.filter(source__in=ManualFix.STAFF_SIDE)
-        .filter(~Exists(newer_in_scope(source__in=ManualFix.STAFF_SIDE)))
+        ManualFix.objects.filter(source__in=ManualFix.STAFF_SIDE, withdraws=False)
+        .filter(~Exists(newer_in_scope(on_side(ManualFix.STAFF_SIDE))))
         .annotate(advertiser_label=Subquery(advertiser_label, output_field=CharField()))
         .filter(advertiser_label__isnull=False)
         .exclude(advertiser_label=F("new_label"))

@@ -25,7 +25,8 @@ from catalog.models import TASK_LABELS, Outcome, Placement, Sitemap, Task
 
 from .crosscheck import page_cluster_sizes, reused_filter
 from .effective import Source
-from .models import NO_SCORE, ManualFix
+from .expressions import latest_fixes
+from .models import NO_SCORE
 from .models import EffectiveTag as StoredTag
 from .paging import PageNumbers
 from .selectors import EffectiveTag, effective_tags
@@ -56,7 +57,7 @@ class GridFilters:
     confidence_below: float | None = None
     ambiguous: bool = False
     failed: bool = False
-    fixed: str = ""  # "yes", "no" or "": any fix of the advertiser on the picture, whatever the task
+    fixed: str = ""  # "yes", "no" or "": a fix of the advertiser in effect on the picture, whatever the task
     reviewed: str = ""  # "yes", "no" or "": a human fix or confirmation in effect for the task (source fix)
     listing: str = ""
     listing_disagrees: bool = False  # photos of listings whose photos disagree on the color (reviews.crosscheck)
@@ -308,7 +309,7 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
     if filters.listing:
         condition &= q(listing__external_id=filters.listing) | q(listing__url__icontains=filters.listing)
     if filters.fixed:
-        any_fix = Exists(ManualFix.objects.filter(advertiser_id=sitemap.advertiser_id, asset_id=OuterRef("asset_id")))
+        any_fix = Exists(latest_fixes().filter(advertiser_id=sitemap.advertiser_id, asset_id=OuterRef("asset_id")))
         condition &= Q(any_fix) if filters.fixed == "yes" else ~Q(any_fix)
     if filters.run is not None:
         condition &= q(placement__last_run_id=filters.run)

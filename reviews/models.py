@@ -2,15 +2,20 @@
 
 A fix is scoped to (advertiser, asset, task): keyed by image content, so it stays when the CDN renames the
 file, and per advertiser, so two advertisers sharing a CDN never overwrite each other.
+
+A withdrawal (an undo or a revert back to a time when no fix was in effect) is a row too: while it is the latest of
+its scope, no fix is in effect there, and the model's (or the scrape's) tag is the tag again. What a row puts in effect
+is defined once, here, in Python (ManualFix.label_in_effect) and SQL (label_in_effect, on_side).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import Case, CharField, F, Q, Value, When
 from django.db.models.functions import Coalesce, Lower
 from django.urls import reverse
 
@@ -33,9 +38,19 @@ class ManualFixQuerySet(models.QuerySet["ManualFix"]):
         raise AppendOnly("manual fixes are append-only: revert with a new fix instead")
 
 
+class FixSource(models.TextChoices):
+    """Where a fix (or a change set of fixes) was made."""
+
+    STAFF = "staff", "Staff screen"
+    ADVERTISER = "advertiser", "Advertiser portal"
+    API = "api", "API"
+    CARRIED = "carried", "Carried forward from a re-encoded copy"
+
+
 class ChangeSet(models.Model):
     """One reviewer action that wrote fixes: a save of the grid, a bulk retag, a queue decision, or the undo of an
-    earlier change set. Undoing writes new fixes back (history stays append-only) in a change set of its own."""
+    earlier change set. Undoing writes new rows (history stays append-only) in a change set of its own: a fix back to
+    the fix that was in effect before, or a withdrawal where none was."""
 
     class Kind(models.TextChoices):
         SAVE = "save", "Save"
@@ -44,6 +59,10 @@ class ChangeSet(models.Model):
         UNDO = "undo", "Undo"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
+    source = models.CharField(
+        max_length=20, choices=FixSource.choices, default=FixSource.STAFF,
+        help_text="Where it was made: the portal may undo only what was made in the portal.",
+    )  # fmt: skip
     advertiser = models.ForeignKey(Advertiser, on_delete=models.PROTECT, related_name="change_sets")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -64,11 +83,7 @@ class ChangeSet(models.Model):
 
 
 class ManualFix(models.Model):
-    class Source(models.TextChoices):
-        STAFF = "staff", "Staff screen"
-        ADVERTISER = "advertiser", "Advertiser portal"
-        API = "api", "API"
-        CARRIED = "carried", "Carried forward from a re-encoded copy"
+    Source = FixSource
 
     # Who speaks for which side in a conflict: the staff screen and the API (staff tokens: an advertiser's token
     # records source "advertiser") speak for staff; the portal for the advertiser. A carried fix is a copy of
@@ -81,7 +96,12 @@ class ManualFix(models.Model):
     asset = models.ForeignKey(ImageAsset, on_delete=models.PROTECT, related_name="manual_fixes")
     task = models.CharField(max_length=20, choices=Task.choices)
     old_label = models.CharField(max_length=100, blank=True, help_text="The effective label before the fix.")
-    new_label = models.CharField(max_length=100)
+    new_label = models.CharField(max_length=100, blank=True, help_text="Empty for a withdrawal.")
+    withdraws = models.BooleanField(
+        default=False,
+        help_text="A withdrawal: from this row on no fix is in effect in the scope (the model's or the scrape's tag"
+        " is), until the next fix. It `reverts` the fix it withdraws; its old label is what that fix said.",
+    )
     source = models.CharField(max_length=20, choices=Source.choices)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -92,7 +112,7 @@ class ManualFix(models.Model):
         help_text="A staff decision from the review queue: it settles a conflict (advertiser vs staff, or advertisers"
         " among themselves) until someone fixes the scope again.",
     )
-    # A carried fix points at the fix it was carried from; a revert at the fix it undoes.
+    # A carried fix points at the fix it was carried from; a revert or a withdrawal at the fix it undoes.
     origin = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="carried")
     reverts = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="reverted_by")
     change_set = models.ForeignKey(ChangeSet, on_delete=models.PROTECT, null=True, blank=True, related_name="fix_rows")
@@ -107,14 +127,18 @@ class ManualFix(models.Model):
             models.Index(fields=["asset", "task"], name="fix_asset_task_idx"),
         ]
         constraints = [
-            models.CheckConstraint(condition=~models.Q(new_label=""), name="fix_has_new_label"),
+            models.CheckConstraint(
+                condition=Q(withdraws=False) & ~Q(new_label="")
+                | Q(withdraws=True, new_label="", reverts__isnull=False, settles=False),
+                name="fix_has_new_label_or_withdraws",
+            ),
             models.CheckConstraint(
                 condition=~models.Q(source="carried") | models.Q(origin__isnull=False), name="fix_carried_has_origin"
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.task}: {self.old_label or '-'} -> {self.new_label} ({self.source})"
+        return f"{self.task}: {self.old_label or '-'} -> {self.new_label or 'withdrawn'} ({self.source})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
@@ -128,6 +152,29 @@ class ManualFix(models.Model):
     def is_confirmation(self) -> bool:
         """A fix to the label already in effect: a human looked and agreed."""
         return self.old_label == self.new_label
+
+    @property
+    def label_in_effect(self) -> str | None:
+        """What this row, as the latest of its scope, puts in effect: its new label, or None for a withdrawal (no fix
+        is in effect). The SQL side is label_in_effect() below."""
+        return None if self.withdraws else self.new_label
+
+
+def label_in_effect(prefix: str = "") -> Case:
+    """SQL of ManualFix.label_in_effect over a fix row (`prefix`: the path to it): NULL for a withdrawal."""
+    return Case(
+        When(Q(**{f"{prefix}withdraws": True}), then=Value(None)),
+        default=F(f"{prefix}new_label"),
+        output_field=CharField(),
+    )
+
+
+def on_side(sources: Iterable[str]) -> Q:
+    """Fix rows that speak for one side of a conflict (ManualFix.STAFF_SIDE, ADVERTISER_SIDE or HUMAN): its fixes of
+    those sources, and the withdrawals of those fixes (whoever withdrew them: a staff undo of a portal save takes
+    back the advertiser's word, not staff's)."""
+    sources = list(sources)
+    return Q(withdraws=False, source__in=sources) | Q(withdraws=True, reverts__source__in=sources)
 
 
 class DatasetExport(TimeStampedModel):

@@ -19,7 +19,7 @@ from catalog.models import TASK_LABELS, Placement, Run, Sitemap, Task
 
 from .grid import failed_q, reviewed_q
 from .models import EffectiveTag as StoredTag
-from .models import ManualFix
+from .models import ManualFix, label_in_effect, on_side
 
 # The task the home page counts on: the image type is tagged on every sitemap and is what advertisers fix most.
 HOME_TASK = Task.IMAGE_TYPE.value
@@ -103,10 +103,10 @@ def staff_decisions(
     scope = {"advertiser_id": OuterRef("advertiser_id"), "asset_id": OuterRef("asset_id"), "task": OuterRef("task")}
     earlier = Q(created_at__lt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__lt=OuterRef("id"))
     own_label = (
-        ManualFix.objects.filter(**scope, source__in=ManualFix.ADVERTISER_SIDE)
+        ManualFix.objects.filter(on_side(ManualFix.ADVERTISER_SIDE), **scope)
         .filter(earlier)
         .order_by("-created_at", "-id")
-        .values("new_label")[:1]
+        .values(label=label_in_effect())[:1]
     )
     shown_in = (
         Placement.objects.filter(asset_id=OuterRef("asset_id"), listing__sitemap__in=sitemaps)

@@ -171,8 +171,10 @@ def staff_queue_undo(request: HtmxHttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect(params.queue_url())
     fix = decision.fix_rows.order_by("id").first()
-    if result.written and fix is not None:
+    if result.written > result.withdrawn and fix is not None:
         text = format_html("undone: {} back to {}", fix.task, fix.old_label)
+    elif fix is not None and fix.old_label:  # withdrawn: no fix in effect, the model's (or the scrape's) tag again
+        text = format_html("undone: {} is asked again (no fix: {} again)", fix.task, fix.old_label)
     else:
         text = format_html("undone: {} is asked again", fix.task if fix else "the question")
     if request.htmx:

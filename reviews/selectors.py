@@ -39,7 +39,8 @@ class EffectiveTag:
 
 
 def fixes_for(placements: list[Placement], tasks: Iterable[str]) -> dict[tuple[int, int, str], EffectiveTag]:
-    """The latest manual fix per (advertiser, asset, task) of these placements, in one query."""
+    """The fix in effect per (advertiser, asset, task) of these placements, in one query: the latest row of each
+    scope, unless that row is a withdrawal (then no fix is in effect: the scope has no entry)."""
     scopes = {(p.listing.sitemap.advertiser_id, p.asset_id) for p in placements if p.asset_id}
     if not scopes:
         return {}
@@ -50,15 +51,23 @@ def fixes_for(placements: list[Placement], tasks: Iterable[str]) -> dict[tuple[i
         .order_by("advertiser_id", "asset_id", "task", "-created_at", "-id")
         .select_related("user")
     )
-    latest: dict[tuple[int, int, str], EffectiveTag] = {}
+    latest: dict[tuple[int, int, str], ManualFix] = {}
     for fix in fixes:
         key = (fix.advertiser_id, fix.asset_id, fix.task)
-        if key not in latest and key[:2] in scopes:
-            who = fix.user.get_username() if fix.user else ""
-            latest[key] = EffectiveTag(
-                fix.task, fix.new_label, Source.FIX, fix_id=fix.pk, fix_source=fix.source, fixed_by=who
-            )
-    return latest
+        if key[:2] in scopes:
+            latest.setdefault(key, fix)
+    return {
+        key: EffectiveTag(
+            fix.task,
+            label,
+            Source.FIX,
+            fix_id=fix.pk,
+            fix_source=fix.source,
+            fixed_by=fix.user.get_username() if fix.user else "",
+        )
+        for key, fix in latest.items()
+        if (label := fix.label_in_effect) is not None
+    }
 
 
 def effective_tags(

@@ -46,7 +46,7 @@ from reviews.effective import (
     scrape_color,
 )
 from reviews.expressions import active_heads, advertiser_conflicts, live_placements, model_result
-from reviews.models import ChangeSet, ManualFix
+from reviews.models import ChangeSet, ManualFix, label_in_effect
 
 # Below this top-two margin (or this confidence) the model hesitated.
 QUEUE_MARGIN = 0.2
@@ -226,6 +226,10 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
     def first(queryset: Any, column: str, output_field: Any = None) -> Subquery:
         return Subquery(queryset.values(column)[:1], output_field=output_field)
 
+    def side(sources: tuple[str, ...]) -> QuerySet[ManualFix]:
+        """The latest standing row of one side, with the label it puts in effect (none: a withdrawal)."""
+        return standing_fixes(latest_fix(task, sources=sources)).annotate(in_effect=label_in_effect())
+
     placements = placements.filter(~Exists(earlier)).annotate(
         model_status=first(result, "status"),
         model_label=first(result, "label"),
@@ -234,12 +238,12 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
         model_error=first(result, "error"),
         model_crop_box=first(result, "crop_box", JSONField()),
         model_at=first(result, "updated_at", DateTimeField()),
-        fix_label=first(fix, "new_label"),
+        fix_label=first(fix.annotate(in_effect=label_in_effect()), "in_effect", CharField()),
         fix_source=first(fix, "source"),
         fix_at=first(fix, "created_at", DateTimeField()),
         fix_settles=first(fix, "settles", BooleanField()),
-        advertiser_label=first(standing_fixes(latest_fix(task, sources=ManualFix.ADVERTISER_SIDE)), "new_label"),
-        staff_label=first(standing_fixes(latest_fix(task, sources=ManualFix.STAFF_SIDE)), "new_label"),
+        advertiser_label=first(side(ManualFix.ADVERTISER_SIDE), "in_effect", CharField()),
+        staff_label=first(side(ManualFix.STAFF_SIDE), "in_effect", CharField()),
         configured_color=scrape_color() if task == Task.COLOR else Value(None, output_field=CharField()),
         other_advertiser=Exists(
             advertiser_conflicts().filter(
@@ -266,7 +270,10 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
         & Q(fix_label__isnull=True, configured_color__isnull=True)
         & (Q(model_margin__lt=QUEUE_MARGIN) | Q(model_confidence__lt=QUEUE_CONFIDENCE))
     )
-    decided = Q(fix_source__in=ManualFix.STAFF_SIDE) & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
+    decided = (  # a withdrawal decides nothing: the model's tag is in effect again
+        Q(fix_source__in=ManualFix.STAFF_SIDE, fix_label__isnull=False)
+        & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
+    )
     placements = (
         placements.annotate(
             kind=Case(

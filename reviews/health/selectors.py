@@ -28,7 +28,7 @@ from reviews.expressions import (
     live_placements,
     shares_from_counts,
 )
-from reviews.models import ManualFix
+from reviews.models import ManualFix, label_in_effect
 
 FIXES_WINDOW = timedelta(days=30)
 
@@ -145,7 +145,7 @@ def _model_tags_by_advertiser(heads: dict[str, int]) -> list[dict[str, Any]]:
             advertiser_id=OuterRef(advertiser), asset_id=OuterRef("asset_id"), task=OuterRef("task")
         )
         .order_by("-created_at", "-id")
-        .values("new_label")[:1]
+        .values(label=label_in_effect())[:1]
     )
     return [
         dict(row)

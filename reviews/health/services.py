@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists
-
 from catalog.models import Run, Sitemap, Task
-from reviews.effective import PLACEHOLDER, ColumnNames, annotate_effective, latest_fix
+from reviews.effective import PLACEHOLDER, ColumnNames, annotate_effective, latest_fix_label
 from reviews.expressions import active_heads, disagreements, label_counts, live_placements, shares_from_counts
 
 from . import flags as health_flags
@@ -34,11 +32,11 @@ def sitemap_placeholders_with_color_fix(*, sitemap: Sitemap, heads: dict[str, in
     """Live images whose effective image type is Placeholder and that carry a color fix in their scope: someone
     gave a placeholder a color (the rule shows none), so the type or the fix is wrong."""
     column = ColumnNames(Task.IMAGE_TYPE)
-    color_fix = latest_fix(Task.COLOR)
     return (
         annotate_effective(live_placements().filter(listing__sitemap=sitemap), [Task.IMAGE_TYPE], heads)
         .filter(**{column.label: PLACEHOLDER})
-        .filter(Exists(color_fix))
+        .annotate(color_fix=latest_fix_label(Task.COLOR))
+        .filter(color_fix__isnull=False)
         .count()
     )
 

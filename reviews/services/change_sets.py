@@ -1,9 +1,12 @@
 """Change sets: one reviewer action that wrote fixes (a save of the grid, a bulk retag, a queue decision), kept so
 that the action can be undone as a whole.
 
-History stays append-only: an undo deletes nothing. It writes, for each fix of the set whose scope still holds that
-fix's label, a new fix back to the label it replaced, and records those fixes as a change set of its own (kind
-"undo", pointing at the set it undid). A set is undone once (ChangeSet.undoes is one-to-one).
+History stays append-only: an undo deletes nothing. For each fix of the set that is still the latest row of its
+scope, it writes a row that puts back what was in effect before the set (reviews.services.fixes.fix_back): a fix back
+to the fix in effect then, or, where none was (the model's tag, the scrape's color, unknown), a withdrawal: no fix in
+effect, so a mistaken save that was undone is no human label (not reviewed, not exported). It records those rows as a
+change set of its own (kind "undo", pointing at the set it undid). A set is undone once (ChangeSet.undoes is
+one-to-one). The portal undoes only the change sets made in the portal (change_set_undoable).
 
 The two reads that the screens need (which change sets a user may see, and how they are listed) live here too, beside
 the writes, because they share the one visibility rule: staff see every advertiser's, a portal user their own
@@ -21,8 +24,9 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from catalog.models import Sitemap
 from reviews.models import ChangeSet, ManualFix
+from reviews.selectors import user_can_fix
 
-from .fixes import Change, FixError, fix_back, fixes_record, manual_fixes_apply
+from .fixes import Change, FixError, fix_back, fixes_record, manual_fixes_apply, row_before, scope_histories, scope_of
 
 SUMMARY_LENGTH = 300
 
@@ -52,7 +56,7 @@ def change_set_apply(
     if foreign:
         raise FixError(f"images {foreign} are not the advertiser's: a change set belongs to one advertiser")
     change_set = ChangeSet.objects.create(
-        kind=kind, advertiser_id=advertiser_id, user=user, summary=summary[:SUMMARY_LENGTH]
+        kind=kind, advertiser_id=advertiser_id, user=user, source=source, summary=summary[:SUMMARY_LENGTH]
     )
     created = list(manual_fixes_apply(changes=changes, user=user, source=source, note=note, change_set=change_set))
     changed = {(fix.asset_id, fix.task) for fix in created}
@@ -75,28 +79,28 @@ class UndoResult:
 
     change_set: ChangeSet
     written: int
-    changed_since: int = 0  # scopes whose label someone changed after the set
-    confirmations: int = 0  # confirmations changed no label: there is nothing to write back
-    no_label: int = 0  # the fix replaced no label (the model had none): there is no label to go back to
+    withdrawn: int = 0  # of those written: withdrawals (no fix was in effect before: the model's tag again)
+    changed_since: int = 0  # scopes that someone fixed after the set
+    confirmations: int = 0  # confirmations of a fix in effect changed nothing: there is nothing to put back
 
     @property
     def skipped(self) -> int:
-        return self.changed_since + self.confirmations + self.no_label
+        return self.changed_since + self.confirmations
 
     def message(self) -> str:
         text = f"Change set {self.change_set.undoes_id} undone: {self.written} tag{_s(self.written)} set back"
-        skipped = _skipped_reasons(
-            {"changed_since": self.changed_since, "confirmations": self.confirmations, "no_label": self.no_label}
-        )
+        if self.withdrawn:
+            text += f" ({self.withdrawn} with no fix any more: the model's or the scrape's tag)"
+        skipped = _skipped_reasons({"changed_since": self.changed_since, "confirmations": self.confirmations})
         return f"{text}; {self.skipped} skipped ({skipped})" if skipped else text
 
 
-def change_set_undo_record(locked: ChangeSet, *, user: User | None, fixes: int) -> ChangeSet:
+def change_set_undo_record(locked: ChangeSet, *, user: User | None, source: str, fixes: int) -> ChangeSet:
     """Records the change set (kind "undo") that undoes `locked` (locked by the caller). FixError when it was undone
     already: ChangeSet.undoes is one-to-one, so two undos racing past the lock cannot both land."""
     undo = ChangeSet(
-        kind=ChangeSet.Kind.UNDO, advertiser_id=locked.advertiser_id, user=user, fixes=fixes, undoes=locked,
-        summary=f"undo of change set {locked.pk}: {locked.summary}"[:SUMMARY_LENGTH],
+        kind=ChangeSet.Kind.UNDO, advertiser_id=locked.advertiser_id, user=user, source=source, fixes=fixes,
+        undoes=locked, summary=f"undo of change set {locked.pk}: {locked.summary}"[:SUMMARY_LENGTH],
     )  # fmt: skip
     try:
         with transaction.atomic():
@@ -108,57 +112,55 @@ def change_set_undo_record(locked: ChangeSet, *, user: User | None, fixes: int) 
 
 @transaction.atomic
 def change_set_undo(*, change_set: ChangeSet, user: User | None, source: str) -> UndoResult:
-    """Undoes a change set in one transaction: for each of its fixes whose scope (advertiser, asset, task) still
-    holds that fix's label, a new fix back to the label it replaced (`reverts` the fix). Scopes that someone changed
-    since are skipped and counted, as are confirmations and fixes that replaced no label. The new fixes form a change
-    set of kind "undo" that `undoes` this one. A set is undone once; FixError when it was, or when nothing of it can
-    be set back (then nothing is recorded and it stays undoable)."""
+    """Undoes a change set in one transaction: for each of its fixes that is still the latest row of its scope
+    (advertiser, asset, task), a new row that puts back what was in effect before it (fix_back, `reverts` the fix): a
+    fix back to the fix in effect then, or a withdrawal where none was (the model's tag again, not reviewed). Scopes
+    that someone fixed since are skipped and counted, as are confirmations of a fix in effect (they changed nothing;
+    a decision's confirmation settled a conflict, which its undo takes back). The new rows form a change set of kind
+    "undo" that `undoes` this one. A set is undone once; FixError when it was, or when nothing of it can be set back
+    (then nothing is recorded and it stays undoable)."""
     locked = ChangeSet.objects.select_for_update().get(pk=change_set.pk)  # two undos of one set: one waits
     done = ChangeSet.objects.filter(undoes=locked).first()
     if done is not None:
         raise FixError(f"change set {locked.pk} was undone already (change set {done.pk})")
     fixes = list(locked.fix_rows.order_by("id"))
-    holding = _latest_labels(fixes)
-    counts = {"changed_since": 0, "confirmations": 0, "no_label": 0}
-    back: list[ManualFix] = []
+    histories = scope_histories(fixes)
+    counts = {"changed_since": 0, "confirmations": 0}
+    back: list[tuple[ManualFix, ManualFix | None]] = []  # a fix and the row before it
     for fix in fixes:
-        if fix.is_confirmation:
-            counts["confirmations"] += 1
-        elif not fix.old_label:
-            counts["no_label"] += 1
-        elif holding.get((fix.advertiser_id, fix.asset_id, fix.task), "").lower() != fix.new_label.lower():
+        history = histories[scope_of(fix)]
+        before = row_before(fix, history)
+        if history[0].pk != fix.pk:
             counts["changed_since"] += 1
+        elif fix.is_confirmation and not fix.settles and before is not None and before.label_in_effect is not None:
+            counts["confirmations"] += 1
         else:
-            back.append(fix)
+            back.append((fix, before))
     if not back:
         reasons = _skipped_reasons(counts) or "it wrote no fix"
         raise FixError(f"nothing of change set {locked.pk} can be set back: {reasons}")
-    undo = change_set_undo_record(locked, user=user, fixes=len(back))
+    undo = change_set_undo_record(locked, user=user, source=source, fixes=len(back))
     note = f"undo of change set {locked.pk}"
-    fixes_record([fix_back(fix, user=user, source=source, note=note, change_set=undo) for fix in back])
-    return UndoResult(change_set=undo, written=len(back), **counts)
-
-
-def _latest_labels(fixes: list[ManualFix]) -> dict[tuple[int, int, str], str]:
-    """The label of the latest fix in each scope of these fixes (the label the scope holds: a fix beats the rest)."""
-    if not fixes:
-        return {}
-    scopes = {(f.advertiser_id, f.asset_id, f.task) for f in fixes}
-    rows = (
-        ManualFix.objects.filter(
-            advertiser_id__in={a for a, _, _ in scopes},
-            asset_id__in={s for _, s, _ in scopes},
-            task__in={t for _, _, t in scopes},
-        )
-        .order_by("advertiser_id", "asset_id", "task", "-created_at", "-id")
-        .values_list("advertiser_id", "asset_id", "task", "new_label")
+    rows = fixes_record(
+        [fix_back(fix, before, user=user, source=source, note=note, change_set=undo) for fix, before in back]
     )
-    latest: dict[tuple[int, int, str], str] = {}
-    for advertiser_id, asset_id, task, label in rows:
-        key = (advertiser_id, asset_id, task)
-        if key in scopes:
-            latest.setdefault(key, label)
-    return latest
+    withdrawn = sum(row.withdraws for row in rows)
+    return UndoResult(change_set=undo, written=len(rows), withdrawn=withdrawn, **counts)
+
+
+def change_sets_undo_allowed(
+    user: User | AnonymousUser, change_sets: Iterable[ChangeSet], *, portal: bool
+) -> dict[int, bool]:
+    """Change set id -> whether the user may undo it (of those they may see, change_sets_visible_to): they may fix the
+    advertiser's tags, and, in the portal, it was made in the portal: a staff save, bulk retag or decision is not the
+    advertiser's to undo (the portal lists them, without Undo). One permission check per advertiser."""
+    change_sets = list(change_sets)
+    editable = {pk: user_can_fix(user, pk) for pk in {change_set.advertiser_id for change_set in change_sets}}
+    return {
+        change_set.pk: editable[change_set.advertiser_id]
+        and (not portal or change_set.source == ManualFix.Source.ADVERTISER)
+        for change_set in change_sets
+    }
 
 
 def _skipped_reasons(counts: dict[str, int]) -> str:
@@ -166,7 +168,6 @@ def _skipped_reasons(counts: dict[str, int]) -> str:
     words = {
         "changed_since": lambda n: f"{n} changed by someone since",
         "confirmations": lambda n: f"{n} confirmation{_s(n)}, which changed no label",
-        "no_label": lambda n: f"{n} with no earlier label",
     }
     return ", ".join(words[key](n) for key, n in counts.items() if n)
 

@@ -91,13 +91,55 @@ def fixes_record(fixes: list[ManualFix]) -> list[ManualFix]:
     return created
 
 
+Scope = tuple[int, int, str]  # (advertiser id, asset id, task)
+
+
+def scope_of(fix: ManualFix) -> Scope:
+    return (fix.advertiser_id, fix.asset_id, fix.task)
+
+
+def scope_histories(fixes: Iterable[ManualFix]) -> dict[Scope, list[ManualFix]]:
+    """Every row of these fixes' scopes, latest first, per scope (one query): which row is in effect, and which was
+    before a given one."""
+    scopes = {scope_of(fix) for fix in fixes}
+    if not scopes:
+        return {}
+    rows = ManualFix.objects.filter(
+        advertiser_id__in={a for a, _, _ in scopes},
+        asset_id__in={s for _, s, _ in scopes},
+        task__in={t for _, _, t in scopes},
+    ).order_by("-created_at", "-id")
+    histories: dict[Scope, list[ManualFix]] = {scope: [] for scope in scopes}
+    for row in rows:
+        if (scope := scope_of(row)) in histories:
+            histories[scope].append(row)
+    return histories
+
+
+def row_before(fix: ManualFix, history: list[ManualFix]) -> ManualFix | None:
+    """The row of the scope just before `fix` (its scope's history, latest first), None when the fix was the first."""
+    older = history[[row.pk for row in history].index(fix.pk) + 1 :]
+    return older[0] if older else None
+
+
 def fix_back(
-    fix: ManualFix, *, user: User | None, source: str, note: str, change_set: ChangeSet | None = None
+    fix: ManualFix,
+    before: ManualFix | None,
+    *,
+    user: User | None,
+    source: str,
+    note: str,
+    change_set: ChangeSet | None = None,
 ) -> ManualFix:
-    """A new (unsaved) fix setting the fix's scope back to the label the fix replaced: a revert, or part of an undo."""
+    """A new (unsaved) row that puts back, in the fix's scope, what was in effect before the fix (`before`: the row
+    before it, scope_histories): a revert, or part of an undo. A fix back to the label of the fix that was in effect
+    then; or, when none was (no row before, or a withdrawal), a withdrawal: no fix in effect, the model's or the
+    scrape's tag again, not reviewed, not exported."""
+    restored = before.label_in_effect if before is not None else None
     return ManualFix(
-        advertiser_id=fix.advertiser_id, asset_id=fix.asset_id, task=fix.task, old_label=fix.new_label,
-        new_label=fix.old_label, source=source, user=user, reverts=fix, change_set=change_set, note=note,
+        advertiser_id=fix.advertiser_id, asset_id=fix.asset_id, task=fix.task,
+        old_label=fix.label_in_effect or "", new_label=restored or "", withdraws=restored is None,
+        source=source, user=user, reverts=fix, change_set=change_set, note=note,
     )  # fmt: skip
 
 
@@ -145,6 +187,7 @@ def review_decision_record(*, placement: Placement, task: str, label: str, user:
         kind=ChangeSet.Kind.DECISION,
         advertiser_id=placement.listing.sitemap.advertiser_id,
         user=user,
+        source=ManualFix.Source.STAFF,
         fixes=1,
         summary=f"{task}: {label} (image {placement.pk})"[:300],
     )
@@ -162,10 +205,10 @@ def review_decision_record(*, placement: Placement, task: str, label: str, user:
 
 @transaction.atomic
 def manual_fix_revert(*, fix: ManualFix, user: User | None, source: str) -> ManualFix:
-    """Undoes a fix with a new one back to the label it replaced; both stay in the history."""
-    if not fix.old_label:
-        raise FixError("this fix replaced no label (the model had none): fix it to a label instead")
-    (revert,) = fixes_record([fix_back(fix, user=user, source=source, note=f"revert of fix {fix.pk}")])
+    """Undoes a fix with a new row that puts back what was in effect before it (fix_back: the fix before it, or no
+    fix: the model's tag again); both stay in the history."""
+    before = row_before(fix, scope_histories([fix])[scope_of(fix)])
+    (revert,) = fixes_record([fix_back(fix, before, user=user, source=source, note=f"revert of fix {fix.pk}")])
     return revert
 
 

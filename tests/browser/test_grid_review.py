@@ -64,14 +64,19 @@ def test_tag_save_keep_the_place_and_undo_the_save_with_u(reviewer, live_server,
     assert (change_set.kind, change_set.fixes, change_set.user.username) == ("save", 3, "reviewer")
     assert sorted(change_set.fix_rows.values_list("new_label", flat=True)) == ["Blue", "Red", "Yellow"]
 
-    page.keyboard.press("u")  # undo that save
-    expect(page.locator("#grid .messages")).to_contain_text(f"Change set {change_set.pk} undone: 2 tags set back")
+    page.keyboard.press("u")  # undo that save: no fix was in effect before it, so each is withdrawn
+    expect(page.locator("#grid .messages")).to_contain_text(
+        f"Change set {change_set.pk} undone: 3 tags set back (3 with no fix any more"
+    )
     settled(page)
     undo = ChangeSet.objects.get(kind="undo")
     assert undo.undoes == change_set
-    assert sorted(undo.fix_rows.values_list("new_label", flat=True)) == ["blue", "green"]
-    for placement, label in ((placements[40], "green"), (placements[41], "blue")):
-        expect(page.locator(f"#grid .card[data-id='{placement.pk}'] .tag.current .label")).to_have_text(label)
+    assert list(undo.fix_rows.values_list("withdraws", flat=True)) == [True, True, True]
+    for placement, label in ((placements[40], "green"), (placements[41], "blue"), (placements[42], "red")):
+        card = page.locator(f"#grid .card[data-id='{placement.pk}']")
+        expect(card.locator(".tag.current .label")).to_have_text(label)  # the model's tag again, not reviewed
+        expect(card.locator(".tag.current .source")).to_contain_text("model")
+        expect(card).not_to_have_class(re.compile(r"\breviewed\b"))
     assert focused_id(page) == str(placements[41].pk)
     page.keyboard.press("u")  # nothing left to undo on this page
     expect(page.locator("#notice")).to_contain_text("Nothing to undo")
@@ -112,8 +117,8 @@ def test_bulk_of_the_whole_filter_asks_first_then_recent_changes_undo_it(reviewe
     expect(row.locator("button.undo")).to_have_count(0)  # undone once
     latest = {}
     for fix in ManualFix.objects.order_by("created_at", "id"):
-        latest[fix.asset_id] = fix.new_label
-    assert latest == {p.asset_id: "red" for p in reds}
+        latest[fix.asset_id] = fix.label_in_effect
+    assert latest == {p.asset_id: None for p in reds}  # withdrawn: the model's red again
 
 
 def test_page_keys_follow_the_pager_and_the_overlay_lists_every_key(reviewer, live_server, register_tiny):

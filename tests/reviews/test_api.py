@@ -235,21 +235,26 @@ def test_staff_fixes_are_recorded_as_api_fixes(shop):
     assert response.json()["source"] == "api"
 
 
-def test_a_revert_restores_the_replaced_label_and_keeps_both(editor, shop):
+def test_a_revert_restores_what_was_in_effect_and_keeps_both(editor, shop):
     client = token_client(editor)
     placement = shop["fixed"]
     fix = ManualFix.objects.get(asset=placement.asset)
 
     response = client.post(f"/api/fixes/{fix.pk}/revert/")
 
+    # No fix was in effect before it: the revert withdraws it, and the model's Dealer is the tag again.
     assert response.status_code == 201, response.content
-    assert (response.json()["new_label"], response.json()["reverts"]) == ("Dealer", fix.pk)
-    assert client.get(f"/api/images/{placement.pk}/").json()["tags"]["image_type"]["label"] == "Dealer"
+    assert [response.json()[name] for name in ("new_label", "withdraws", "reverts")] == ["", True, fix.pk]
+    tag = client.get(f"/api/images/{placement.pk}/").json()["tags"]["image_type"]
+    assert (tag["label"], tag["source"]) == ("Dealer", "model")
     history = client.get(f"/api/images/{placement.pk}/history/").json()["fixes"]
-    assert [f["new_label"] for f in history] == ["Dealer", "Stock"]
+    assert [(f["new_label"], f["withdraws"]) for f in history] == [("", True), ("Stock", False)]
+    again = client.post(f"/api/fixes/{response.json()['id']}/revert/")  # a revert of the withdrawal: Stock again
+    assert [again.json()[name] for name in ("new_label", "withdraws")] == ["Stock", False]
+    assert client.get(f"/api/images/{placement.pk}/").json()["tags"]["image_type"]["label"] == "Stock"
 
 
-def test_a_fix_that_replaced_no_label_cannot_be_reverted(editor, shop):
+def test_a_fix_that_replaced_no_label_is_withdrawn_by_a_revert(editor, shop):
     client = token_client(editor)
     created = client.post(f"/api/images/{shop['broken'].pk}/fixes/", {"task": "color", "label": "Red"}, format="json")
     assert created.status_code == 400  # no picture yet
@@ -259,8 +264,9 @@ def test_a_fix_that_replaced_no_label_cannot_be_reverted(editor, shop):
 
     response = client.post(f"/api/fixes/{first.json()['id']}/revert/")
 
-    assert response.status_code == 400
-    assert "replaced no label" in response.json()["detail"]
+    assert response.status_code == 201
+    assert (response.json()["withdraws"], response.json()["old_label"]) == (True, "Home & Garden")
+    assert client.get(f"/api/images/{shop['model'].pk}/").json()["tags"]["intent"]["source"] != "fix"
 
 
 def test_viewers_read_but_cannot_fix(shop):

@@ -49,10 +49,10 @@ def colors(placements):
     return [tags[p.pk]["color"].label for p in placements]
 
 
-def save(placements, labels, user, confirm=()):
+def save(placements, labels, user, confirm=(), source="staff"):
     advertiser_id = placements[0].listing.sitemap.advertiser_id
     return change_set_apply(
-        kind=ChangeSet.Kind.SAVE, advertiser_id=advertiser_id, user=user, source="staff", summary="a save",
+        kind=ChangeSet.Kind.SAVE, advertiser_id=advertiser_id, user=user, source=source, summary="a save",
         changes=[Change(p, "color", label) for p, label in zip(placements, labels, strict=False) if label],
         confirmations=[Change(p, "color", colors([p])[0]) for p in confirm],
     )  # fmt: skip
@@ -91,20 +91,22 @@ def test_a_change_set_belongs_to_one_advertiser(model):
 def test_undo_writes_new_fixes_back_in_a_change_set_of_its_own(model):
     staff, other = UserFactory(is_staff=True), UserFactory(is_staff=True, username="undoer")
     _, placements = images(3, model)
+    save(placements, ["Black", "Grey", "Orange"], staff)  # fixes in effect before the set
     change_set = save(placements, ["Blue", "Yellow", "White"], staff)
     assert colors(placements) == ["Blue", "Yellow", "White"]
 
     result = change_set_undo(change_set=change_set, user=other, source="staff")
 
-    assert colors(placements) == ["red", "green", "blue"]  # the labels the save replaced
+    assert colors(placements) == ["Black", "Grey", "Orange"]  # the fixes the save replaced
     undo = result.change_set
     assert (undo.kind, undo.undoes, undo.fixes, undo.user) == ("undo", change_set, 3, other)
-    assert (result.written, result.skipped) == (3, 0)
+    assert (result.written, result.withdrawn, result.skipped) == (3, 0, 0)
     backs = list(undo.fix_rows.order_by("id"))
-    assert [(f.old_label, f.new_label, f.reverts.change_set_id) for f in backs] == [
-        ("Blue", "red", change_set.pk), ("Yellow", "green", change_set.pk), ("White", "blue", change_set.pk),
+    assert [(f.old_label, f.new_label, f.withdraws, f.reverts.change_set_id) for f in backs] == [
+        ("Blue", "Black", False, change_set.pk), ("Yellow", "Grey", False, change_set.pk),
+        ("White", "Orange", False, change_set.pk),
     ]  # fmt: skip
-    assert ManualFix.objects.count() == 6  # history kept: the save's fixes are still there
+    assert ManualFix.objects.count() == 9  # history kept: the saves' fixes are still there
     change_set.refresh_from_db()
     assert change_set.undone_by == undo
 
@@ -119,7 +121,9 @@ def test_undo_skips_the_tags_someone_changed_since_and_says_how_many(model):
 
     assert colors(placements) == ["red", "Pink", "blue"]  # the advertiser's later Pink stays
     assert (result.written, result.changed_since, result.skipped) == (2, 1, 1)
-    assert "2 tags set back; 1 skipped (1 changed by someone since)" in result.message()
+    assert "2 tags set back (2 with no fix any more: the model's or the scrape's tag); 1 skipped (1 changed by" in (
+        result.message()
+    )
 
 
 def test_a_change_set_is_undone_once(model):
@@ -137,10 +141,11 @@ def test_a_change_set_is_undone_once(model):
 
 def test_nothing_to_set_back_records_nothing(model):
     staff = UserFactory(is_staff=True)
-    _, placements = images(2, model)
-    confirmed = save(placements, ["", ""], staff, confirm=placements)  # reviewed without change
-    changed = save(placements[:1], ["Blue"], staff)
-    manual_fix_create(placement=placements[0], task="color", label="Pink", user=staff, source="staff")
+    _, placements = images(3, model)
+    save(placements[:2], ["Black", "Grey"], staff)
+    confirmed = save(placements[:2], ["", ""], staff, confirm=placements[:2])  # the fixes in effect, confirmed
+    changed = save(placements[2:], ["White"], staff)
+    manual_fix_create(placement=placements[2], task="color", label="Pink", user=staff, source="staff")
 
     with pytest.raises(FixError, match="2 confirmations"):
         change_set_undo(change_set=confirmed, user=staff, source="staff")
@@ -154,7 +159,7 @@ def test_advertisers_see_and_undo_their_own_change_sets_only(client, model):
     _, their_placements = images(2, model)
     editor = MembershipFactory(advertiser=mine.advertiser).user
     viewer = MembershipFactory(advertiser=mine.advertiser, role=Membership.Role.VIEWER).user
-    my_set = save(my_placements, ["Blue", "Yellow"], editor)
+    my_set = save(my_placements, ["Blue", "Yellow"], editor, source="advertiser")
     their_set = save(their_placements, ["Blue", "Yellow"], UserFactory(is_staff=True))
 
     assert list(change_sets_visible_to(editor)) == [my_set]
@@ -261,7 +266,8 @@ def test_queue_decisions_are_change_sets_staff_undo_from_recent_changes_and_the_
     listed = client.get(reverse("reviews:staff-changes"))
     assert [row.pk for row, _ in listed.context["rows"]] == [kept.change_set_id, decided.change_set_id]
     client.post(reverse("reviews:staff-change-undo", args=[decided.change_set_id]))
-    client.post(reverse("reviews:staff-change-undo", args=[kept.change_set_id]))  # a confirmation: undone, no fix
-    assert colors(placements) == ["red", "Green"]
+    client.post(reverse("reviews:staff-change-undo", args=[kept.change_set_id]))  # a confirmation: withdrawn too
+    assert colors(placements) == ["red", "green"]  # the model's tags again
     undone = ChangeSet.objects.filter(kind="undo").order_by("id")
-    assert [(u.undoes_id, u.fixes) for u in undone] == [(decided.change_set_id, 1), (kept.change_set_id, 0)]
+    assert [(u.undoes_id, u.fixes) for u in undone] == [(decided.change_set_id, 1), (kept.change_set_id, 1)]
+    assert [f.withdraws for u in undone for f in u.fix_rows.all()] == [True, True]

@@ -16,11 +16,12 @@ from tests.factories import ImageAssetFactory, ListingFactory, PlacementFactory,
 
 pytestmark = pytest.mark.django_db
 
-# What each input may be. A fix is (kind, label): a plain fix, a revert (a fix back to an older label) or a
-# fix carried from a re-encoded copy; the model is (status, label).
-TYPE_FIXES = [None, ("carried", "Placeholder"), ("revert", "Dealer")]
+# What each input may be. A fix is (kind, label): a revert (a fix back to an older label), a fix carried from a
+# re-encoded copy, a withdrawal (an undo back to no fix: the fix before it is not in effect), or a fix after a
+# withdrawal; the model is (status, label).
+TYPE_FIXES = [None, ("carried", "Placeholder"), ("revert", "Dealer"), ("withdrawn", "")]
 TYPE_MODELS = [None, ("ok", "Placeholder"), ("ok", "Stock"), ("failed", "")]
-COLOR_FIXES = [None, ("fix", "Red"), ("carried", "Blue")]
+COLOR_FIXES = [None, ("withdrawn then fixed", "Red"), ("carried", "Blue"), ("withdrawn", "")]
 SCRAPE_COLORS = [None, " Gray ", "no such color"]
 COLOR_MODELS = [None, ("ok", "Green"), ("failed", "")]
 PLACEMENT_STATUSES = [Placement.Status.OK, Placement.Status.FAILED]
@@ -45,8 +46,15 @@ def add_fix(advertiser, asset, task, fix):
         advertiser=advertiser, asset=asset, task=task, new_label="Stock" if task == "image_type" else "Black",
         source=ManualFix.Source.STAFF,
     )  # fmt: skip
-    if kind == "fix":
-        ManualFix.objects.create(advertiser=advertiser, asset=asset, task=task, new_label=label, source="advertiser")
+    if kind.startswith("withdrawn"):
+        ManualFix.objects.create(
+            advertiser=advertiser, asset=asset, task=task, old_label=first.new_label, new_label="", withdraws=True,
+            source="staff", reverts=first,
+        )  # fmt: skip
+        if label:
+            ManualFix.objects.create(
+                advertiser=advertiser, asset=asset, task=task, new_label=label, source="advertiser"
+            )
     elif kind == "revert":
         ManualFix.objects.create(
             advertiser=advertiser, asset=asset, task=task, new_label=label, source="staff", reverts=first

@@ -248,8 +248,8 @@ def test_staff_and_advertiser_fixes_through_the_screens_and_the_api_and_a_revert
     assert store_mismatches() == []
 
     fix = ManualFix.objects.get(asset=second.asset)
-    manual_fix_revert(fix=fix, user=staff, source="staff")
-    assert (stored(second, Task.COLOR).label, stored(second, Task.COLOR).source) == (fix.old_label, "fix")
+    manual_fix_revert(fix=fix, user=staff, source="staff")  # no fix was in effect before: withdrawn
+    assert (stored(second, Task.COLOR).label, stored(second, Task.COLOR).source) == (fix.old_label, "model")
     assert store_mismatches() == []
 
 

@@ -122,9 +122,11 @@ def test_a_decision_is_a_change_set_that_undo_writes_back(staff):
     undone = staff.post(
         reverse("reviews:staff-queue-undo"), {"change_set": decision.change_set_id}, HTTP_HX_REQUEST="true"
     )
-    assert "undone: image_type back to Dealer" in undone.content.decode()
-    back = ManualFix.objects.order_by("-id").first()
-    assert (back.old_label, back.new_label, back.reverts, back.source) == ("Stock", "Dealer", decision, "staff")
+    assert "undone: image_type is asked again (no fix: Dealer again)" in undone.content.decode()
+    back = ManualFix.objects.order_by("-id").first()  # no fix was in effect before the decision: a withdrawal
+    assert (back.old_label, back.new_label, back.withdraws, back.reverts, back.source) == (
+        "Stock", "", True, decision, "staff"
+    )  # fmt: skip
     assert back.change_set.undoes == decision.change_set
     assert ManualFix.objects.count() == 2  # history is append-only: the decision stays
     # The question comes back exactly as it was asked, and the day's count forgets the undone decision.
@@ -139,7 +141,7 @@ def test_a_decision_is_a_change_set_that_undo_writes_back(staff):
     assert "undone already" in again.content.decode()
 
 
-def test_undoing_a_confirmation_writes_no_fix_and_asks_again(staff):
+def test_undoing_a_confirmation_withdraws_it_and_asks_again(staff):
     version = active_model("image_type")
     [placement] = hesitant(SitemapFactory(), version, 1)
     staff.post(
@@ -152,7 +154,7 @@ def test_undoing_a_confirmation_writes_no_fix_and_asks_again(staff):
     response = staff.post(reverse("reviews:staff-queue-undo"), follow=True)  # no id: the user's last decision
 
     assert "undone: image_type is asked again" in response.content.decode()
-    assert ManualFix.objects.count() == 1
+    assert ManualFix.objects.order_by("id").last().withdraws  # the model's Dealer is no human label any more
     assert ChangeSet.objects.get(kind="undo").undoes == confirmation.change_set
     assert [item.kind for item in health.review_queue()] == ["hesitated"]
     assert last_decision(user=staff.user) is None

@@ -127,7 +127,10 @@ def test_the_image_page_shows_history_and_reverts(staff_client, model):
     page = staff_client.get(reverse("reviews:staff-image", args=[placement.pk])).content.decode()
     assert "green → <strong>Blue</strong>" in page
     staff_client.post(reverse("reviews:staff-revert", args=[fix.pk]), {"placement": placement.pk})
-    assert ManualFix.objects.order_by("-id").first().new_label == "green"
+    revert = ManualFix.objects.order_by("-id").first()  # no fix was in effect before: withdrawn, the model's green
+    assert (revert.withdraws, revert.reverts) == (True, fix)
+    page = staff_client.get(reverse("reviews:staff-image", args=[placement.pk])).content.decode()
+    assert 'Blue → <em class="withdrawn">withdrawn: back to the model</em>' in page
 
 
 def test_the_portal_shows_an_advertiser_only_its_own(client, model):
