@@ -62,16 +62,14 @@ def test_the_queue_filtered_to_an_advertiser_a_decision_and_its_undo(browser_pag
     assert (decision.asset_id, decision.new_label, decision.change_set.kind) == (first.asset_id, "Stock", "decision")
 
     page.keyboard.press("u")
-    expect(item.locator(".decision [data-undone]")).to_have_text("undone: image_type back to Dealer")
+    expect(item.locator(".decision [data-undone]")).to_have_text(
+        "undone: image_type is asked again (no fix: Dealer again)"
+    )
     expect(item).not_to_have_class(re.compile(r"\bdecided\b"))
     expect(page.locator("#queue-progress .queue-decided")).to_have_text("0")
     expect(page.locator("#queue-progress .queue-remaining")).to_have_text("2")
-    back = ManualFix.objects.order_by("-id").first()
-    assert (back.new_label, back.reverts_id, back.change_set.undoes_id) == (
-        "Dealer",
-        decision.pk,
-        decision.change_set_id,
-    )
+    back = ManualFix.objects.order_by("-id").first()  # withdrawn: the model's Dealer is the tag again
+    assert (back.withdraws, back.reverts_id, back.change_set.undoes_id) == (True, decision.pk, decision.change_set_id)
     assert ChangeSet.objects.filter(kind="undo").count() == 1
     page.reload()
     expect(page.locator(".queue-item")).to_have_count(2)  # the question is back
