@@ -85,7 +85,13 @@ def manual_fixes_apply(
 @transaction.atomic
 def fixes_record(fixes: list[ManualFix]) -> list[ManualFix]:
     """Inserts new fixes and, in the same transaction, refreshes the stored effective tags of their scopes: the one
-    way every writer of fixes writes them, so the store never lags behind the history."""
+    way every writer of fixes writes them, so the store never lags behind the history.
+
+    A carried copy of a withdrawal is left out: a withdrawal puts no fix in effect, so there is nothing to carry (the
+    carry-forward takes the latest row of the fixed image, which may be one)."""
+    fixes = [
+        fix for fix in fixes if not (fix.source == ManualFix.Source.CARRIED and fix.origin and fix.origin.withdraws)
+    ]
     created = ManualFix.objects.bulk_create(fixes)
     effective_tags_of_fixes_refresh(created)
     return created

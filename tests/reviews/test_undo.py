@@ -6,6 +6,7 @@ what was made in the portal."""
 import pytest
 from django.urls import reverse
 
+from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import Placement, Task
 from classifier.models import Classification
 from reviews.accuracy import local_accuracies
@@ -17,8 +18,9 @@ from reviews.models import ChangeSet, ManualFix
 from reviews.models import EffectiveTag as StoredTag
 from reviews.selectors import effective_tags
 from reviews.services.decisions import review_decision_undo
-from reviews.services.fixes import manual_fix_create, review_decision_record
+from reviews.services.fixes import manual_fix_create, manual_fix_revert, review_decision_record
 from tests.factories import ImageAssetFactory, ListingFactory, MembershipFactory, PlacementFactory, SitemapFactory
+from tests.reviews.test_carry_forward_order import reencode, run_sync
 from tests.reviews.test_effective_store import store_mismatches
 
 pytestmark = pytest.mark.django_db
@@ -191,3 +193,23 @@ def test_the_portal_does_not_undo_a_staff_change_set(client, admin_client, model
     assert admin_client.post(reverse("reviews:staff-change-undo", args=[staff_set.pk])).status_code == 302
     assert stored(staffs) == ("red", "model", False)
     assert (staff_set.source, own_set.source) == ("staff", "advertiser")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_withdrawn_fix_is_not_carried_to_a_copy():
+    photos = make_inventory_images(2, seed=53)
+    with InventoryServer(images=list(photos), images_per_listing=1) as cdn:
+        sitemap = SitemapFactory(url=cdn.sitemap_url)
+        run_sync(sitemap)
+        original = Placement.objects.select_related("listing__sitemap").get(url=cdn.image_url(0))
+        fix = manual_fix_create(placement=original, task="color", label="Burgundy", user=None, source="advertiser")
+        manual_fix_revert(fix=fix, user=None, source="staff")  # no fix was in effect before it: withdrawn
+
+        cdn.images[0] = reencode(photos[0], quality=70, scale=0.8)  # a re-encoded copy under a new name
+        cdn.rename()
+        run = run_sync(sitemap)  # succeeds: nothing to carry
+        copy = Placement.objects.get(url=cdn.image_url(0))
+
+    assert copy.asset_id != original.asset_id
+    assert not ManualFix.objects.filter(asset_id=copy.asset_id).exists()
+    assert run.status == run.Status.SUCCEEDED
