@@ -19,6 +19,8 @@ import ctypes
 import ctypes.util
 import hashlib
 import io
+import math
+import re
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +31,7 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from catalog.decoding import big_decode_slot, exif_orientation, reduced_decode
 from core.errors import ApplicationError
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -225,17 +228,18 @@ def _inspect(
                     f"{image_format} image is {width}x{height} pixels, more than the {max_pixels_full_decode:,} "
                     "allowed for a format that cannot be decoded reduced",
                 )
+            if image_format in REDUCIBLE_FORMATS and (shortfall := jpeg_data_shortfall(data)):
+                raise ImageRefused("corrupt_image", f"image is truncated: {shortfall}")
             # DCT scaling: decode a JPEG at 1/2, 1/4 or 1/8 of its size when that still covers the thumbnail and
             # the models' usual input (DECODE_MIN_SIDE), so that the one decode serves both.
             opened.draft("RGB", _draft_size(opened.size, thumbnail_size))
-            with budget.hold(opened.width * opened.height) if budget is not None else nullcontext():
-                opened.load()  # reads every byte: truncated or corrupt data fails here
-                plain = _flattens_alike(opened)
-                # Pillow's thumbnail(reducing_gap=2.0) would reduce by these factors first: do it while converting.
-                image = reduced_rgb(opened, _thumbnail_reduction(opened.size, thumbnail_size))
-                orientation = opened.getexif().get(_ORIENTATION, 1)
-                if image is not opened:
-                    opened.close()  # frees the full-size pixels before the budget is given back
+            # Pillow's thumbnail(reducing_gap=2.0) would reduce by these factors first: do it while decoding.
+            reduction = _thumbnail_reduction(opened.size, thumbnail_size)
+            reduced = reduced_decode(opened, data, reduction, to_rgb=to_rgb_on_white)  # PNG, WebP: never full size
+            if reduced is not None:
+                image, plain, orientation = reduced, _flattens_alike(opened), exif_orientation(opened, data)
+            else:
+                image, plain, orientation = _load_reduced(opened, reduction, budget)
             image = orientation_transpose(image, orientation)
             if keep is not None and plain:
                 viewed_size = (height, width) if orientation in _SWAPS_AXES else (width, height)
@@ -264,6 +268,90 @@ def _inspect(
         color_signature=color_signature(image),
     )
     return facts, view
+
+
+# A marker that ends a scan's entropy-coded data: not a stuffed zero, a restart marker or a fill byte.
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Start-of-frame markers of Huffman-coded JPEGs (baseline, extended, progressive, lossless, hierarchical).
+_JPEG_HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7})
+_JPEG_ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def jpeg_data_shortfall(data: bytes) -> str | None:
+    """Why a JPEG's scans cannot hold the pixels its frame header claims, or None when they can (or it cannot tell).
+
+    libjpeg decodes a scan whose data stops at a marker (EOI, or the next scan's header) by filling the rest of the
+    picture with grey, and Pillow keeps its warning to itself: a 64 x 64 JPEG whose header claims 7700 x 7700 loads
+    without an error. Every 8 x 8 block of every component costs at least one bit of Huffman-coded data (its DC
+    difference in the first DC scan), so scans with fewer bits than blocks stop short. Arithmetic-coded frames can
+    code a block in less than a bit: not judged here.
+    """
+    position, end = 2, len(data)
+    blocks = entropy_bytes = 0
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return None  # not a marker where one must be: Pillow judges the bytes
+        code = data[position + 1]
+        if code == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if code == 0xD9:  # EOI
+            break
+        if code in _JPEG_STANDALONE:
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        segment = data[position + 4 : position + 2 + length]
+        if code in _JPEG_ARITHMETIC_FRAMES:
+            return None
+        if code in _JPEG_HUFFMAN_FRAMES and not blocks:
+            blocks = _jpeg_frame_blocks(segment)
+            if not blocks:
+                return None
+        position += 2 + length
+        if code == 0xDA:  # SOS: the entropy-coded data runs to the next marker
+            scan_end = _JPEG_SCAN_END.search(data, position)
+            stop = scan_end.start() if scan_end is not None else end
+            entropy_bytes += stop - position
+            position = stop
+    if blocks and entropy_bytes * 8 < blocks:
+        return f"its scans hold {entropy_bytes:,} bytes, fewer bits than the {blocks:,} blocks its header claims"
+    return None
+
+
+def _jpeg_frame_blocks(frame: bytes) -> int:
+    """The 8 x 8 blocks of every component of a start-of-frame segment (0 when it cannot tell)."""
+    if len(frame) < 6:
+        return 0
+    height, width, count = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    sampling = [
+        (frame[6 + 3 * n + 1] >> 4, frame[6 + 3 * n + 1] & 0x0F) for n in range(count) if 8 + 3 * n < len(frame)
+    ]
+    if not height or not width or not sampling or len(sampling) != count:
+        return 0  # a height given later (DNL), or a broken header
+    max_h, max_v = max(h for h, _ in sampling), max(v for _, v in sampling)
+    if not max_h or not max_v:
+        return 0
+    return sum(
+        math.ceil(math.ceil(width * h / max_h) / 8) * math.ceil(math.ceil(height * v / max_v) / 8) for h, v in sampling
+    )
+
+
+def _load_reduced(
+    opened: Image.Image, reduction: tuple[int, int], budget: PixelBudget | None
+) -> tuple[Image.Image, bool, int]:
+    """Pillow's decode of the whole image (a JPEG at its draft's size), reduced: (RGB image, _flattens_alike, EXIF
+    orientation). Held under the process's budget and, when big, the machine's big-decode slot."""
+    pixels = opened.width * opened.height
+    with budget.hold(pixels) if budget is not None else nullcontext(), big_decode_slot(pixels):
+        opened.load()  # reads every byte: truncated or corrupt data fails here
+        plain = _flattens_alike(opened)
+        image = reduced_rgb(opened, reduction)
+        orientation = opened.getexif().get(_ORIENTATION, 1)
+        if image is not opened:
+            opened.close()  # frees the full-size pixels before the budget and the slot are given back
+    return image, plain, orientation
 
 
 def _flattens_alike(image: Image.Image) -> bool:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from catalog.decoding import big_decode_slot, exif_orientation, reduced_decode
 from catalog.imaging import orientation_transpose, reduced_rgb
 from classifier.contract import InputSpec
 
@@ -100,14 +101,20 @@ def decode(data: bytes, *, min_size: tuple[int, int] | int) -> Decoded:
         # stored (pre-rotation) axes: a 90-degree orientation swaps what we need.
         swaps = image.getexif().get(_ORIENTATION, 1) in _SWAPS_AXES
         image.draft("RGB", (min_height, min_width) if swaps else (min_width, min_height))
-    image.load()
-    # Read after loading: PNG and WebP may store their EXIF after the pixels.
-    orientation = image.getexif().get(_ORIENTATION, 1)
+    # PNG and WebP may store their EXIF after the pixels: exif_orientation finds it without decoding them.
+    orientation = exif_orientation(image, data)
     swaps = orientation in _SWAPS_AXES
     original_size = (stored_height, stored_width) if swaps else (stored_width, stored_height)
-    rgb = _reduced_to_rgb(image, (min_height, min_width) if swaps else (min_width, min_height))
-    if rgb is not image:
-        image.close()  # the full-size pixels go now, not when the caller's batch is done
+    needed = (min_height, min_width) if swaps else (min_width, min_height)
+    factor = _reduction(image.size, needed)
+    # A PNG or WebP is decoded reduced (never at full size); what else is big waits for the machine's big-decode slot.
+    rgb = reduced_decode(image, data, (factor, factor), to_rgb=flatten_to_rgb) if image.mode not in ("I", "F") else None
+    if rgb is None:
+        with big_decode_slot(image.width * image.height):
+            image.load()
+            rgb = _reduced_to_rgb(image, factor)
+            if rgb is not image:
+                image.close()  # the full-size pixels go now, not when the caller's batch is done
     rgb = orientation_transpose(rgb, orientation)
     return Decoded(image=rgb, original_size=original_size, scale=rgb.width / original_size[0])
 
@@ -143,12 +150,17 @@ def decoded_from(
     return Decoded(image=image, original_size=original_size, scale=image.width / original_size[0])
 
 
-def _reduced_to_rgb(image: Image.Image, needed: tuple[int, int]) -> Image.Image:
-    """The loaded image in RGB, reduced when it is big, in stored axes (`needed` is min_size in those axes)."""
-    width, height = image.size
-    factor = 1
-    if width * height > REDUCE_ABOVE_PIXELS:
-        factor = max(1, min(width // max(1, needed[0]), height // max(1, needed[1])))
+def _reduction(size: tuple[int, int], needed: tuple[int, int]) -> int:
+    """The integer factor a decode of this size (stored axes) is reduced by: the largest that keeps both sides at
+    `needed` or more (min_size in stored axes), 1 up to REDUCE_ABOVE_PIXELS."""
+    width, height = size
+    if width * height <= REDUCE_ABOVE_PIXELS:
+        return 1
+    return max(1, min(width // max(1, needed[0]), height // max(1, needed[1])))
+
+
+def _reduced_to_rgb(image: Image.Image, factor: int) -> Image.Image:
+    """The loaded image in RGB, reduced by `factor`."""
     if image.mode in ("I", "F"):
         # flatten_to_rgb scales these by the whole image's range, which one strip does not know.
         rgb = flatten_to_rgb(image)

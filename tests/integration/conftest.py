@@ -26,7 +26,8 @@ def pytest_collection_modifyitems(items):
 
 
 class Worker:
-    def __init__(self, media_root: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, media_root: Path, extra_env: dict[str, str], *, concurrency: int = 1) -> None:
+        self.concurrency = concurrency
         db = connection.settings_dict
         self.env = {
             **os.environ,
@@ -52,7 +53,7 @@ class Worker:
                 "-Q",
                 "default,inference",
                 "--concurrency",
-                "1",
+                str(self.concurrency),
                 "-n",
                 f"test-{uuid.uuid4().hex[:8]}@%h",
                 "--without-gossip",
@@ -94,8 +95,8 @@ def worker_factory(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     workers: list[Worker] = []
 
-    def start(**extra_env: str) -> Worker:
-        worker = Worker(settings.MEDIA_ROOT, extra_env).start()
+    def start(*, concurrency: int = 1, **extra_env: str) -> Worker:
+        worker = Worker(settings.MEDIA_ROOT, extra_env, concurrency=concurrency).start()
         workers.append(worker)
         return worker
 
