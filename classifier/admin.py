@@ -8,10 +8,6 @@ from catalog.imaging import crop_box_style
 
 from .models import Classification, Detection, ModelHead, ModelVersion, OcclusionMap, Promotion, ShadowPass, TrainingJob
 
-# The admin's name for the table: Django's default plural only adds an "s" ("Shadow passs"). Set on the model's
-# options here, where the admin reads it, so a label needs no migration (tests/test_admin_names.py checks every one).
-ShadowPass._meta.verbose_name_plural = "shadow passes"
-
 
 class ModelHeadInline(admin.TabularInline):
     model = ModelHead

@@ -229,6 +229,7 @@ class ShadowPass(Job):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "shadow passes"
         constraints = [
             models.UniqueConstraint(
                 fields=["model_version"], condition=Q(status__in=["queued", "running"]), name="shadow_one_active"

@@ -8,10 +8,6 @@ from catalog.admin import ReadOnlyAdmin, thumbnail_tag
 
 from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 
-# The admin's name for the table: Django's default plural only adds an "s" ("Manual fixs"). Set on the model's
-# options here, where the admin reads it, so a label needs no migration (tests/test_admin_names.py checks every one).
-ManualFix._meta.verbose_name_plural = "manual fixes"
-
 
 class FixKindFilter(admin.SimpleListFilter):
     title = "kind"
@@ -43,9 +39,9 @@ class FixKindFilter(admin.SimpleListFilter):
 
 @admin.register(ManualFix)
 class ManualFixAdmin(ReadOnlyAdmin):
-    list_display = ["id", "thumbnail", "advertiser", "task", "old_label", "new_label", "source", "settles",
-                    "confirmation", "user", "created_at"]  # fmt: skip
-    list_filter = [FixKindFilter, "settles", "source", "task", "advertiser"]
+    list_display = ["id", "thumbnail", "advertiser", "task", "old_label", "new_label", "withdraws", "source",
+                    "settles", "confirmation", "user", "created_at"]  # fmt: skip
+    list_filter = [FixKindFilter, "withdraws", "settles", "source", "task", "advertiser"]
     search_fields = ["=asset__sha256", "new_label", "old_label", "note", "user__username", "advertiser__slug"]
     list_select_related = ["advertiser", "asset", "user"]
     date_hierarchy = "created_at"

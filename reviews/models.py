@@ -122,6 +122,7 @@ class ManualFix(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "manual fixes"
         indexes = [
             models.Index(fields=["advertiser", "asset", "task", "-created_at", "-id"], name="fix_scope_latest_idx"),
             models.Index(fields=["asset", "task"], name="fix_asset_task_idx"),
