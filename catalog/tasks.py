@@ -46,10 +46,11 @@ def resume_orphaned_runs_on_worker_ready(**kwargs: object) -> None:
 
 
 class RunLeaseCheck(bootsteps.StartStopStep):
-    """Every settings.RUN_LEASE_CHECK_SECONDS, a thread of the worker's main process resumes the Runs whose lease
-    expired (their worker died, or their queued tasks were lost with a broker that restarted or was down at the
-    hand-over). It is a timer of the worker, not a queued task, so recovery never depends on the broker's memory;
-    beat's sweep (catalog.runs_resume_orphaned) stays as the second line. 0 turns it off.
+    """Every settings.RUN_LEASE_CHECK_SECONDS (a few seconds), a thread of the worker's main process resumes the Runs
+    that nobody carries on (catalog.services.runs.runs_resume_orphaned): their worker died, or their tasks were lost
+    with a broker that restarted or was down at the hand-over, or with a worker killed mid-batch. It is a timer of
+    the worker, not a queued task, so recovery never depends on the broker's memory; beat's sweep
+    (catalog.runs_resume_orphaned) stays as the second line. One query a check when no Run is active; 0 turns it off.
     """
 
     requires = ("celery.worker.components:Pool",)

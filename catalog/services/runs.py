@@ -4,6 +4,13 @@ A Run is resumable by design. Its steps are re-runnable (upserts keyed by natura
 stamped with the Run that handled them), and the executing worker holds a lease (worker id and heartbeat):
 when a worker dies mid-run, the next worker to start, or the periodic sweep, re-enqueues the Run and it
 continues where it stopped, with no duplicate assets or placements.
+
+Recovery takes seconds, not lease periods: the process carrying a Run renews its lease from a thread every
+RUN_HEARTBEAT_SECONDS (one UPDATE, whatever the Run does meanwhile), so the lease can be short
+(RUN_LEASE_SECONDS); every worker checks the leases every RUN_LEASE_CHECK_SECONDS (catalog.tasks.RunLeaseCheck).
+A Run handed over to its classify batches has no carrier: its batches show signs of life instead, and one that
+shows none for RUN_STALL_SECONDS while the batches' queue is empty has lost them (a broker that restarted, a worker
+killed mid-batch): its classify step sends what is still missing again (settings.RUN_CLASSIFY_RESUME).
 """
 
 from __future__ import annotations
@@ -11,17 +18,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -157,10 +166,53 @@ def run_claim(*, run_id: int, worker: str) -> Run | None:
 
 def run_lease_expired(run: Run) -> bool:
     """True when the worker holding the Run is gone: no heartbeat for a while, or its process died here."""
-    if run.heartbeat_at is None or run.heartbeat_at < timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS):
+    if _silent_for(run, settings.RUN_LEASE_SECONDS):
         return True
     host, _, pid = run.worker.rpartition(":")
     return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+
+
+def run_handed_over(run: Run) -> bool:
+    """Whether the Run is in the hands of its classify batches (on the inference queue), with no worker carrying it."""
+    return run.status == Run.Status.RUNNING and run.step == Run.Step.CLASSIFY and not run.worker
+
+
+def _silent_for(run: Run, seconds: float) -> bool:
+    return run.heartbeat_at is None or run.heartbeat_at < timezone.now() - timedelta(seconds=seconds)
+
+
+@contextmanager
+def run_heartbeat(*, run_id: int, worker: str) -> Iterator[None]:
+    """Renews the Run's lease every settings.RUN_HEARTBEAT_SECONDS from a thread while the block runs, whatever it
+    does meanwhile (reading a large source, clustering, a long batch): one UPDATE each time, never one per image.
+
+    `worker` is the lease holder carrying the Run; "" is one of its classify batches (a Run handed over), whose
+    beats say that a batch is under way. A Run that has meanwhile finished, been cancelled or been taken by another
+    worker is left as it is. The first beat comes after one interval: the claim, or the batch's start, was one.
+    """
+    interval = settings.RUN_HEARTBEAT_SECONDS
+    mine = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, worker=worker)
+    if not worker:
+        mine = mine.filter(step=Run.Step.CLASSIFY)
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    mine.update(heartbeat_at=timezone.now())
+                except DatabaseError as exc:  # the database away for a moment: the next beat tries again
+                    logger.warning("run %s: heartbeat failed: %s", run_id, exc)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"run-{run_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval)
 
 
 def process_alive(pid: int) -> bool:
@@ -192,6 +244,11 @@ def run_execute(
     run = run_claim(run_id=run_id, worker=worker or worker_identity())
     if run is None:
         return None
+    with run_heartbeat(run_id=run.pk, worker=run.worker):
+        return _run_steps(run, progress=progress, inline=inline)
+
+
+def _run_steps(run: Run, *, progress: ProgressCallback | None, inline: bool) -> Run:
     try:
         if run.step in (Run.Step.QUEUED, Run.Step.READ) and not _read_and_sync(run):
             return run
@@ -260,12 +317,13 @@ def _fetch_images(run: Run, progress: ProgressCallback | None, *, inline: bool) 
 
     def on_tick(counts: Counter[str]) -> None:
         _apply_counts(run, base + counts)
-        run.heartbeat_at = timezone.now()
-        run.save(update_fields=[*OUTCOME_FIELDS.values(), "failure_reasons", "heartbeat_at", "updated_at"])
+        run.save(update_fields=[*OUTCOME_FIELDS.values(), "failure_reasons", "updated_at"])
         if progress is not None:
             progress(run)
-        if not Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).exists():
-            raise RunCancelled(f"run {run.pk} was cancelled")
+        # Cancelled, or resumed by another worker after this one lost its lease (stalled past RUN_LEASE_SECONDS): the
+        # Run is no longer this worker's to carry on.
+        if not Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, worker=run.worker).exists():
+            raise RunCancelled(f"run {run.pk} was cancelled, or another worker carries it on")
 
     if jobs:
         stream = (
@@ -378,33 +436,70 @@ def _set_step(run: Run, step: str) -> None:
 
 
 def runs_resume_orphaned(*, sent: dict[int, float] | None = None) -> list[int]:
-    """Re-enqueues Runs whose worker died (lease expired) and queued Runs that no worker has taken.
+    """Resumes the Runs that nobody carries on: re-enqueues those whose worker died (lease expired) and queued Runs
+    that no worker has taken; has the classify step send again the batches of a Run handed over to them that went
+    missing (settings.RUN_CLASSIFY_RESUME). Returns their ids.
 
-    A Run in its classify step whose batches were lost (a broker restarted, or was down at the hand-over) stops
-    renewing its lease: it is re-claimed here and its classify step enqueues the batches still missing.
-    `sent` (Run id -> time.monotonic() it was last sent, kept by a caller that checks often) sends a Run again
-    only once per lease period, so a long queue is not flooded with copies.
+    A queued Run, or a handed-over one, that shows no sign of life for RUN_STALL_SECONDS has lost its task only if
+    the queue that carries it is empty; behind others in a busy queue it is just waiting, and is sent again only
+    after RUN_QUEUE_PATIENCE_SECONDS (a lost task that waited anyway), so a long queue is not flooded with copies.
+    `sent` (Run id -> time.monotonic() it was last sent, kept by a caller that checks often) re-enqueues a Run only
+    once per lease period.
     """
-    stale_queue = timezone.now() - timedelta(seconds=settings.RUN_LEASE_SECONDS)
-    orphaned = [
-        run.pk
-        for run in Run.objects.filter(status__in=Run.ACTIVE_STATUSES).only(
-            "id", "status", "worker", "heartbeat_at", "created_at"
-        )
-        if (run.status == Run.Status.RUNNING and run_lease_expired(run))
-        or (run.status == Run.Status.QUEUED and run.created_at < stale_queue)
-    ]
+    now = timezone.now()
+    enqueue: list[int] = []
+    resume: list[int] = []
+    empty_queues: dict[str, bool | None] = {}
+
+    def lost(run: Run, since: datetime | None, task_name: str) -> bool:
+        if since is not None and since > now - timedelta(seconds=settings.RUN_STALL_SECONDS):
+            return False
+        if since is None or since < now - timedelta(seconds=settings.RUN_QUEUE_PATIENCE_SECONDS):
+            return True
+        if task_name not in empty_queues:
+            empty_queues[task_name] = broker_queue_empty(task_name)
+        return bool(empty_queues[task_name])
+
+    active = Run.objects.filter(status__in=Run.ACTIVE_STATUSES).only(
+        "id", "status", "step", "worker", "heartbeat_at", "created_at"
+    )
+    for run in active:
+        if run.status == Run.Status.QUEUED:
+            if lost(run, run.created_at, "catalog.run_execute"):
+                enqueue.append(run.pk)
+        elif run_handed_over(run):
+            if lost(run, run.heartbeat_at, settings.RUN_CLASSIFY_BATCH_TASK):
+                resume.append(run.pk)
+        elif run_lease_expired(run):
+            enqueue.append(run.pk)
     if sent is not None:
-        now = time.monotonic()
-        for run_id, at in list(sent.items()):
-            if run_id not in orphaned or now - at >= settings.RUN_LEASE_SECONDS:
+        at = time.monotonic()
+        for run_id, when in list(sent.items()):
+            if run_id not in enqueue or at - when >= settings.RUN_LEASE_SECONDS:
                 del sent[run_id]
-        orphaned = [run_id for run_id in orphaned if run_id not in sent]
-    for run_id in orphaned:
+        enqueue = [run_id for run_id in enqueue if run_id not in sent]
+    for run_id in enqueue:
         logger.warning("resuming orphaned run %s", run_id)
         if run_enqueue(run_id=run_id) and sent is not None:
             sent[run_id] = time.monotonic()
-    return orphaned
+    resumed = [run_id for run_id in resume if import_string(settings.RUN_CLASSIFY_RESUME)(run_id=run_id)]
+    return enqueue + resumed
+
+
+def broker_queue_empty(task_name: str) -> bool | None:
+    """Whether the broker's queue for this task holds no message (None when the broker cannot say: it is down).
+    One connection, one command (LLEN on Redis)."""
+    from celery import current_app
+
+    queue = current_app.amqp.router.route({}, task_name)["queue"].name
+    try:
+        with current_app.connection_for_read() as conn:
+            conn.connect()  # one try: a broker that is down is not waited for here
+            channel = conn.default_channel  # a virtual transport's (Redis, the file system): it counts the messages
+            return not channel.queue_declare(queue=queue, passive=False).message_count  # type: ignore[attr-defined]
+    except Exception as exc:
+        logger.info("the broker cannot say whether queue %s is empty: %s", queue, exc)
+        return None
 
 
 def runs_start_nightly() -> list[int]:

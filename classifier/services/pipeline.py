@@ -8,6 +8,13 @@ keys and thumbnail (one decode per new image) and the results are stored with ea
 workers, each CLASSIFY_BATCH_SIZE new assets go to the inference queue at once (the inference workers decode them
 again from storage). A batch that arrives while the Run is still fetching classifies but never finishes the Run;
 the classify step then sends only what is still pending and was not sent already.
+
+Once handed over, nobody carries the Run: its batches show signs of life (a beat when one starts, every
+RUN_HEARTBEAT_SECONDS while it runs, and when it ends). Batches can be lost (a broker that restarted without
+persistence, a worker killed mid-batch whose task Redis keeps aside until the visibility timeout): the workers'
+lease checks notice a Run whose batches fell silent (catalog.services.runs.runs_resume_orphaned) and
+run_classify_resume sends again what the database says is still missing. Batches are idempotent (each classifies
+only what still needs it) and the Run counts its results from the database, so a batch sent twice costs a query.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -26,7 +35,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from catalog.imaging import ViewedImage
 from catalog.models import ImageAsset, Placement, Run
-from catalog.services.runs import run_finish
+from catalog.services.runs import run_finish, run_handed_over, run_heartbeat
 from classifier.models import Classification
 from classifier.preprocess import Decoded, decode, decoded_from
 
@@ -190,7 +199,34 @@ def run_classify_step(*, run: Run, inline: bool, progress: Callable[[Run], None]
     transaction.on_commit(partial(run_classify_hand_over, run_id=run.pk, batches=batches))
 
 
-def run_classify_hand_over(*, run_id: int, batches: list[list[int]]) -> bool:
+def run_classify_resume(*, run_id: int) -> bool:
+    """Sends again the batches of a Run handed over to them that fell silent for RUN_STALL_SECONDS (see the module
+    docstring): what the database says is still missing, or one empty batch that finishes the Run if nothing is (the
+    batch that would have finished it was lost). The row lock makes one worker's check do it, not every worker's.
+    False when there was nothing to do (a batch showed up meanwhile) or the broker refused.
+    """
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("sitemap").filter(pk=run_id).first()
+        silent_since = timezone.now() - timedelta(seconds=settings.RUN_STALL_SECONDS)
+        if run is None or not run_handed_over(run) or (run.heartbeat_at and run.heartbeat_at > silent_since):
+            return False
+        run.heartbeat_at = timezone.now()
+        run.save(update_fields=["heartbeat_at", "updated_at"])
+    active = active_models(run.sitemap.tasks_enabled)
+    pending = run_pending_asset_ids(run, active) if active.heads else []
+    size = settings.CLASSIFY_BATCH_SIZE
+    batches = [pending[i : i + size] for i in range(0, len(pending), size)] or [[]]
+    logger.warning(
+        "run %s: its batches fell silent with %s assets to classify; sending %s batches again",
+        run_id,
+        len(pending),
+        len(batches),
+    )
+    # The broker answered the lease check a moment ago: one quick try, the next check tries again.
+    return run_classify_hand_over(run_id=run_id, batches=batches, retries=1)
+
+
+def run_classify_hand_over(*, run_id: int, batches: list[list[int]], retries: int | None = None) -> bool:
     """Sends the batches to the inference queue, retrying a broker that is down with a bounded backoff
     (settings.RUN_HANDOVER_RETRIES). A broker still down after that does not fail the Run: it stays running in its
     classify step with its lease released at once, and the workers' lease check (or beat's sweep) hands it over
@@ -199,7 +235,7 @@ def run_classify_hand_over(*, run_id: int, batches: list[list[int]]) -> bool:
     from classifier.tasks import classify_batch_task
 
     policy = {
-        "max_retries": settings.RUN_HANDOVER_RETRIES,
+        "max_retries": settings.RUN_HANDOVER_RETRIES if retries is None else retries,
         "interval_start": 1.0,
         "interval_step": 2.0,
         "interval_max": 10.0,
@@ -251,13 +287,19 @@ def classify_batch(
     # A batch sent while the Run is still fetching classifies too; only one in its classify step may finish it.
     if run.status != Run.Status.RUNNING or run.step not in (Run.Step.FETCH, Run.Step.CLASSIFY):
         return 0
+    handed_over = run_handed_over(run)  # else a worker carries the Run (fetching, or inline) and beats for it
+    if handed_over:  # a batch under way: the Run's sign of life
+        Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
     active = active or active_models(run.sitemap.tasks_enabled)
     assets = list(
         ImageAsset.objects.filter(needs_classification(asset_ids, active, since=run.started_at)).only("id", "original")
     )
-    results = classify_assets(assets, active) if assets else []
+    results: list[ImageResult] = []
+    if assets:
+        with run_heartbeat(run_id=run_id, worker="") if handed_over else nullcontext():
+            results = classify_assets(assets, active)
     classified = sum(not result.errors for result in results)
-    renewed = {"heartbeat_at": timezone.now()} if run.step == Run.Step.CLASSIFY else {}  # fetching: its worker's
+    renewed = {"heartbeat_at": timezone.now()} if run.step == Run.Step.CLASSIFY else {}
     Run.objects.filter(pk=run_id).update(classified=F("classified") + classified, **renewed)
     if finish:
         run_classified_finish(run_id=run_id)

@@ -246,7 +246,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 else:
     # A Run can outlive the default one-hour visibility timeout of Redis; an acks_late task that is
-    # not acknowledged by then would be delivered twice.
+    # not acknowledged by then would be delivered twice. A task of a worker killed mid-task waits that long in
+    # Redis: the Runs do not wait for it, the lease checks resume them from the database (catalog.services.runs).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -254,6 +255,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A broker away (restarted, or not up yet when the worker starts) is waited for, for as long as it takes: the worker
+# never exits for it, and takes tasks again within seconds of its return.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", 3 * 3600))
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 300
@@ -315,10 +320,20 @@ RUN_FETCH_SLOW_SECONDS = float(os.environ.get("RUN_FETCH_SLOW_SECONDS", "1.0"))
 RUN_FETCH_MAX_DELAY = float(os.environ.get("RUN_FETCH_MAX_DELAY", "60"))
 RUN_FETCH_MAX_RETRY_AFTER = float(os.environ.get("RUN_FETCH_MAX_RETRY_AFTER", "60"))
 RUN_PROGRESS_SECONDS = float(os.environ.get("RUN_PROGRESS_SECONDS", "1.0"))
-# A running Run whose worker has not shown signs of life for this long is resumed by another worker.
-RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
-# The step after the images are in: step(run=run, inline=bool, progress=callback); it finishes the Run.
+# The lease (catalog.services.runs): the process carrying a Run renews it every RUN_HEARTBEAT_SECONDS from a thread
+# (one UPDATE); a Run whose worker has not shown signs of life for RUN_LEASE_SECONDS is resumed by another worker.
+RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", "5"))
+RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "45"))
+# A queued Run, or one waiting for its classify batches, silent this long while its queue is empty has lost its task
+# (a broker restarted, a worker killed mid-batch): it is sent again. In a busy queue it may just be waiting: it is
+# sent again after RUN_QUEUE_PATIENCE_SECONDS.
+RUN_STALL_SECONDS = float(os.environ.get("RUN_STALL_SECONDS", "20"))
+RUN_QUEUE_PATIENCE_SECONDS = float(os.environ.get("RUN_QUEUE_PATIENCE_SECONDS", "300"))
+# The step after the images are in: step(run=run, inline=bool, progress=callback); it finishes the Run, or hands it
+# over to batch tasks (their task name) which do; resume(run_id=id) sends again the batches of one that fell silent.
 RUN_CLASSIFY_STEP = "classifier.services.pipeline.run_classify_step"
+RUN_CLASSIFY_BATCH_TASK = "classifier.classify_batch"
+RUN_CLASSIFY_RESUME = "classifier.services.pipeline.run_classify_resume"
 # New images go to the models while the fetch goes on: stream(run=run, inline=bool) -> NewImageStream or None.
 RUN_CLASSIFY_STREAM = "classifier.services.pipeline.run_classify_stream"
 # The CPU work of new images (decode, pHash, thumbnail; inline, the models) runs in this many forked processes per
@@ -344,7 +359,7 @@ IMAGE_DECODE_BUDGET_PIXELS = int(os.environ.get("IMAGE_DECODE_BUDGET_PIXELS", "6
 # Faults (catalog.tasks.RunLeaseCheck, classifier.services.pipeline): every worker checks the Runs' leases on a
 # timer of its own, not a queued task that a broker restart could lose; beat's sweep is the second line. The
 # hand-over to the inference queue retries a broker that is down this many times (1, 3, 5, 7, 9, 10 s apart).
-RUN_LEASE_CHECK_SECONDS = float(os.environ.get("RUN_LEASE_CHECK_SECONDS", "30"))
+RUN_LEASE_CHECK_SECONDS = float(os.environ.get("RUN_LEASE_CHECK_SECONDS", "5"))
 RUN_HANDOVER_RETRIES = int(os.environ.get("RUN_HANDOVER_RETRIES", "6"))
 
 # Notifications (notifications/): a Run whose health flags include one of NOTIFY_FLAG_CODES notifies the addresses and

@@ -1,13 +1,10 @@
-"""Broker faults with a real worker: Redis killed at the fetch-to-classify hand-over, and restarted (empty) during
-classify with no beat. Each test runs its own throw-away Redis (never the shared one), stops and starts it."""
+"""Broker faults with a real worker: Redis killed at the fetch-to-classify hand-over, and killed during classify and
+back 20 s later with no beat. Each test runs its own throw-away Redis (never the shared one), stops and starts it."""
 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -17,9 +14,9 @@ from catalog.models import ImageAsset, Placement, Run
 from catalog.services.runs import run_start
 from catalog.tasks import run_execute_task
 from classifier.models import Classification
-from config.celery_app import app
 from tests.factories import SitemapFactory
 from tests.integration.conftest import wait_for
+from tests.integration.own_redis import own_redis  # noqa: F401 - the fixture
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -27,59 +24,9 @@ pytestmark = [
 ]
 
 TASKS = 4  # image_type, color, intent, sensitive
-
-
-def _free_port(preferred: int = 6391) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return probe.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-class OwnRedis:
-    """A Redis of this test alone: no persistence, so a restart loses every queued and unacknowledged task."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def _cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10, check=False
-        )
-
-    def start(self) -> OwnRedis:
-        subprocess.run(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "yes", "--dir", str(self.directory),
-             "--pidfile", str(self.directory / "redis.pid"), "--logfile", str(self.directory / "redis.log")],
-            check=True, timeout=10,
-        )  # fmt: skip
-        wait_for(lambda: self._cli("ping").stdout.strip() == "PONG", timeout=10, what="redis to start")
-        return self
-
-    def stop(self) -> None:
-        self._cli("shutdown", "nosave")
-        wait_for(lambda: self._cli("ping").returncode != 0, timeout=10, what="redis to stop")
-
-    def send(self, task, *args) -> None:
-        with app.connection_for_write(self.url) as connection:
-            task.apply_async(args, connection=connection)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    redis = OwnRedis(directory).start()
-    yield redis
-    if redis._cli("ping").returncode == 0:
-        redis.stop()
+#: The product's promise is a Run finished within 60 s of the broker being back; the bound leaves room for a loaded
+#: CI machine. What was measured is printed (pytest -s) for the record.
+RECOVERY_BOUND = 90
 
 
 def _state(run: Run) -> Run:
@@ -102,7 +49,7 @@ def _assert_complete_and_exact(run: Run, images: int) -> None:
     assert not Classification.objects.exclude(status="ok").exists()
 
 
-def test_a_broker_down_at_the_hand_over_waits_and_the_run_resumes_when_it_is_back(worker_factory, own_redis):
+def test_a_broker_down_at_the_hand_over_waits_and_the_run_resumes_when_it_is_back(worker_factory, own_redis):  # noqa: F811
     call_command("register_starter_models")
     worker = worker_factory(
         CELERY_BROKER_URL=own_redis.url,
@@ -136,20 +83,18 @@ def test_a_broker_down_at_the_hand_over_waits_and_the_run_resumes_when_it_is_bac
         wait_for(lambda: finished(run), timeout=120, what="the run to resume and finish", worker=worker)
 
     _assert_complete_and_exact(run, images)
-    assert run.attempts == 2  # the fetch, then the re-claim of the classify step by the lease check
+    assert run.attempts == 1  # the fetch; the lease check sent the batches itself when the broker was back
     assert "the broker is down at the hand-over" in worker.output()
 
 
-def test_redis_restarted_during_classify_loses_the_batches_and_the_lease_check_resumes_without_beat(
-    worker_factory, own_redis
+def test_redis_killed_during_classify_and_back_20s_later_the_run_finishes_within_a_minute(
+    worker_factory,
+    own_redis,  # noqa: F811
 ):
+    """The lease and the checks as deployed (no setting shortened for the test), no beat: the queued and the
+    unacknowledged batches go with Redis; the Run notices its batches stalled and sends what is missing again."""
     call_command("register_starter_models")
-    worker = worker_factory(
-        CELERY_BROKER_URL=own_redis.url,
-        CLASSIFY_BATCH_SIZE="1",
-        RUN_LEASE_SECONDS="6",
-        RUN_LEASE_CHECK_SECONDS="1",
-    )
+    worker = worker_factory(CELERY_BROKER_URL=own_redis.url, CLASSIFY_BATCH_SIZE="1")
     images = 40
     with InventoryServer(images=make_inventory_images(images, seed=41), images_per_listing=8) as server:
         run = run_start(sitemap=SitemapFactory(url=server.sitemap_url), enqueue=False)
@@ -161,10 +106,15 @@ def test_redis_restarted_during_classify_loses_the_batches_and_the_lease_check_r
         wait_for(classifying, timeout=120, what="the classify step", worker=worker)
         own_redis.stop()  # the queued batches and the unacknowledged one go with it
         run.refresh_from_db()
-        assert run.classified < images, "classify ended before the broker restarted"
+        assert run.classified < images, "classify ended before the broker went down"
+        time.sleep(20)
         own_redis.start()
-        # No beat here: only the workers' own lease check can bring the Run back.
-        wait_for(lambda: finished(run), timeout=120, what="the run to resume and finish", worker=worker)
+        back = time.monotonic()
+        # No beat here: only the workers' own checks can bring the Run back.
+        wait_for(lambda: finished(run), timeout=RECOVERY_BOUND, what="the run to finish", worker=worker)
+        recovered = time.monotonic() - back
 
+    print(f"\nRun finished {recovered:.1f}s after Redis was back (down 20 s mid-classify)")  # noqa: T201
     _assert_complete_and_exact(run, images)
-    assert run.attempts == 2
+    assert run.attempts == 1  # the fetch and its hand-over; the lease check sent the lost batches again
+    assert "its batches fell silent" in worker.output()
