@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from .models import Run
 from .parsers import FeedParser
 from .selectors import runs_visible_to, sitemaps_visible_to, user_can_edit
-from .services.runs import run_cancel, run_start
+from .services.runs import RunError, run_cancel, run_start
 
 
 class RunOutputSerializer(serializers.ModelSerializer):
@@ -37,8 +37,9 @@ class RunStartApi(APIView):
 
     For a scrape-feed sitemap the request body is the feed document (see the README), raw or gzipped
     (`Content-Encoding: gzip`), up to FEED_MAX_BYTES uncompressed. Answers 202 with the Run, 409 when the sitemap
-    already has a Run under way, 400 with every problem of an invalid feed, 413 for a feed over the bound, 403 for
-    a viewer of the advertiser (staff and editors start Runs).
+    already has a Run under way or the sitemap cannot take this Run (a feed document for a sitemap that is not a
+    feed, none for a feed without a URL, a URL that is never fetched), 400 with every problem of an invalid feed, 413
+    for a feed over the bound, 403 for a viewer of the advertiser (staff and editors start Runs).
     """
 
     # A form body (even an empty one, as a form's POST sends) is read as before; JSON is the feed's own reader's.
@@ -57,7 +58,11 @@ class RunStartApi(APIView):
             400: OpenApiResponse(description="An invalid feed document (`errors` lists every problem)."),
             413: OpenApiResponse(description="The feed is larger than FEED_MAX_BYTES uncompressed."),
             403: OpenApiResponse(description="The user is a viewer of this advertiser."),
-            409: OpenApiResponse(description="The sitemap has a Run under way (`active_run`); Retry-After says when."),
+            409: OpenApiResponse(
+                description="The sitemap has a Run under way (`active_run`; Retry-After says when), or cannot take "
+                "this Run: a feed document for a sitemap that is not a feed, none for a feed without a URL, a URL "
+                "that is never fetched."
+            ),
         },
     )
     def post(self, request: Request, sitemap_id: int) -> Response:
@@ -66,7 +71,7 @@ class RunStartApi(APIView):
             raise PermissionDenied("only editors of this advertiser may start a Run: your role is viewer")
         document = request.data if isinstance(request.data, dict) and request.data else None
         if document is not None and sitemap.kind != sitemap.Kind.FEED:
-            raise serializers.ValidationError({"detail": "only a scrape-feed sitemap takes a feed document"})
+            raise RunError(f"sitemap {sitemap.pk} is not a scrape feed: only a feed sitemap takes a feed document")
         trigger = Run.Trigger.API if request.query_params.get("trigger") == "api" else Run.Trigger.SCRAPE
         run = run_start(sitemap=sitemap, trigger=trigger, user=request.user, feed_document=document)
         url = reverse("catalog:run-detail", args=[run.pk], request=request)
@@ -85,13 +90,13 @@ class RunDetailApi(APIView):
 class RunCancelApi(APIView):
     """Cancels a queued or running Run: it fails with the error "cancelled" and its sitemap is free for the next Run,
     which carries on from what this one brought in. Staff, or an editor of the advertiser (its token); a viewer
-    gets 403. Answers the Run; 400 when it has already finished."""
+    gets 403. Answers the Run; 409 when it has already finished."""
 
     @extend_schema(
         request=None,
         responses={
             200: RunOutputSerializer,
-            400: OpenApiResponse(
+            409: OpenApiResponse(
                 description="The Run has already finished: only a queued or running Run is cancelled."
             ),
             403: OpenApiResponse(description="The user is a viewer of this advertiser."),

@@ -14,6 +14,9 @@ from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, User
 
 # PostgreSQL's OFFSET is a bigint; nothing we serve comes near 2**31 rows.
 MAX_OFFSET = 2**31 - 1
+# A text without a NUL character, as a schema pattern (Python's and ECMA-262's alike): no text column can store one,
+# so the middleware refuses it in any query parameter and DRF's CharField in a body (config.middleware).
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 
 class Pagination(LimitOffsetPagination):
@@ -184,4 +187,91 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
                     "description": responses.get(code, {}).get("description") or description,
                     "content": {media_type: {"schema": schema} for media_type in sorted(media_types)},
                 }
+    return result
+
+
+# OpenAPI links: how an answer leads to the next request (a client's workflows; schemathesis' stateful tests follow
+# them). (method, path, status) of the answer -> (link name, method, path of the next operation, its parameters as
+# runtime expressions). A paginated list links from its first row.
+_FIRST = "$response.body#/results/0"
+LINKS: dict[tuple[str, str, str], list[tuple[str, str, str, dict[str, str]]]] = {
+    ("get", "/api/sitemaps/", "200"): [
+        ("SitemapImages", "get", "/api/sitemaps/{sitemap_id}/images/", {"sitemap_id": f"{_FIRST}/id"}),
+        ("SitemapRunStart", "post", "/api/sitemaps/{sitemap_id}/runs/", {"sitemap_id": f"{_FIRST}/id"}),
+        ("SitemapRuns", "get", "/api/runs/", {"sitemap": f"{_FIRST}/id"}),
+    ],
+    ("post", "/api/sitemaps/{sitemap_id}/runs/", "202"): [
+        ("Run", "get", "/api/runs/{run_id}/", {"run_id": "$response.body#/run"}),
+        ("RunCancel", "post", "/api/runs/{run_id}/cancel/", {"run_id": "$response.body#/run"}),
+    ],
+    ("get", "/api/runs/", "200"): [("Run", "get", "/api/runs/{run_id}/", {"run_id": f"{_FIRST}/run"})],
+    ("get", "/api/runs/{run_id}/", "200"): [
+        ("RunCancel", "post", "/api/runs/{run_id}/cancel/", {"run_id": "$response.body#/run"}),
+    ],
+    ("post", "/api/runs/{run_id}/cancel/", "200"): [
+        ("Run", "get", "/api/runs/{run_id}/", {"run_id": "$response.body#/run"}),
+        ("NextRun", "post", "/api/sitemaps/{sitemap_id}/runs/", {"sitemap_id": "$response.body#/sitemap"}),
+    ],
+    ("get", "/api/sitemaps/{sitemap_id}/images/", "200"): [
+        ("Image", "get", "/api/images/{image_id}/", {"image_id": f"{_FIRST}/id"}),
+        ("ImageHistory", "get", "/api/images/{image_id}/history/", {"image_id": f"{_FIRST}/id"}),
+        ("ImageFix", "post", "/api/images/{image_id}/fixes/", {"image_id": f"{_FIRST}/id"}),
+    ],
+    ("get", "/api/images/{image_id}/", "200"): [
+        ("ImageHistory", "get", "/api/images/{image_id}/history/", {"image_id": "$response.body#/id"}),
+        ("ImageFix", "post", "/api/images/{image_id}/fixes/", {"image_id": "$response.body#/id"}),
+    ],
+    ("get", "/api/images/{image_id}/history/", "200"): [
+        ("FixRevert", "post", "/api/fixes/{fix_id}/revert/", {"fix_id": "$response.body#/fixes/0/id"}),
+    ],
+    ("post", "/api/images/{image_id}/fixes/", "201"): [
+        ("FixRevert", "post", "/api/fixes/{fix_id}/revert/", {"fix_id": "$response.body#/id"}),
+        ("ImageHistory", "get", "/api/images/{image_id}/history/", {"image_id": "$request.path.image_id"}),
+        ("Image", "get", "/api/images/{image_id}/", {"image_id": "$request.path.image_id"}),
+    ],
+    ("post", "/api/fixes/{fix_id}/revert/", "201"): [
+        ("FixRevert", "post", "/api/fixes/{fix_id}/revert/", {"fix_id": "$response.body#/id"}),
+    ],
+    ("post", "/api/exports/", "202"): [
+        ("Export", "get", "/api/exports/{export_id}/", {"export_id": "$response.body#/id"}),
+    ],
+}
+
+
+def links_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the LINKS on the answers they start from, naming the next operation by
+    its operationId (an operation the schema leaves out, such as the staff-only exports for others, is skipped)."""
+    paths = result.get("paths", {})
+    for (method, path, status), links in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for name, target_method, target_path, parameters in links:
+            target = paths.get(target_path, {}).get(target_method)
+            if target is not None:
+                link = {"operationId": target["operationId"], "parameters": parameters}
+                response.setdefault("links", {})[name] = link
+    return result
+
+
+_BLANK = {"type": "string", "maxLength": 0}
+
+
+def blank_option_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: a text field that takes a blank (allow_blank) and has a pattern or a
+    format is written `oneOf: [{pattern}, {maxLength: 0}]`; a blank matching the pattern too matches both, which
+    oneOf forbids, so the schema refused a blank the API takes. `anyOf` says what the API does."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            options = node.get("oneOf")
+            if isinstance(options, list) and len(options) == 2 and options[1] == _BLANK:
+                node["anyOf"] = node.pop("oneOf")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(result)
     return result

@@ -8,11 +8,15 @@ visibility selector, so another advertiser's objects answer 404: never 403, neve
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, cast
 
 from django.contrib.auth.models import User
+from django.core.validators import RegexValidator
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.plumbing import build_choice_field
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -24,9 +28,10 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from catalog.apis import RunOutputSerializer
-from catalog.models import Placement, Run, Sitemap, Task
+from catalog.models import TASK_LABELS, Placement, Run, Sitemap, Task
 from catalog.selectors import AnyUser, placements_visible_to, runs_visible_to, sitemaps_visible_to
 from classifier.models import Classification
+from config.api import NO_NUL_PATTERN
 
 from .grid import SORTS, GridFilters, sitemap_placements
 from .models import ManualFix
@@ -35,6 +40,49 @@ from .services import manual_fix_create, manual_fix_revert
 
 # A fix's note is kept forever (fixes are never deleted): a sentence or a paragraph, not a document.
 NOTE_MAX_LENGTH = 2000
+LABEL_MAX_LENGTH = 100
+_REGEX_SPECIALS = frozenset("\\^$.|?*+()[]{}/-")
+
+
+def label_pattern(labels: tuple[str, ...]) -> str:
+    """A regular expression (Python's and ECMA-262's alike) of the labels as canonical_label reads them: any case,
+    surrounding whitespace allowed; so the schema takes exactly the labels the service takes."""
+
+    def spelled(label: str) -> str:
+        return "".join(
+            f"[{c.upper()}{c.lower()}]" if c.upper() != c.lower() else ("\\" + c if c in _REGEX_SPECIALS else c)
+            for c in label
+        )
+
+    return r"^\s*(?:" + "|".join(spelled(label) for label in labels) + r")\s*$"
+
+
+def fix_input_schema() -> dict[str, Any]:
+    """The body of a fix: a task and one of that task's labels (TASK_LABELS), and a note."""
+    return {
+        "type": "object",
+        "required": ["task", "label"],
+        "properties": {
+            "task": build_choice_field(serializers.ChoiceField(choices=Task.choices)),  # as every task field
+            "label": {
+                "type": "string",
+                "maxLength": LABEL_MAX_LENGTH,
+                "description": "One of the task's labels (case-insensitive).",
+            },
+            "note": {
+                "type": "string",
+                "maxLength": NOTE_MAX_LENGTH,
+                "pattern": NO_NUL_PATTERN,
+                "description": f"Why, for the image's history (at most {NOTE_MAX_LENGTH} characters: fixes are kept "
+                "forever).",
+            },
+        },
+        "oneOf": [
+            # The task as a pattern, not a one-value enum: drf-spectacular's enum hook would merge those into one.
+            {"properties": {"task": {"pattern": f"^{task}$"}, "label": {"pattern": label_pattern(labels)}}}
+            for task, labels in TASK_LABELS.items()
+        ],
+    }
 
 
 def _fix_source(user: AnyUser) -> str:
@@ -49,10 +97,6 @@ def _acting_user(request: Request) -> User:
 def _require_fixer(user: AnyUser, advertiser_id: int) -> None:
     if not user_can_fix(user, advertiser_id):
         raise PermissionDenied("only editors of this advertiser may record or revert fixes: your role is viewer")
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "on", "yes")
 
 
 def legacy_tags(tags: dict[str, EffectiveTag]) -> dict[str, EffectiveTag]:
@@ -212,52 +256,88 @@ class SitemapListApi(PaginatedApi):
         return self.paginated_response(self.OutputSerializer(page, many=True).data)
 
 
-_GRID_PARAMETERS = [
-    OpenApiParameter("task", str, enum=Task.values, description="The task the filters look at (image_type)."),
-    OpenApiParameter("label", str, description="Effective label of the task (case-insensitive)."),
-    OpenApiParameter(
-        "source",
-        str,
-        enum=list(Source.ALL),
-        description="Where the effective label of the task comes from.",
-    ),
-    OpenApiParameter("confidence_below", float, description="Model tags under this confidence."),
-    OpenApiParameter("ambiguous", bool, description="Model tags whose top-2 margin is small."),
-    OpenApiParameter("failed", bool, description="Images whose tag for the task failed."),
-    OpenApiParameter("fixed", str, enum=["yes", "no"], description="Images with (or without) any fix."),
-    OpenApiParameter("listing", str, description="A listing's external id, or part of its URL."),
-    OpenApiParameter("sort", str, enum=list(SORTS), description="Default: position."),
-    OpenApiParameter(
-        "legacy",
-        bool,
-        description="Present a failed or unknown image_type as Placeholder and color as null, as the old "
-        "system did. The default output says what happened.",
-    ),
-]
+@extend_schema_field({"type": "string", "pattern": NO_NUL_PATTERN})
+class QueryTextField(serializers.CharField):
+    """A text query parameter: optional, blank (no filter) allowed, a NUL character refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        validators = [RegexValidator(NO_NUL_PATTERN, "holds a NUL character (%00): remove it")]
+        super().__init__(required=False, allow_blank=True, validators=validators, **kwargs)
+
+
+class LegacyQuerySerializer(serializers.Serializer):
+    legacy = serializers.BooleanField(
+        required=False,
+        help_text="Present a failed or unknown image_type as Placeholder and color as null, as the old system did. "
+        "The default output says what happened.",
+    )
+
+    def as_legacy(self) -> bool:
+        return bool(self.validated_data.get("legacy"))
+
+
+class GridQuerySerializer(LegacyQuerySerializer):
+    """The review grid's filters as the API takes them: a value that is none of the declared ones is a 400 that says
+    so (the grid's screen falls back to its default instead)."""
+
+    task = serializers.ChoiceField(
+        choices=Task.values, required=False, help_text="The task the filters look at (image_type)."
+    )
+    label = QueryTextField(  # type: ignore[assignment]  # a field named label (see ImageTagSerializer)
+        help_text="Effective label of the task (case-insensitive)."
+    )
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # a field named source
+        choices=list(Source.ALL), required=False, help_text="Where the effective label of the task comes from."
+    )
+    confidence_below = serializers.FloatField(
+        required=False, min_value=0, max_value=1, help_text="Model tags under this confidence."
+    )
+    ambiguous = serializers.BooleanField(required=False, help_text="Model tags whose top-2 margin is small.")
+    failed = serializers.BooleanField(required=False, help_text="Images whose tag for the task failed.")
+    fixed = serializers.ChoiceField(
+        choices=["yes", "no"], required=False, help_text="Images with (or without) any fix."
+    )
+    listing = QueryTextField(help_text="A listing's external id, or part of its URL.")
+    sort = serializers.ChoiceField(choices=list(SORTS), required=False, help_text="Default: position.")
+
+    class Meta:
+        ref_name = "GridQuery"
+
+    def validate_confidence_below(self, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValidationError("give a number from 0 to 1")
+        return value
+
+    def as_filters(self) -> GridFilters:
+        """The filters as the grid reads them (its spelling of a yes is "1")."""
+        data = self.validated_data
+        params = {name: "1" if value is True else str(value) for name, value in data.items() if value is not False}
+        return GridFilters.from_params(params)
 
 
 class SitemapImageListApi(PaginatedApi):
     """A sitemap's live images with their effective tags, filtered and sorted as in the review grid."""
 
-    @extend_schema(parameters=_GRID_PARAMETERS, responses=ImageSerializer(many=True))
+    @extend_schema(parameters=[GridQuerySerializer], responses=ImageSerializer(many=True))
     def get(self, request: Request, sitemap_id: int) -> Response:
         sitemap = get_object_or_404(sitemaps_visible_to(request.user), pk=sitemap_id)
-        filters = GridFilters.from_params(request.query_params)
-        placements = sitemap_placements(sitemap=sitemap, filters=filters)
+        query = GridQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        placements = sitemap_placements(sitemap=sitemap, filters=query.as_filters())
         page = self.paginate(placements.select_related("asset", "listing__sitemap").defer("failure_detail"), request)
-        legacy = _flag(request.query_params.get("legacy"))
-        context = {"request": request, "tags": effective_tags(page), "legacy": legacy}
+        context = {"request": request, "tags": effective_tags(page), "legacy": query.as_legacy()}
         return self.paginated_response(ImageSerializer(page, many=True, context=context).data)
 
 
 class ImageDetailApi(APIView):
     """One image with its effective tags."""
 
-    @extend_schema(parameters=_GRID_PARAMETERS[-1:], responses=ImageSerializer)
+    @extend_schema(parameters=[LegacyQuerySerializer], responses=ImageSerializer)
     def get(self, request: Request, image_id: int) -> Response:
         placement = get_object_or_404(placements_visible_to(request.user), pk=image_id)
-        legacy = _flag(request.query_params.get("legacy"))
-        context = {"request": request, "tags": effective_tags([placement]), "legacy": legacy}
+        query = LegacyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        context = {"request": request, "tags": effective_tags([placement]), "legacy": query.as_legacy()}
         return Response(ImageSerializer(placement, context=context).data)
 
 
@@ -344,7 +424,7 @@ class ImageFixCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         task = serializers.ChoiceField(choices=Task.choices)
         label = serializers.CharField(  # type: ignore[assignment]  # a field named label (see ImageTagSerializer)
-            max_length=100, help_text="One of the task's labels (case-insensitive)."
+            max_length=LABEL_MAX_LENGTH, help_text="One of the task's labels (case-insensitive)."
         )
         note = serializers.CharField(
             required=False, allow_blank=True, default="", max_length=NOTE_MAX_LENGTH,
@@ -358,8 +438,9 @@ class ImageFixCreateApi(APIView):
         request=InputSerializer,
         responses={
             201: FixSerializer,
-            400: OpenApiResponse(DetailSerializer, description="Invalid task or label, or no picture yet."),
+            400: OpenApiResponse(DetailSerializer, description="Invalid task or label."),
             403: OpenApiResponse(DetailSerializer, description="The user is a viewer of this advertiser."),
+            409: OpenApiResponse(DetailSerializer, description="The image has no downloaded picture yet."),
         },
     )
     def post(self, request: Request, image_id: int) -> Response:
@@ -370,6 +451,15 @@ class ImageFixCreateApi(APIView):
         user, data = _acting_user(request), serializer.validated_data
         fix = manual_fix_create(placement=placement, user=user, source=_fix_source(user), confirm=True, **data)
         return Response(FixSerializer(fix).data, status=status.HTTP_201_CREATED)
+
+
+class FixInputSchema(OpenApiSerializerExtension):
+    """The fix body's schema is fix_input_schema: a label of the task named, which a serializer cannot say."""
+
+    target_class = ImageFixCreateApi.InputSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return fix_input_schema()
 
 
 class FixRevertApi(APIView):
@@ -395,7 +485,11 @@ class RunListApi(PaginatedApi):
     """Runs the user may see, newest first; ?sitemap=<id> for one sitemap's (404 if it is not visible)."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("sitemap", int, description="Only this sitemap's Runs.")],
+        parameters=[
+            OpenApiParameter(
+                "sitemap", {"type": "integer", "minimum": 1}, description="Only this sitemap's Runs (its id)."
+            )
+        ],
         responses=RunOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -104,8 +105,12 @@ class ExportSerializer(serializers.ModelSerializer):
 
 class ExportCreateApi(APIView):
     """Starts a dataset export of one task from the human labels (fixes and confirmations), filtered. It builds
-    in the background: 202 with its id and URL, to follow with GET. 400 with the reason for an unknown task,
-    advertiser or source, or when no labelled image matches (then nothing is created). Staff only."""
+    in the background: 202 with its id and URL, to follow with GET. 400 with the reason for an invalid field; 409
+    with the reason when what is stored refuses it: an unknown advertiser, an export to extend that does not exist,
+    is not frozen or is of another task, or no labelled image matches (then nothing is created). Staff only."""
+
+    # JSON only: a form cannot say null (`since`, `extends`).
+    parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
         task = serializers.ChoiceField(choices=Task.choices)
@@ -146,7 +151,12 @@ class ExportCreateApi(APIView):
         request=InputSerializer,
         responses={
             202: OutputSerializer,
-            400: OpenApiResponse(DetailSerializer, description="Invalid filters, or no labelled image matches."),
+            400: OpenApiResponse(description="An invalid field (`{field: [messages]}`)."),
+            409: OpenApiResponse(
+                DetailSerializer,
+                description="An unknown advertiser, an export to extend that does not exist, is not frozen or is of "
+                "another task, or no labelled image matches.",
+            ),
             404: OpenApiResponse(description="Not staff."),
         },
     )

@@ -58,9 +58,11 @@ OUTCOME_FIELDS = {
 
 
 class RunError(ApplicationError):
-    """A Run cannot be started or carried on; the message says why."""
+    """A Run cannot be started or carried on; the message says why. Always because of what the Run or its sitemap
+    is now (finished, a feed without its document, a URL never fetched), never the request's form: HTTP 409."""
 
     code = "run_refused"
+    http_status = 409
 
 
 class RunAlreadyActive(RunError):

@@ -224,7 +224,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Every operation documents its error answers (400, 401, 403, 404, 409, 415, 429) with their bodies.
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.api.error_responses_hook"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.error_responses_hook",
+        "config.api.links_hook",  # OpenAPI links between operations (workflows)
+        "config.api.blank_option_hook",
+    ],
 }
 
 # Celery. Embedded default: a file-system broker under var/, so `runserver` and a worker work with no

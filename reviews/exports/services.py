@@ -76,6 +76,14 @@ class ExportError(ApplicationError):
     code = "export_refused"
 
 
+class ExportConflict(ExportError):
+    """A well-formed request that what is stored refuses (no such export or advertiser, an export not frozen or of
+    another task, no labelled image that matches): HTTP 409, as another state of the data would take it."""
+
+    code = "export_conflict"
+    http_status = 409
+
+
 # Create.
 
 
@@ -90,11 +98,11 @@ def _extended(extends: DatasetExport | int | None, task: str) -> DatasetExport |
         return None
     base = extends if isinstance(extends, DatasetExport) else DatasetExport.objects.filter(pk=extends).first()
     if base is None:
-        raise ExportError(f"export {extends} does not exist")
+        raise ExportConflict(f"export {extends} does not exist")
     if base.task != task:
-        raise ExportError(f"export {base.pk} is a {base.task} export: it cannot extend a {task} export")
+        raise ExportConflict(f"export {base.pk} is a {base.task} export: it cannot extend a {task} export")
     if not base.is_frozen:
-        raise ExportError(f"export {base.pk} is not frozen: freeze it before extending it")
+        raise ExportConflict(f"export {base.pk} is not frozen: freeze it before extending it")
     return base
 
 
@@ -149,7 +157,7 @@ def export_create(
     slugs = sorted(set(advertisers))
     advertiser_ids = dict(Advertiser.objects.filter(slug__in=slugs).values_list("slug", "id"))
     if unknown := [slug for slug in slugs if slug not in advertiser_ids]:
-        raise ExportError(f"unknown advertiser: {', '.join(unknown)}")
+        raise ExportConflict(f"unknown advertiser: {', '.join(unknown)}")
     human = [str(source) for source in ManualFix.HUMAN]
     if unknown := sorted(set(sources) - set(human)):
         raise ExportError(
@@ -175,7 +183,7 @@ def export_create(
     }
     extends_id = base.pk if base else None
     if not export_has_candidates(_filters(params, extends_id)):
-        raise ExportError(f"no labelled images match these filters: {_describe(params)}")
+        raise ExportConflict(f"no labelled images match these filters: {_describe(params)}")
     export = DatasetExport.objects.create(
         task=task,
         params=params,

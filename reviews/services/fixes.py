@@ -25,6 +25,13 @@ class FixError(ApplicationError):
     code = "fix_refused"
 
 
+class FixConflict(FixError):
+    """What the image is now refuses the fix, however well formed (no downloaded picture yet): HTTP 409."""
+
+    code = "fix_conflict"
+    http_status = 409
+
+
 @dataclass(frozen=True)
 class Change:
     placement: Placement
@@ -67,7 +74,7 @@ def manual_fixes_apply(
     for change in changes:
         placement = change.placement
         if placement.asset_id is None:
-            raise FixError(f"image {placement.pk} has no downloaded picture to tag yet")
+            raise FixConflict(f"image {placement.pk} has no downloaded picture to tag yet")
         label = canonical_label(change.task, change.label)
         old = current[placement.pk][change.task].label or ""
         scope = (placement.listing.sitemap.advertiser_id, placement.asset_id, change.task)

@@ -257,7 +257,7 @@ def test_a_revert_restores_what_was_in_effect_and_keeps_both(editor, shop):
 def test_a_fix_that_replaced_no_label_is_withdrawn_by_a_revert(editor, shop):
     client = token_client(editor)
     created = client.post(f"/api/images/{shop['broken'].pk}/fixes/", {"task": "color", "label": "Red"}, format="json")
-    assert created.status_code == 400  # no picture yet
+    assert created.status_code == 409  # no picture yet: what the image is refuses it
     assert "no downloaded picture" in created.json()["detail"]
     first = client.post(f"/api/images/{shop['model'].pk}/fixes/", {"task": "intent", "label": "home & garden"})
     assert first.status_code == 201

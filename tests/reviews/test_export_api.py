@@ -68,9 +68,9 @@ def test_staff_start_an_export_and_follow_it_to_frozen(sitemap, django_capture_o
         ({"task": "image_type", "extends": 12345}, "export 12345 does not exist"),
     ],
 )
-def test_bad_parameters_answer_400_with_the_reason(sitemap, body, detail):
+def test_what_the_data_refuses_answers_409_with_the_reason(sitemap, body, detail):
     response = client_of(UserFactory(is_staff=True)).post("/api/exports/", body, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert detail in response.json()["detail"]
     assert not DatasetExport.objects.exists()
 

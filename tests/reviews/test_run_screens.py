@@ -244,7 +244,7 @@ def test_the_api_cancels_a_run_for_staff_and_editors_but_not_viewers(member_api,
     assert answer.status_code == 200
     assert (answer.json()["status"], answer.json()["error"]) == ("failed", "cancelled")
     finished = editor(url)
-    assert finished.status_code == 400
+    assert finished.status_code == 409
     assert "only a queued or running Run" in finished.json()["detail"]
 
     client.force_login(UserFactory(is_staff=True))
