@@ -59,7 +59,19 @@ def big_decode_slot(pixels: int) -> Iterator[None]:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
+        malloc_give_back()  # what the decode freed leaves the process before the next big one starts
         os.close(descriptor)  # releases the lock
+
+
+def malloc_give_back() -> bool:
+    """Gives the free pages of every malloc arena back to the system (glibc's malloc_trim), for a process that is done
+    with a batch of work: what a batch of decodes and inferences freed otherwise stays the process's (~35 MB after a
+    batch through the starter models). False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def reduced_decode(

@@ -28,6 +28,7 @@ from typing import Protocol
 from django.conf import settings
 from django.db import connections
 
+from catalog.decoding import malloc_give_back
 from catalog.imaging import ImageFacts, ImageRefused, PixelBudget, ViewedImage, inspect_image, inspect_image_viewed
 
 logger = logging.getLogger(__name__)
@@ -212,3 +213,4 @@ class ImageWorkers:
             if child.is_alive():
                 child.kill()
                 child.join(timeout=10)
+        malloc_give_back()  # what the fetch threads freed (their arenas) goes back before the Run's next step

@@ -1,4 +1,4 @@
-"""Hostile images for the memory tests: pixel floods that compress to almost nothing."""
+"""For the memory tests: pixel floods that compress to almost nothing, and how to measure what decoding them costs."""
 
 from __future__ import annotations
 
@@ -150,3 +150,20 @@ class TreePssSampler:
             if total > self.peak_kb:
                 self.peak_kb, self.peak_processes = total, processes
             self._stop.wait(self.interval)
+
+
+def record_image_allocations(monkeypatch) -> list[int]:
+    """From now on, the pixels of every image Pillow allocates, in a list (a whole decode allocates its full-size image
+    first; a reduced one, strips and its reduced result)."""
+    from PIL import Image
+
+    sizes: list[int] = []
+    for name in ("new", "fill"):
+        original = getattr(Image.core, name)
+
+        def recording(mode, size, *args, _original=original):
+            sizes.append(size[0] * size[1])
+            return _original(mode, size, *args)
+
+        monkeypatch.setattr(Image.core, name, recording)
+    return sizes

@@ -16,7 +16,7 @@ from PIL import Image
 from catalog.decoding import big_decode_lock_path, big_decode_slot, reduced_decode
 from catalog.imaging import ImageRefused, inspect_image, jpeg_data_shortfall, reduced_rgb, to_rgb_on_white
 from classifier.preprocess import decode
-from tests.catalog.floods import flood_png
+from tests.catalog.floods import flood_png, record_image_allocations
 
 
 def jpeg(image: Image.Image, **options) -> bytes:
@@ -73,17 +73,7 @@ def test_a_png_decoded_in_strips_has_the_pixels_of_the_whole_decode(mode):
 
 @pytest.fixture
 def allocations(monkeypatch):
-    """The pixels of every image Pillow allocates (a full decode allocates the whole image before it decodes)."""
-    sizes: list[int] = []
-    for name in ("new", "fill"):
-        original = getattr(Image.core, name)
-
-        def recording(mode, size, *args, _original=original):
-            sizes.append(size[0] * size[1])
-            return _original(mode, size, *args)
-
-        monkeypatch.setattr(Image.core, name, recording)
-    return sizes
+    return record_image_allocations(monkeypatch)
 
 
 def _webp(side: int) -> bytes:

@@ -13,7 +13,7 @@ import re
 import pytest
 from django.core.management import call_command
 
-from catalog.inventory_server import InventoryServer
+from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import ImageAsset, Run
 from catalog.services.runs import run_start
 from tests.catalog.floods import TreePssSampler, mixed_floods, process_tree, pss_kb
@@ -65,4 +65,16 @@ def test_a_flood_of_big_decodes_keeps_the_worker_under_the_bound(worker_factory)
     print(report)  # noqa: T201 - the figure the closing note quotes
     assert (run.status, run.downloaded, run.failed, run.classified) == ("succeeded", 17, 0, 17), run.counters()
     assert ImageAsset.objects.count() == 17
+    assert sampler.peak_mb < WORKER_PEAK_PSS_MB, report
+
+
+def test_a_first_run_of_ordinary_photos_keeps_the_worker_under_the_bound(worker_factory, tmp_path_factory):
+    call_command("register_starter_models")
+    photos = make_inventory_images(300, seed=18, cache_dir=tmp_path_factory.getbasetemp() / "photos")
+    worker = worker_factory(concurrency=POOL, RUN_FETCH_PROCESSES=str(POOL))
+    with InventoryServer(images=photos, images_per_listing=10) as server:
+        run, sampler, idle_mb = _run_measured(worker, SitemapFactory(url=server.sitemap_url), timeout=400)
+    report = _report("first Run of 300 photos", sampler, idle_mb)
+    print(report)  # noqa: T201
+    assert (run.status, run.downloaded, run.classified) == ("succeeded", 300, 300), run.counters()
     assert sampler.peak_mb < WORKER_PEAK_PSS_MB, report
