@@ -1,11 +1,14 @@
 """The API under schemathesis: for every operation of /api/schema/, as staff, as an advertiser's editor and as a
 viewer, generated requests (valid and invalid) never get a server error, and every answer's status code, content
-type and body are the ones the schema declares.
+type, headers and body are the ones the schema declares, under every check schemathesis has (valid data accepted,
+invalid data refused, auth enforced, undeclared methods 405, ...) and ours: nothing under /api/ answers HTML. Then
+its state machine follows the schema's OpenAPI links (config.api.LINKS) through the workflows, every step under the
+same checks. A check left out for one operation says why (EXCLUDED).
 
-Bounds, so it stays a CI test: 10 fuzzed examples per operation plus schemathesis' deterministic examples and
-coverage cases, derandomized (the same cases every run), no per-example deadline. In-process (WSGI), inside the
-test's transaction: a Run or an export that a request starts is enqueued on commit, which never comes, so no
-worker picks anything up and nothing is excluded.
+Bounds, so it stays a CI test (about a minute on 2 cores): 10 fuzzed examples per operation plus schemathesis'
+deterministic examples and coverage cases; 20 state machine runs of at most 6 steps per role; derandomized (the same
+cases every run), no per-example deadline. In-process (WSGI), inside the test's transaction: a Run or an export that
+a request starts is enqueued on commit, which never comes, so no worker picks anything up and nothing is excluded.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
+import requests
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -22,7 +26,7 @@ from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import CHECKS as REGISTERED_CHECKS
 from schemathesis.checks import load_all_checks
-from schemathesis.core.transport import response_content_type
+from schemathesis.core.transport import Response, response_content_type
 
 from catalog.models import TASK_LABELS, Membership, Placement, Run
 from classifier.models import Classification, ModelHead, ModelVersion
@@ -62,6 +66,8 @@ def api_answers_json(ctx, response, case):
 
 load_all_checks()
 # Every check schemathesis has (its registry, so a check a new version adds runs too), ours included.
+# object_level_authorization only acts with [auth.wfc] peers configured: tenant isolation has its own tests
+# (tests/reviews/test_api_isolation.py).
 CHECKS = [check for check in REGISTERED_CHECKS.get_all() if not isinstance(check, type)]
 # A check left out for one operation, with the reason it does not hold there.
 EXCLUDED: dict[str, dict[str, str]] = {
@@ -372,3 +378,23 @@ def test_an_export_takes_json_only_and_the_run_filter_a_positive_id(client):
     assert list(paths["/api/exports/"]["post"]["requestBody"]["content"]) == ["application/json"]
     sitemap = next(p for p in paths["/api/runs/"]["get"]["parameters"] if p["name"] == "sitemap")
     assert sitemap["schema"] == {"type": "integer", "minimum": 1}  # -14916609326325 was valid, and a 400
+
+
+def test_the_json_check_refuses_a_page_under_api():
+    """api_answers_json fails an HTML answer (Django's 500 or 400 page) under /api/, takes JSON, and the schema
+    endpoint's own declared media types."""
+
+    def answer(content_type: str, path: str) -> Response:
+        request = requests.Request("GET", f"http://localhost{path}").prepare()
+        headers = {"Content-Type": [content_type]}
+        return Response(status_code=500, headers=headers, content=b"", request=request, elapsed=0, verify=True)
+
+    image = schema["/api/images/{image_id}/"]["GET"].Case(path_parameters={"image_id": 1})
+    schema_document = schema["/api/schema/"]["GET"].Case()
+
+    with pytest.raises(AssertionError, match="text/html"):
+        api_answers_json(None, answer("text/html; charset=utf-8", "/api/images/1/"), image)
+    assert api_answers_json(None, answer("application/json", "/api/images/1/"), image) is None
+    assert api_answers_json(None, answer("application/vnd.oai.openapi", "/api/schema/"), schema_document) is None
+    with pytest.raises(AssertionError, match="text/html"):
+        api_answers_json(None, answer("text/html", "/api/schema/"), schema_document)
