@@ -46,6 +46,22 @@ def big_decode_lock_path() -> Path:
     )
 
 
+# The slot's descriptors this process holds open. A process forked meanwhile (a Run's fetch processes, a classify
+# pool) would share their open file description, so the lock would outlive its holder's release while the child
+# lives: the child closes its copies at once.
+_open_slots: set[int] = set()
+
+
+def _close_inherited_slots() -> None:
+    for descriptor in list(_open_slots):
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _open_slots.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_slots)
+
+
 @contextlib.contextmanager
 def big_decode_slot(pixels: int) -> Iterator[None]:
     """Holds the machine's one big-decode slot while a decode of more than BIG_DECODE_PIXELS full-size pixels runs
@@ -54,12 +70,14 @@ def big_decode_slot(pixels: int) -> Iterator[None]:
     if pixels <= BIG_DECODE_PIXELS:
         yield
         return
-    descriptor = os.open(big_decode_lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(big_decode_lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    _open_slots.add(descriptor)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
         malloc_give_back()  # what the decode freed leaves the process before the next big one starts
+        _open_slots.discard(descriptor)
         os.close(descriptor)  # releases the lock
 
 

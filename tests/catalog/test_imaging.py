@@ -125,3 +125,27 @@ def test_a_big_decode_waits_for_the_one_another_process_holds(tmp_path, monkeypa
     finally:
         release.set()
         other.join(30)
+
+
+def _wait(started, release) -> None:
+    started.set()
+    release.wait(30)
+
+
+def test_a_process_forked_while_the_slot_is_held_does_not_keep_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGE_BIG_DECODE_LOCK", str(tmp_path / "decode.lock"))
+    context = multiprocessing.get_context("fork")
+    started, release = context.Event(), context.Event()
+    with big_decode_slot(10**9):
+        child = context.Process(target=_wait, args=(started, release))  # as a Run forks its fetch processes
+        child.start()
+        assert started.wait(30)
+    try:
+        descriptor = os.open(big_decode_lock_path(), os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free, though the child still lives
+        finally:
+            os.close(descriptor)
+    finally:
+        release.set()
+        child.join(30)
