@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_safe
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
@@ -26,7 +27,7 @@ urlpatterns += [path(f"{_MEDIA_PREFIX}/<path:name>", media_file, name="media")]
 urlpatterns += [
     path(
         "favicon.ico",
-        cache_control(max_age=24 * 3600, public=True)(serve),
+        require_safe(cache_control(max_age=24 * 3600, public=True)(serve)),
         {"path": "favicon.ico", "document_root": settings.BASE_DIR / "static"},
         name="favicon",
     )
