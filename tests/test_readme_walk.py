@@ -255,11 +255,15 @@ def daemon(walk: Walk, example: Example) -> str:
         process = subprocess.Popen(["bash", "-c", f"exec {code}"], cwd=ROOT, env=walk.env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + DAEMON_READY_SECONDS
         while time.monotonic() < deadline:
             assert process.poll() is None, f"exit {process.returncode}: {log_path.read_text()[-1500:]}"
-            if " worker " in code and process.pid in worker_pids(walk):
-                ready = "answered a ping (its pid among the workers' replies)"
+            if " worker " in code:
+                try:
+                    worker_answers(walk, process.pid)
+                except (AssertionError, subprocess.TimeoutExpired):
+                    raise AssertionError(f"never answered: {log_path.read_text()[-1500:]}") from None
+                ready = "answered on the broker (its pid among the workers' replies)"
                 break
             if " beat" in code and "is starting." in log_path.read_text():
                 time.sleep(7)  # beat's scheduler ticks at least every 5 s: it is alive past its first ticks
@@ -269,7 +273,7 @@ def daemon(walk: Walk, example: Example) -> str:
                 break
             time.sleep(1)
         else:
-            raise AssertionError(f"not ready in 120 s: {log_path.read_text()[-1500:]}")
+            raise AssertionError(f"not ready in {DAEMON_READY_SECONDS} s: {log_path.read_text()[-1500:]}")
     finally:
         process.terminate()  # the worker stops its own pool (TERM to the pool's processes would leave it waiting)
         try:
@@ -280,15 +284,25 @@ def daemon(walk: Walk, example: Example) -> str:
     return f"ok: started beside bin/start, {ready}, then stopped (TERM)"
 
 
-def worker_pids(walk: Walk) -> set[int]:
-    """The pids of every worker that answers on the broker. Celery's `inspect ping` folds workers of one node name
-    (bin/start's and the walk's) into one reply; a broadcast lists each reply."""
-    asked = walk.run(
-        '.venv/bin/python -c "import json; from config.celery_app import app; '
-        "print(json.dumps(app.control.broadcast('stats', reply=True, timeout=2)))\"",
-        env=walk.env | {"DJANGO_SETTINGS_MODULE": "config.settings.local"},
-    )
-    return {reply["pid"] for answer in json.loads(asked.stdout) for reply in answer.values() if "pid" in reply}
+# `-Q inference -c 2` took 83 s and more than 120 s to answer on a 2-core machine at load 5-10 (others 11-21 s).
+DAEMON_READY_SECONDS = 300
+# Celery's `inspect ping` folds workers of one node name (bin/start's and the walk's) into one reply; a broadcast
+# lists each reply. One process asks until the worker answers or dies.
+WORKER_ANSWERS = """
+import os, sys
+from config.celery_app import app
+pid = int(sys.argv[1])
+while True:
+    os.kill(pid, 0)  # the worker died: ProcessLookupError
+    replies = app.control.broadcast("stats", reply=True, timeout=2)
+    if any(reply.get("pid") == pid for answer in replies for reply in answer.values()):
+        break
+"""
+
+
+def worker_answers(walk: Walk, pid: int) -> None:
+    walk.run(f".venv/bin/python -c '{WORKER_ANSWERS}' {pid}", timeout=DAEMON_READY_SECONDS,
+             env=walk.env | {"DJANGO_SETTINGS_MODULE": "config.settings.local"})  # fmt: skip
 
 
 def changepassword(walk: Walk, example: Example) -> str:
