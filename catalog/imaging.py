@@ -7,10 +7,12 @@ Decoding is bounded (pixel limit, format allowlist) and uses JPEG DCT scaling (`
 is never decoded at full size just to make a thumbnail; the same decode can be kept for the models' input
 (`inspect_image_viewed`), so that a Run decodes a new image once.
 
-Memory (a 250 KB PNG can decode to 240 MB): formats other than JPEG cannot be decoded reduced, so they have a
-lower pixel limit (MAX_PIXELS_FULL_DECODE); a full-size decode is reduced and flattened to RGB strip by strip
-(`reduced_rgb`), never copied whole; and callers with several decoding threads share a `PixelBudget`, the
-decoded pixels a process may hold at once.
+Memory (a 250 KB PNG can decode to 240 MB): a PNG or WebP is decoded reduced too (catalog.decoding: PNG row
+strips, libwebp's scaled decode); formats that Pillow must decode whole have a lower pixel limit
+(MAX_PIXELS_FULL_DECODE), and a big whole decode waits for the machine's one big-decode slot (`big_decode_slot`)
+whichever process asks; a full-size decode is reduced and flattened to RGB strip by strip (`reduced_rgb`), never
+copied whole; and callers with several decoding threads share a `PixelBudget`, the decoded pixels a process may
+hold at once. A JPEG whose scans cannot cover the size its header claims is refused (`jpeg_data_shortfall`).
 """
 
 from __future__ import annotations

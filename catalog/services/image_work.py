@@ -39,7 +39,8 @@ def decode_budget() -> PixelBudget:
     """The decoded pixels this process may hold at once (settings.IMAGE_DECODE_BUDGET_PIXELS), shared by every Run it
     executes: fetch threads that decode themselves (no fetch process, or none left) share it, as 8 threads decoding
     60 MP floods at once would need 2 GB; each fetch process has its own (reset after the fork) for its one image at
-    a time, so a Run's processes hold at most RUN_FETCH_PROCESSES budgets."""
+    a time. Across processes, what bounds a worker is that no PNG, WebP or JPEG is decoded at full size and any other
+    big decode waits for the machine's one big-decode slot (catalog.decoding.big_decode_slot)."""
     return PixelBudget(settings.IMAGE_DECODE_BUDGET_PIXELS)
 
 
