@@ -16,6 +16,7 @@ killed mid-batch): its classify step sends what is still missing again (settings
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -442,44 +443,51 @@ def runs_resume_orphaned(*, sent: dict[int, float] | None = None) -> list[int]:
     that no worker has taken; has the classify step send again the batches of a Run handed over to them that went
     missing (settings.RUN_CLASSIFY_RESUME). Returns their ids.
 
-    A queued Run, or a handed-over one, that shows no sign of life for RUN_STALL_SECONDS has lost its task only if
-    the queue that carries it is empty; behind others in a busy queue it is just waiting, and is sent again only
-    after RUN_QUEUE_PATIENCE_SECONDS (a lost task that waited anyway), so a long queue is not flooded with copies.
-    `sent` (Run id -> time.monotonic() it was last sent, kept by a caller that checks often) re-enqueues a Run only
-    once per lease period.
+    A queued Run, or a handed-over one, silent for RUN_STALL_SECONDS has lost its task if the queue that carries it
+    is empty; behind others in a busy queue it may just be waiting, and is sent again only once silent for
+    RUN_QUEUE_PATIENCE_SECONDS, so a long queue is not flooded with copies. Nothing is sent to a broker that is down.
+    `sent` (Run id -> time.monotonic() it was last sent, kept by a caller that checks often) re-enqueues a Run again
+    only after RUN_STALL_SECONDS while its queue is empty, after RUN_QUEUE_PATIENCE_SECONDS while it is busy.
     """
     now = timezone.now()
+    queue_empty: dict[str, bool | None] = {}
+
+    def silent(since: datetime | None, seconds: float) -> bool:
+        return since is None or since < now - timedelta(seconds=seconds)
+
     enqueue: list[int] = []
     resume: list[int] = []
-    empty_queues: dict[str, bool | None] = {}
-
-    def lost(run: Run, since: datetime | None, task_name: str) -> bool:
-        if since is not None and since > now - timedelta(seconds=settings.RUN_STALL_SECONDS):
-            return False
-        if since is None or since < now - timedelta(seconds=settings.RUN_QUEUE_PATIENCE_SECONDS):
-            return True
-        if task_name not in empty_queues:
-            empty_queues[task_name] = broker_queue_empty(task_name)
-        return bool(empty_queues[task_name])
-
+    since: datetime | None
+    at = time.monotonic()
     active = Run.objects.filter(status__in=Run.ACTIVE_STATUSES).only(
         "id", "status", "step", "worker", "heartbeat_at", "created_at"
     )
     for run in active:
         if run.status == Run.Status.QUEUED:
-            if lost(run, run.created_at, "catalog.run_execute"):
-                enqueue.append(run.pk)
+            task, since = "catalog.run_execute", run.created_at
         elif run_handed_over(run):
-            if lost(run, run.heartbeat_at, settings.RUN_CLASSIFY_BATCH_TASK):
-                resume.append(run.pk)
+            task, since = settings.RUN_CLASSIFY_BATCH_TASK, run.heartbeat_at
         elif run_lease_expired(run):
+            task, since = "catalog.run_execute", None  # its task is done with: no copy of it can be waiting
+        else:
+            continue
+        if not silent(since, settings.RUN_STALL_SECONDS):
+            continue
+        if task not in queue_empty:
+            queue_empty[task] = broker_queue_empty(task)
+        empty = queue_empty[task]
+        if empty is None or (not empty and not silent(since, settings.RUN_QUEUE_PATIENCE_SECONDS)):
+            continue
+        if task == settings.RUN_CLASSIFY_BATCH_TASK:
+            resume.append(run.pk)  # its classify step renews the heartbeat: silent again before it sends again
+        elif sent is None or at - sent.get(run.pk, -math.inf) >= (
+            settings.RUN_STALL_SECONDS if empty else settings.RUN_QUEUE_PATIENCE_SECONDS
+        ):
             enqueue.append(run.pk)
     if sent is not None:
-        at = time.monotonic()
         for run_id, when in list(sent.items()):
-            if run_id not in enqueue or at - when >= settings.RUN_LEASE_SECONDS:
+            if at - when >= settings.RUN_QUEUE_PATIENCE_SECONDS:
                 del sent[run_id]
-        enqueue = [run_id for run_id in enqueue if run_id not in sent]
     for run_id in enqueue:
         logger.warning("resuming orphaned run %s", run_id)
         if run_enqueue(run_id=run_id) and sent is not None:
