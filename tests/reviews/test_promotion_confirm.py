@@ -29,9 +29,7 @@ def active_color():
     return ModelHead.objects.get(task="color", is_active=True).model_version.name
 
 
-def test_promote_shows_the_tasks_and_the_flips_per_advertiser_and_changes_nothing_until_confirmed(
-    staff_client, world
-):
+def test_promote_shows_the_tasks_and_the_flips_per_advertiser_and_changes_nothing_until_confirmed(staff_client, world):
     _, candidate = world["models"]
     shadow_run(pass_id=shadow_start(version=candidate, enqueue=False).pk)  # green and blue swap
     promote = reverse("reviews:staff-model-promote", args=[candidate.pk])
