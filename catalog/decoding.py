@@ -32,6 +32,11 @@ from PIL import Image
 
 # A full-size decode of more pixels than this (16 MB in RGBA) waits for the machine's big-decode slot.
 BIG_DECODE_PIXELS = 4_000_000
+# An image that must be decoded whole is refused above this many bytes of decode (catalog.imaging): 16 MP in RGB or
+# RGBA (Pillow holds both in 4 bytes a pixel, as libwebp's lossless decoder does), 64 MP of one byte a pixel.
+MAX_WHOLE_DECODE_BYTES = 64_000_000
+# Pillow decodes an animated WebP through ~5 full-size RGBA buffers.
+_ANIMATED_WEBP_BYTES_PER_PIXEL = 20
 _STRIP_PIXELS = 1 << 20  # full-size pixels of one strip (4 MB in RGBA)
 # PNG raw modes whose decoded rows give the raw row back (tobytes), as the next strip's row above needs.
 _PNG_STRIP_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
@@ -92,6 +97,20 @@ def malloc_give_back() -> bool:
         return False
 
 
+def whole_decode_bytes(opened: Image.Image, data: bytes) -> int:
+    """The bytes the decode of an opened (not loaded) image holds at full size: 0 when it is decoded reduced (a JPEG's
+    draft, a PNG's strips, a still lossy WebP's scaled decode)."""
+    pixels = opened.width * opened.height
+    if opened.format in ("JPEG", "MPO") or (opened.format == "PNG" and _png_strip_mode(opened, data)):
+        return 0
+    if opened.format == "WEBP":
+        features = _webp_features(data)
+        if features is None or features.has_animation:
+            return pixels * _ANIMATED_WEBP_BYTES_PER_PIXEL
+        return pixels * 4 if features.format == _WEBP_LOSSLESS else 0
+    return pixels * (1 if opened.mode in ("1", "L", "P") else 4)
+
+
 def reduced_decode(
     opened: Image.Image, data: bytes, factor: tuple[int, int], *, to_rgb: Callable[[Image.Image], Image.Image]
 ) -> Image.Image | None:
@@ -139,9 +158,9 @@ def _png_chunks(data: bytes, wanted: bytes) -> Iterator[bytes]:
         position += 12 + length
 
 
-def _png_strips(
-    opened: Image.Image, data: bytes, factor: tuple[int, int], to_rgb: Callable[[Image.Image], Image.Image]
-) -> Image.Image | None:
+def _png_strip_mode(opened: Image.Image, data: bytes) -> str | None:
+    """The raw mode of a PNG that _png_strips can decode (8 bits a sample, not interlaced, one of _PNG_STRIP_MODES);
+    None for any other."""
     tiles = getattr(opened, "tile", [])  # an ImageFile's, not yet decoded
     tile = tiles[0] if len(tiles) == 1 else None
     rawmode = tile.args if tile is not None and isinstance(tile.args, str) else None
@@ -149,6 +168,15 @@ def _png_strips(
     if tile is None or tile.codec_name != "zip" or rawmode not in _PNG_STRIP_MODES or rawmode != opened.mode:
         return None
     if interlaced or tile.extents != (0, 0, *opened.size):
+        return None
+    return rawmode
+
+
+def _png_strips(
+    opened: Image.Image, data: bytes, factor: tuple[int, int], to_rgb: Callable[[Image.Image], Image.Image]
+) -> Image.Image | None:
+    rawmode = _png_strip_mode(opened, data)
+    if rawmode is None:
         return None
     width, height = opened.size
     factor_x, factor_y = max(1, factor[0]), max(1, factor[1])
@@ -276,6 +304,17 @@ def _libwebp() -> ctypes.CDLL | None:
             continue
         return library
     return None
+
+
+def _webp_features(data: bytes) -> _Features | None:
+    """What libwebp reads of a WebP's header (size, alpha, animation, lossy or lossless); None without libwebp."""
+    library = _libwebp()
+    features = _Features()
+    if library is None:
+        return None
+    if library.WebPGetFeaturesInternal(data, len(data), ctypes.byref(features), _WEBP_DECODER_ABI_VERSION) != 0:
+        return None
+    return features
 
 
 def _webp_scaled(opened: Image.Image, data: bytes, factor: tuple[int, int]) -> Image.Image | None:

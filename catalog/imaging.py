@@ -33,7 +33,13 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from catalog.decoding import big_decode_slot, exif_orientation, reduced_decode
+from catalog.decoding import (
+    MAX_WHOLE_DECODE_BYTES,
+    big_decode_slot,
+    exif_orientation,
+    reduced_decode,
+    whole_decode_bytes,
+)
 from core.errors import ApplicationError
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -229,6 +235,13 @@ def _inspect(
                     "too_many_pixels",
                     f"{image_format} image is {width}x{height} pixels, more than the {max_pixels_full_decode:,} "
                     "allowed for a format that cannot be decoded reduced",
+                )
+            if (held := whole_decode_bytes(opened, data)) > MAX_WHOLE_DECODE_BYTES:
+                raise ImageRefused(
+                    "too_many_pixels",
+                    f"{image_format} image is {width}x{height} pixels: decoded whole it takes {held / 1e6:,.0f} MB, "
+                    f"more than the {MAX_WHOLE_DECODE_BYTES / 1e6:,.0f} MB allowed for an image that cannot be "
+                    "decoded reduced",
                 )
             if image_format in REDUCIBLE_FORMATS and (shortfall := jpeg_data_shortfall(data)):
                 raise ImageRefused("corrupt_image", f"image is truncated: {shortfall}")

@@ -73,14 +73,19 @@ def _mixed_flood(image_format: str, n: int, side: int) -> bytes:
     return out.getvalue()
 
 
-def mixed_floods(count: int, side: int = MIXED_FLOOD_SIDE) -> list[bytes]:
-    """`count` distinct floods of side x side pixels in turn PNG, TIFF, GIF and WebP (deflate, LZW and lossless
-    WebP of a flat picture with one spot: 40 KB to 600 KB each, 32 to 128 MB once decoded at full size): the
-    formats that have no reduced decode, as the sitemap of issue 18 that took a worker to 919 MB."""
+WHOLE_FLOOD_SIDE = 4000  # 16 MP: 64 MB decoded whole, catalog.decoding.MAX_WHOLE_DECODE_BYTES
+
+
+def mixed_floods(count: int, side: int = MIXED_FLOOD_SIDE, whole_side: int = WHOLE_FLOOD_SIDE) -> list[bytes]:
+    """`count` distinct floods in turn PNG, TIFF, GIF and WebP (deflate, LZW and lossless WebP of a flat picture with
+    one spot: 40 KB to 600 KB each), the formats that have no DCT draft, as the sitemap of issue 18 that took a worker
+    to 919 MB: PNG and GIF of side x side pixels (32 MP: PNG decoded in strips, GIF whole at one byte a pixel), TIFF
+    and lossless WebP, which are decoded whole at 4 bytes a pixel, of whole_side x whole_side (16 MP: the most
+    accepted)."""
     formats = ("PNG", "TIFF", "GIF", "WEBP")
     return [
         flood_png((40 + 9 * n, 200 - 7 * n, 90, 128), side) if formats[n % 4] == "PNG"
-        else _mixed_flood(formats[n % 4], n, side)
+        else _mixed_flood(formats[n % 4], n, side if formats[n % 4] == "GIF" else whole_side)
         for n in range(count)
     ]  # fmt: skip
 
@@ -107,32 +112,66 @@ def process_tree(root: int) -> list[int]:
 
 def pss_kb(pid: int) -> int:
     """The process's proportional set size (shared pages divided among their users), in KB; 0 once it is gone."""
+    return _rollup(pid).get("Pss", 0)
+
+
+def _rollup(pid: int) -> dict[str, int]:
+    """The process's smaps_rollup figures in KB (Pss, Pss_Anon, Pss_File, ...); empty once it is gone."""
+    figures = {}
     try:
         with open(f"/proc/{pid}/smaps_rollup") as rollup:
             for line in rollup:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
+                name, _, value = line.partition(":")
+                if value.strip().endswith("kB"):
+                    figures[name] = int(value.split()[0])
     except (OSError, ValueError):
-        pass
-    return 0
+        return {}
+    return figures
+
+
+def _file_rss_kb(pid: int) -> dict[str, int]:
+    """The resident KB of each file the process maps (its libraries, mostly)."""
+    files: dict[str, int] = {}
+    path = ""
+    try:
+        with open(f"/proc/{pid}/smaps") as smaps:
+            for line in smaps:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    fields = line.split(maxsplit=5)
+                    path = fields[5].strip() if len(fields) > 5 and fields[5].startswith("/") else ""
+                elif path and line.startswith("Rss:"):
+                    files[path] = files.get(path, 0) + int(line.split()[1])
+    except (OSError, ValueError):
+        return {}
+    return files
 
 
 class TreePssSampler:
-    """Samples the summed PSS of a process tree every `interval` seconds in a thread, as a container's memory limit
-    counts it (shared pages once): `peak_mb`, and the processes (pid, KB) of the peak sample."""
+    """Samples the memory of a process tree every `interval` seconds in a thread, as a container's limit counts it.
+
+    `peak_mb`: the summed PSS (shared pages counted once, issue 18's measure), and the processes (pid, KB) of that
+    peak sample. PSS divides a library's pages among every process on the machine that maps it, so on a busy machine
+    it counts less of them than a container holding the tree alone would: `alone_peak_mb` counts the tree's anonymous
+    memory by PSS and each file it maps once, at the most any of its processes holds resident (read every 10th sample).
+    """
 
     def __init__(self, root: int, *, interval: float = 0.1) -> None:
         self.root = root
         self.interval = interval
-        self.peak_kb = 0
+        self.peak_kb = self.alone_peak_kb = 0
         self.peak_processes: list[tuple[int, int]] = []
         self.samples = 0
+        self._files_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="pss-sampler", daemon=True)
 
     @property
     def peak_mb(self) -> float:
         return self.peak_kb / 1024
+
+    @property
+    def alone_peak_mb(self) -> float:
+        return self.alone_peak_kb / 1024
 
     def __enter__(self) -> TreePssSampler:
         self._thread.start()
@@ -144,11 +183,20 @@ class TreePssSampler:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            processes = [(pid, pss_kb(pid)) for pid in process_tree(self.root)]
-            total = sum(kb for _, kb in processes)
+            tree = process_tree(self.root)
+            rollups = [(pid, _rollup(pid)) for pid in tree]
+            if self.samples % 10 == 0:
+                files: dict[str, int] = {}
+                for pid in tree:
+                    for path, kb in _file_rss_kb(pid).items():
+                        files[path] = max(files.get(path, 0), kb)
+                self._files_kb = sum(files.values())
             self.samples += 1
+            total = sum(figures.get("Pss", 0) for _, figures in rollups)
             if total > self.peak_kb:
-                self.peak_kb, self.peak_processes = total, processes
+                self.peak_kb, self.peak_processes = total, [(pid, figures.get("Pss", 0)) for pid, figures in rollups]
+            anon = sum(figures.get("Pss_Anon", 0) + figures.get("Pss_Shmem", 0) for _, figures in rollups)
+            self.alone_peak_kb = max(self.alone_peak_kb, anon + self._files_kb)
             self._stop.wait(self.interval)
 
 

@@ -50,6 +50,20 @@ def test_the_smallest_real_jpegs_are_accepted(options):
     assert inspect_image(flat).width == 4000
 
 
+@pytest.mark.parametrize(("side", "refused"), [(4000, False), (4100, True)])
+def test_an_image_decoded_whole_is_refused_above_64_mb_of_decode(side, refused):
+    out = io.BytesIO()
+    Image.new("RGBA", (side, side), (30, 120, 200, 128)).save(out, "TIFF", compression="tiff_deflate")
+
+    if not refused:
+        assert inspect_image(out.getvalue()).width == side  # 4000 x 4000 x 4 bytes: 64 MB, the most allowed
+        return
+    with pytest.raises(ImageRefused) as error:
+        inspect_image(out.getvalue())
+    assert error.value.reason == "too_many_pixels"
+    assert "decoded whole it takes 67 MB, more than the 64 MB allowed" in str(error.value)
+
+
 def _png(image: Image.Image, **options) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG", **options)
