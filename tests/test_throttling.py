@@ -31,12 +31,17 @@ def shared_cache(request, settings):
                 "LOCATION": "redis://127.0.0.1:6379/13",
             }
         }
+    from axes.handlers.proxy import AxesProxyHandler
     from rest_framework.throttling import SimpleRateThrottle
 
     SimpleRateThrottle.cache = cache  # DRF binds its cache at import; the settings above replaced it
+    # django-axes keeps one handler, bound to the cache of its first use: made again here and after, so neither this
+    # test's lockouts nor later tests' count in the other cache (a later test logging in as "dealer" was locked out).
+    AxesProxyHandler.implementation = None
     cache.clear()
     yield cache
     cache.clear()
+    AxesProxyHandler.implementation = None
 
 
 @pytest.mark.django_db(transaction=True)

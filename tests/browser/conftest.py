@@ -21,7 +21,13 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def browser_page(live_server):
+    from axes.handlers.proxy import AxesProxyHandler
+    from django.core.cache import cache
     from playwright.sync_api import sync_playwright
+
+    # Logins count failures in the cache (django-axes): each browser test starts from none, whatever ran before.
+    AxesProxyHandler.implementation = None
+    cache.clear()
 
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
