@@ -464,13 +464,15 @@ class FixInputSchema(OpenApiSerializerExtension):
 
 class FixRevertApi(APIView):
     """Reverts a fix with a new row that puts back what was in effect before it: a fix back to the fix in effect then,
-    or a withdrawal (`withdraws`: no fix in effect, the model's or the scrape's tag again). Both stay in the history."""
+    or a withdrawal (`withdraws`: no fix in effect, the model's or the scrape's tag again). Both stay in the history.
+    Only the fix in effect (the latest of its scope) can be reverted."""
 
     @extend_schema(
         request=None,
         responses={
             201: FixSerializer,
             403: OpenApiResponse(DetailSerializer, description="The user is a viewer of this advertiser."),
+            409: OpenApiResponse(DetailSerializer, description="Fixed again since: revert the latest fix."),
         },
     )
     def post(self, request: Request, fix_id: int) -> Response:

@@ -151,8 +151,8 @@ class ManualFix(models.Model):
 
     @property
     def is_confirmation(self) -> bool:
-        """A fix to the label already in effect: a human looked and agreed."""
-        return self.old_label == self.new_label
+        """A fix to the label already in effect: a human looked and agreed (a withdrawal agrees with nothing)."""
+        return not self.withdraws and self.old_label == self.new_label
 
     @property
     def label_in_effect(self) -> str | None:

@@ -151,6 +151,8 @@ class ImageHistory:
     # Staff only: other advertisers' labels in effect on the same picture (same SHA-256 or near-duplicate
     # cluster) that contradict this image's tag: conflicts to settle before the picture goes into a training set.
     conflicts: list[ManualFix] = field(default_factory=list)
+    # The fix in effect per task (the latest row of its scope): the only ones a revert may undo.
+    revertible: set[int] = field(default_factory=set)
 
 
 def image_history(*, placement: Placement, all_advertisers: bool = False) -> ImageHistory:
@@ -175,7 +177,13 @@ def image_history(*, placement: Placement, all_advertisers: bool = False) -> Ima
         others = others.filter(listing__sitemap__advertiser_id=advertiser_id)
     crop = next((tag.crop_box for tag in tags.values() if tag.crop_box), None)
     conflicts = _other_advertisers_contradicting(placement, tags) if all_advertisers else []
-    return ImageHistory(tags, classifications, fixes, list(others.order_by("-last_checked_at")[:200]), crop, conflicts)
+    latest: dict[str, int] = {}
+    for fix in fixes:  # latest first (ManualFix's ordering)
+        latest.setdefault(fix.task, fix.pk)
+    return ImageHistory(
+        tags, classifications, fixes, list(others.order_by("-last_checked_at")[:200]), crop, conflicts,
+        set(latest.values()),
+    )  # fmt: skip
 
 
 def _other_advertisers_contradicting(placement: Placement, tags: dict[str, EffectiveTag]) -> list[ManualFix]:

@@ -219,8 +219,12 @@ def review_decision_record(*, placement: Placement, task: str, label: str, user:
 @transaction.atomic
 def manual_fix_revert(*, fix: ManualFix, user: User | None, source: str) -> ManualFix:
     """Undoes a fix with a new row that puts back what was in effect before it (fix_back: the fix before it, or no
-    fix: the model's tag again); both stay in the history."""
-    before = row_before(fix, scope_histories([fix])[scope_of(fix)])
+    fix: the model's tag again); both stay in the history. Only the row in effect can be reverted: putting back
+    what was before an older one would silently drop every fix made since (a change-set undo skips those too)."""
+    history = scope_histories([fix])[scope_of(fix)]
+    if history[0].pk != fix.pk:
+        raise FixConflict(f"fix {fix.pk} is no longer the one in effect (fixed again since): revert the latest fix")
+    before = row_before(fix, history)
     (revert,) = fixes_record([fix_back(fix, before, user=user, source=source, note=f"revert of fix {fix.pk}")])
     return revert
 

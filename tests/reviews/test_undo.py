@@ -18,7 +18,7 @@ from reviews.models import ChangeSet, ManualFix
 from reviews.models import EffectiveTag as StoredTag
 from reviews.selectors import effective_tags
 from reviews.services.decisions import review_decision_undo
-from reviews.services.fixes import manual_fix_create, manual_fix_revert, review_decision_record
+from reviews.services.fixes import FixConflict, manual_fix_create, manual_fix_revert, review_decision_record
 from tests.factories import ImageAssetFactory, ListingFactory, MembershipFactory, PlacementFactory, SitemapFactory
 from tests.reviews.test_carry_forward_order import reencode, run_sync
 from tests.reviews.test_effective_store import store_mismatches
@@ -213,3 +213,26 @@ def test_a_withdrawn_fix_is_not_carried_to_a_copy():
     assert copy.asset_id != original.asset_id
     assert not ManualFix.objects.filter(asset_id=copy.asset_id).exists()
     assert run.status == run.Status.SUCCEEDED
+
+
+
+def test_only_the_fix_in_effect_is_reverted_and_a_withdrawal_is_no_confirmation(admin_client, model):
+    _, [placement, other] = images(model)
+    blue = manual_fix_create(placement=placement, task="color", label="Blue", user=None, source="staff")
+    black = manual_fix_create(placement=placement, task="color", label="Black", user=None, source="staff")
+
+    # Putting back what was before Blue would drop Black, made since: refused, and Black stays in effect.
+    with pytest.raises(FixConflict):
+        manual_fix_revert(fix=blue, user=None, source="staff")
+    page = admin_client.get(reverse("reviews:staff-image", args=[placement.pk])).content.decode()
+    assert page.count(">Revert</button>") == 1  # on Black, the fix in effect, not on Blue
+    assert in_python(placement) == ("Black", "fix")
+
+    back = manual_fix_revert(fix=black, user=None, source="staff")
+    assert (back.new_label, back.withdraws, in_python(placement)) == ("Blue", False, ("Blue", "fix"))
+
+    only = manual_fix_create(placement=other, task="color", label="Blue", user=None, source="staff")
+    withdrawal = manual_fix_revert(fix=only, user=None, source="staff")
+    assert (withdrawal.withdraws, withdrawal.is_confirmation) == (True, False)
+    assert in_python(other) == ("green", "model")
+    assert store_mismatches() == []
