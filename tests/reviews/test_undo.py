@@ -215,7 +215,6 @@ def test_a_withdrawn_fix_is_not_carried_to_a_copy():
     assert run.status == run.Status.SUCCEEDED
 
 
-
 def test_only_the_fix_in_effect_is_reverted_and_a_withdrawal_is_no_confirmation(admin_client, model):
     _, [placement, other] = images(model)
     blue = manual_fix_create(placement=placement, task="color", label="Blue", user=None, source="staff")
