@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
-from catalog.inventory import FeedInvalid
+from catalog.inventory import FeedInvalid, feed_json_load
 from catalog.models import Run, Sitemap
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
 from catalog.services.runs import run_execute, run_start
@@ -33,8 +33,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: Any) -> None:
         sitemap = self._sitemap(options)
-        feed = self._feed(options["feed"])
         try:
+            feed = self._feed(options["feed"])
             run = run_start(
                 sitemap=sitemap, trigger=Run.Trigger.MANUAL, feed_document=feed, enqueue=not options["sync"]
             )
@@ -75,12 +75,14 @@ class Command(BaseCommand):
         return sitemap_get_or_create(advertiser=advertiser, url=options["url"] or "", kind=options["kind"])
 
     def _feed(self, path: Path | None) -> object | None:
+        """The feed file's document, read as the API reads a feed body (FeedInvalid: not JSON, NaN, too deep)."""
         if path is None:
             return None
         try:
-            return json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
             raise CommandError(f"cannot read the feed {path}: {exc}") from exc
+        return feed_json_load(data)
 
     def _wait(self, run: Run, show: Any) -> Run:
         started = time.monotonic()

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from catalog.models import Task
 from config.commands import BaseCommand
-from reviews.exports import ExportError, export_create, export_freeze
+from reviews.exports import export_create, export_freeze
 from reviews.models import DatasetExport, ManualFix
 
 
@@ -58,21 +58,18 @@ class Command(BaseCommand):
                 bar.set_postfix_str(stage[:60], refresh=False)
                 bar.refresh()
 
-            try:
-                export = export_create(
-                    task=options["task"],
-                    since=options["since"],
-                    since_last_training=not options["all"],
-                    advertisers=options["advertiser"],
-                    sources=options["source"],
-                    min_side=options["min_side"],
-                    extends=options["extend"],
-                    enqueue=False,
-                    progress=show,
-                )
-                export = export_freeze(export=export, keep_pending=True, progress=show)
-            except ExportError as exc:
-                raise CommandError(str(exc)) from exc
+            export = export_create(
+                task=options["task"],
+                since=options["since"],
+                since_last_training=not options["all"],
+                advertisers=options["advertiser"],
+                sources=options["source"],
+                min_side=options["min_side"],
+                extends=options["extend"],
+                enqueue=False,
+                progress=show,
+            )
+            export = export_freeze(export=export, keep_pending=True, progress=show)
         self._report(export, as_json=options["json"])
 
     def _report(self, export: DatasetExport, *, as_json: bool) -> None:

@@ -5,7 +5,7 @@ from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
 from classifier.models import ModelVersion, TrainingJob
-from classifier.services.training import TrainingError, training_run, training_start
+from classifier.services.training import training_run, training_start
 from config.commands import BaseCommand
 from reviews.models import DatasetExport
 
@@ -51,12 +51,9 @@ class Command(BaseCommand):
         if not dataset.is_frozen:
             raise CommandError(f"export {export} is {dataset.status}: freeze it before training on it")
         manifest = training_manifest(export=dataset)
-        try:
-            job = training_start(
-                task=dataset.task, export_id=dataset.pk, manifest=manifest, candidates=candidates, enqueue=False
-            )
-        except TrainingError as exc:
-            raise CommandError(str(exc)) from exc
+        job = training_start(
+            task=dataset.task, export_id=dataset.pk, manifest=manifest, candidates=candidates, enqueue=False
+        )
         with tqdm(total=1000, file=self.stderr, unit="‰", desc="training", leave=False) as bar:
 
             def progress(fraction: float, stage: str) -> None:
