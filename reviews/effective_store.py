@@ -36,7 +36,6 @@ enough while refreshes are short. SQLite serialises its writers itself.
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -59,6 +58,7 @@ from django.db.models.lookups import Exact
 from django.db.models.sql import UpdateQuery
 
 from catalog.models import Placement, Task
+from catalog.services.deadlocks import advisory_xact_lock
 from classifier.models import Classification
 
 from .crosscheck import listing_check
@@ -121,17 +121,12 @@ def fresh_rows(placements: QuerySet[Placement], task: str, heads: Mapping[str, i
     )
 
 
-# The advisory lock every writer of the store holds until it commits (see the module's docstring).
-LOCK_KEY = zlib.crc32(b"reviews.effective_store")
-
-
 def effective_tags_lock() -> None:
-    """Takes the store's writer lock for the rest of the current transaction (PostgreSQL; a no-op elsewhere). Taken
-    again in the same transaction, it returns at once. A caller that reads what to refresh before calling
-    effective_tags_refresh (which takes it itself) takes it first, so that it reads after the last writer's commit."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+    """Takes the store's writer lock, which every writer of the store holds until it commits (see the module's
+    docstring), for the rest of the current transaction. Taken again in the same transaction, it returns at once. A
+    caller that reads what to refresh before calling effective_tags_refresh (which takes it itself) takes it first,
+    so that it reads after the last writer's commit."""
+    advisory_xact_lock("reviews.effective_store")
 
 
 # The scopes a refresh narrows to, each a list of ids left open in the compiled statements (InArray's Slot).
@@ -264,9 +259,11 @@ def effective_tags_refresh(
     the tasks that read them (color reads the image type). `only_stale` (with `sitemap_id`) narrows the scope to
     the placements whose copied inputs changed (stale_placements): an unchanged sitemap costs one query.
 
-    Takes the store's writer lock first (effective_tags_lock), in a transaction of its own when the caller has none.
+    Takes the store's writer lock first (effective_tags_lock), in a transaction of its own when the caller has none
+    (inside the caller's, no savepoint: the refresh is part of the caller's write, and each savepoint is a round trip
+    on every batch).
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         effective_tags_lock()
         return _refresh(
             placement_ids=placement_ids,
@@ -280,13 +277,14 @@ def effective_tags_refresh(
 
 def _refresh(
     *,
-    placement_ids: Iterable[int] | None,
-    asset_ids: Iterable[int] | None,
-    advertiser_id: int | None,
-    sitemap_id: int | None,
-    tasks: Iterable[str] | None,
-    only_stale: bool,
+    placement_ids: Iterable[int] | None = None,
+    asset_ids: Iterable[int] | None = None,
+    advertiser_id: int | None = None,
+    sitemap_id: int | None = None,
+    tasks: Iterable[str] | None = None,
+    only_stale: bool = False,
 ) -> int:
+    """effective_tags_refresh, for a caller that holds the store's lock already."""
     ordered = tasks_reading(Task.values if tasks is None else tasks)
     fixed: dict[str, list[int]] = {}
     if advertiser_id is not None:
@@ -325,12 +323,13 @@ def on_placements_changed(
 ) -> None:
     # The placements showing the assets are read under the lock: one that another Run's fetch just pointed at one
     # of them is seen once that fetch has committed (or that fetch's own refresh comes after this one).
-    effective_tags_lock()
-    if asset_ids:
-        showing = Placement.objects.filter(asset_id__in=asset_ids).values_list("id", flat=True)
-        placement_ids = sorted({*placement_ids, *showing})
-    if placement_ids:
-        effective_tags_refresh(placement_ids=placement_ids)
+    with transaction.atomic(savepoint=False):
+        effective_tags_lock()
+        if asset_ids:
+            showing = Placement.objects.filter(asset_id__in=asset_ids).values_list("id", flat=True)
+            placement_ids = sorted({*placement_ids, *showing})
+        if placement_ids:
+            _refresh(placement_ids=placement_ids)
 
 
 def on_listings_synced(sender: object, *, sitemap_id: int, **kwargs: object) -> None:
@@ -340,11 +339,12 @@ def on_listings_synced(sender: object, *, sitemap_id: int, **kwargs: object) -> 
 def on_clusters_changed(sender: object, *, asset_ids: list[int], cluster_ids: list[int], **kwargs: object) -> None:
     # The placements showing those assets first (one query, under the lock, as on_placements_changed reads them): a
     # new asset that no placement shows yet costs no more.
-    effective_tags_lock()
-    showing = Placement.objects.filter(Q(asset_id__in=asset_ids) | Q(asset__cluster_id__in=cluster_ids))
-    placement_ids = list(showing.values_list("id", flat=True))
-    if placement_ids:
-        effective_tags_refresh(placement_ids=placement_ids)
+    with transaction.atomic(savepoint=False):
+        effective_tags_lock()
+        showing = Placement.objects.filter(Q(asset_id__in=asset_ids) | Q(asset__cluster_id__in=cluster_ids))
+        placement_ids = list(showing.values_list("id", flat=True))
+        if placement_ids:
+            _refresh(placement_ids=placement_ids)
 
 
 def on_classifications_written(sender: object, *, asset_ids: list[int], **kwargs: object) -> None:

@@ -22,12 +22,11 @@ exact-match lookups on 11 indexed columns find the candidates) or a BK-tree kept
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import BigIntegerField, Case, F, Q, Value, When
 
 from catalog import imaging
@@ -35,16 +34,15 @@ from catalog.imaging import color_signature_array, phash_array, phash_cluster_ro
 from catalog.models import ImageAsset, Outcome, Run
 from catalog.signals import clusters_changed
 
-# One writer at a time: two Runs clustering at once could each miss the other's new assets.
-_LOCK_KEY = zlib.crc32(b"catalog.clusters")
+from .deadlocks import advisory_xact_lock
+
 # Ids (or cluster ids) per UPDATE: keeps each statement within every database's parameter limit.
 _UPDATE_CHUNK = 5000
 
 
 def _lock() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+    """One writer at a time: two Runs clustering at once could each miss the other's new assets."""
+    advisory_xact_lock("catalog.clusters")
 
 
 def _load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""A transaction that PostgreSQL chose as a deadlock's victim, run again at once.
+"""Database locks: a named lock held until the transaction ends, and a transaction that PostgreSQL chose as a
+deadlock's victim, run again at once.
 
 The writers of shared rows take their locks in one order (reviews.effective_store), so a deadlock is not expected;
 one that still happens (a lock order this code does not know of) costs a few milliseconds and a warning, not a Run
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import zlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,6 +22,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE for deadlock_detected
 ATTEMPTS = 4
+
+
+def advisory_xact_lock(name: str) -> None:
+    """Takes the lock called `name` until the current transaction ends (PostgreSQL's transaction-level advisory lock,
+    keyed by the name's CRC-32; taken again in the same transaction it returns at once). A no-op on SQLite, which
+    has one writer at a time anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(name.encode())])
 
 
 def is_deadlock(exc: BaseException) -> bool:
