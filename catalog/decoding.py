@@ -86,13 +86,18 @@ def big_decode_slot(pixels: int) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once per process (finding it runs ldconfig). OSError where there is none to load."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def malloc_give_back() -> bool:
     """Gives the free pages of every malloc arena back to the system (glibc's malloc_trim), for a process that is done
     with a batch of work: what a batch of decodes and inferences freed otherwise stays the process's (~35 MB after a
     batch through the starter models). False where there is no glibc."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        return bool(libc().malloc_trim(0))
     except (OSError, AttributeError):
         return False
 

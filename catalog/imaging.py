@@ -17,8 +17,6 @@ hold at once. A JPEG whose scans cannot cover the size its header claims is refu
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import io
 import math
@@ -37,6 +35,7 @@ from catalog.decoding import (
     MAX_WHOLE_DECODE_BYTES,
     big_decode_slot,
     exif_orientation,
+    libc,
     reduced_decode,
     whole_decode_bytes,
 )
@@ -81,8 +80,7 @@ _M_MMAP_THRESHOLD = -3  # mallopt parameter, glibc's malloc.h
 def malloc_return_big_blocks(threshold: int = MALLOC_MMAP_THRESHOLD) -> bool:
     """Fixes glibc's mmap threshold for this process (see MALLOC_MMAP_THRESHOLD); False where there is no glibc."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+        return bool(libc().mallopt(_M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):
         return False
 

@@ -10,8 +10,6 @@ ended when the fetch step ends.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import logging
 import multiprocessing
@@ -28,7 +26,7 @@ from typing import Protocol
 from django.conf import settings
 from django.db import connections
 
-from catalog.decoding import malloc_give_back
+from catalog.decoding import libc, malloc_give_back
 from catalog.imaging import ImageFacts, ImageRefused, PixelBudget, ViewedImage, inspect_image, inspect_image_viewed
 
 logger = logging.getLogger(__name__)
@@ -133,8 +131,7 @@ def _die_with_parent(parent_pid: int) -> None:
     """The kernel kills this child when its parent dies (a worker killed by a hard time limit or the OOM killer): no
     orphan is left waiting for work. Linux only; elsewhere the pool's shutdown is what ends the children."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent_pid:  # the parent died before the prctl
