@@ -1,12 +1,12 @@
 """The review tables in the admin, read-only: fixes are append-only and exports are written by their services."""
 
 from django.contrib import admin
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from catalog.admin import ReadOnlyAdmin, thumbnail_tag
 
-from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
+from .models import CONFIRMATION, DatasetExport, ExportExclusion, ExportItem, ManualFix
 
 
 class FixKindFilter(admin.SimpleListFilter):
@@ -27,9 +27,9 @@ class FixKindFilter(admin.SimpleListFilter):
             case "decision":
                 return queryset.filter(settles=True)
             case "fix":
-                return queryset.exclude(old_label=F("new_label"))
+                return queryset.exclude(CONFIRMATION)
             case "confirmation":
-                return queryset.filter(old_label=F("new_label"))
+                return queryset.filter(CONFIRMATION)
             case "revert":
                 return queryset.filter(reverts__isnull=False)
             case "carried":

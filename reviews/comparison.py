@@ -183,6 +183,7 @@ def accuracy_over_time(*, task: str, weeks: int = 26, now: datetime | None = Non
         ManualFix.objects.filter(task=task, source__in=ManualFix.HUMAN, created_at__gte=start, created_at__lte=now)
         .exclude(old_label="")
         .exclude(withdraws=True)  # an undo back to the model's tag: no one looked at the tag again
+        .exclude(reverted_by__withdraws=True)  # the mistake that undo took back: no judgement on the model's tag
         .values("advertiser_id", "advertiser__slug", "advertiser__name", week=week)
         .annotate(reviewed=Count("id"), overturned=Count("id", filter=~Q(old_label=F("new_label"))))
         .order_by()

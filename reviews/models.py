@@ -151,7 +151,8 @@ class ManualFix(models.Model):
 
     @property
     def is_confirmation(self) -> bool:
-        """A fix to the label already in effect: a human looked and agreed (a withdrawal agrees with nothing)."""
+        """A fix to the label already in effect: a human looked and agreed (a withdrawal agrees with nothing). The
+        SQL side is CONFIRMATION below."""
         return not self.withdraws and self.old_label == self.new_label
 
     @property
@@ -159,6 +160,10 @@ class ManualFix(models.Model):
         """What this row, as the latest of its scope, puts in effect: its new label, or None for a withdrawal (no fix
         is in effect). The SQL side is label_in_effect() below."""
         return None if self.withdraws else self.new_label
+
+
+# SQL of ManualFix.is_confirmation over fix rows.
+CONFIRMATION = Q(withdraws=False, old_label=F("new_label"))
 
 
 def label_in_effect(prefix: str = "") -> Case:

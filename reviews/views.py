@@ -25,7 +25,7 @@ from catalog.models import TASK_LABELS, Placement, Sitemap, Task
 from .bulk_confirm import SAMPLE as BULK_SAMPLE
 from .bulk_confirm import BulkRequest
 from .grid import GridFilters, Paging, sitemap_grid, sitemap_placements
-from .models import ChangeSet, ManualFix
+from .models import CONFIRMATION, ChangeSet, ManualFix
 from .selectors import image_history, user_can_fix
 from .services import FixError, manual_fix_revert
 from .services.change_sets import change_set_apply
@@ -225,8 +225,7 @@ def _saved_message(change_set: ChangeSet | None) -> str:
     it changed ("60 tags confirmed (already that label: marked reviewed), 0 changed")."""
     if change_set is None:
         return "0 tags changed"
-    rows = change_set.fix_rows.all()
-    confirmed = sum(1 for fix in rows if fix.is_confirmation)
+    confirmed = change_set.fix_rows.filter(CONFIRMATION).count()  # a bulk retag may hold thousands of rows
     changed = change_set.fixes - confirmed
     if change_set.kind == ChangeSet.Kind.BULK and confirmed:
         return (

@@ -167,3 +167,18 @@ def test_accuracy_over_time_per_week_and_advertiser_with_promotions(models, monk
         ("2024-03-04", "color", "candidate", "promote"),
     ]
     assert chart["promotions"][0]["date"].startswith("2024-03-05T15:00")
+
+
+def test_accuracy_over_time_leaves_out_a_fix_that_was_withdrawn(models, monkeypatch):
+    """An undone mistake is no judgement on the model's tag: neither the mistake nor its withdrawal is counted."""
+    north = AdvertiserFactory(slug="north", name="North")
+    asset, other = stored_asset("green", 64), stored_asset("red", 65)
+    at(datetime(2024, 3, 12, 9, tzinfo=UTC), monkeypatch)
+    mistake = fix(north, asset, "Blue", old_label="Green")
+    fix(north, asset, "", old_label="Blue", withdraws=True, reverts=mistake)
+    fix(north, other, "Red", old_label="Red")  # confirmed, and kept
+    monkeypatch.undo()
+
+    chart = accuracy_over_time(task="color", weeks=1, now=datetime(2024, 3, 14, 12, tzinfo=UTC))
+
+    assert chart["overall"] == [{"week": "2024-03-11", "reviewed": 1, "overturned": 0, "share": 0.0}]

@@ -14,7 +14,7 @@ from reviews.effective_store import effective_tags_refresh
 from reviews.exports.selectors import Filters, export_candidates
 from reviews.expressions import disagreements
 from reviews.grid import reviewed_q
-from reviews.models import ChangeSet, ManualFix
+from reviews.models import CONFIRMATION, ChangeSet, ManualFix
 from reviews.models import EffectiveTag as StoredTag
 from reviews.selectors import effective_tags
 from reviews.services.decisions import review_decision_undo
@@ -235,3 +235,21 @@ def test_only_the_fix_in_effect_is_reverted_and_a_withdrawal_is_no_confirmation(
     assert (withdrawal.withdraws, withdrawal.is_confirmation) == (True, False)
     assert in_python(other) == ("green", "model")
     assert store_mismatches() == []
+
+
+@pytest.mark.django_db
+def test_a_confirmation_is_one_rule_in_python_and_sql():
+    """ManualFix.is_confirmation and its SQL side (CONFIRMATION) pick the same rows: a fix to the label in effect is
+    one; a change, a first label and a withdrawal (even of a confirmation) are not."""
+    asset, advertiser = ImageAssetFactory(), SitemapFactory().advertiser
+
+    def add(old, new, **kwargs):
+        return ManualFix.objects.create(
+            advertiser=advertiser, asset=asset, task="color", old_label=old, new_label=new, **kwargs
+        )
+
+    agreed = add("Red", "Red")
+    rows = [agreed, add("Red", "Blue"), add("", "Blue"), add("Red", "", withdraws=True, reverts=agreed)]
+
+    in_sql = set(ManualFix.objects.filter(CONFIRMATION).values_list("pk", flat=True))
+    assert in_sql == {row.pk for row in rows if row.is_confirmation} == {agreed.pk}
