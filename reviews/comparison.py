@@ -13,6 +13,7 @@ Both cost a constant number of grouped queries whatever the number of advertiser
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from catalog.models import Advertiser, Placement
 from classifier.models import Classification, ModelVersion, Promotion
+from classifier.services.training import CONFIDENT
 
 from .accuracy import latest_human_fixes
 from .effective import PLACEMENT_ADVERTISER, ColumnNames, Source, annotate_effective
@@ -66,6 +68,19 @@ def _live_placements() -> QuerySet[Placement]:
     """Placements production tags: still listed, fetched, with a picture."""
     return Placement.objects.filter(
         is_gone=False, listing__is_gone=False, status=Placement.Status.OK, asset__isnull=False
+    )
+
+
+def confident_model_tags(*, task: str, heads: Mapping[str, int] | None = None) -> QuerySet[Placement]:
+    """Live placements whose effective tag of `task` is the active model's, at a confidence of CONFIDENT or more
+    (`<task>_label` and `<task>_model_confidence` annotated): tags that no human reviewed and everybody relies on.
+
+    Where a candidate changes one, it is a likely regression: the training guard samples them (the export
+    manifest's `guard` rows) and the promotion guard counts them (`confident_flips`)."""
+    heads = active_heads() if heads is None else heads
+    column = ColumnNames(task)
+    return annotate_effective(_live_placements(), [task], heads).filter(
+        **{column.source: Source.MODEL, f"{column('model_confidence')}__gte": CONFIDENT}
     )
 
 

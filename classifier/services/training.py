@@ -4,10 +4,13 @@ A training job reads a manifest (built by reviews from a frozen DatasetExport; c
 reviews): the labelled items with their split and advertiser, and `retain` rows, confident model tags that no
 human changed. It runs on the `training` queue, so tagging never waits for it:
 
-1. features of every item and retained row under the parent (`features.asset_features`, cached per asset);
+1. features of every item, retained row and guard row under the parent (`features.asset_features`, cached per
+   asset);
 2. N candidate heads, one per `refit.default_grid(N)` setting (class-balanced; anchors a decade apart);
 3. the parent's own head (the baseline) and each candidate on the test split: accuracy, macro F1, per class,
-   confusion, and local accuracy per advertiser;
+   confusion, and local accuracy per advertiser; and on the manifest's `guard` rows (live images of every
+   advertiser that no human labelled, where the parent's stored tag is confident), the share of those tags each
+   candidate would flip, per advertiser: the evidence for the advertisers the test split does not hold;
 4. every candidate written as ONNX (only the trained head's weights differ from the parent's) and registered
    in ONE transaction, as ModelVersions with status candidate.
 
@@ -21,7 +24,7 @@ import dataclasses
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +35,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from classifier.models import ModelHead, ModelVersion, TrainingJob
+from classifier.models import Classification, ModelHead, ModelVersion, TrainingJob
 from classifier.services.features import FeatureError, asset_features
 from classifier.services.registry import RegistryError, model_register
 from classifier.training.metrics import LocalAccuracy
@@ -207,6 +210,7 @@ class _Candidate:
     test: dict[str, Any]
     local_accuracy: dict[str, float]
     local_counts: dict[str, dict[str, Any]]
+    confident_flips: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
 def _candidate_bytes(parent_data: bytes, head: HeadLayer, candidate: _Candidate, job: TrainingJob, k: int) -> bytes:
@@ -229,9 +233,13 @@ def _candidate_bytes(parent_data: bytes, head: HeadLayer, candidate: _Candidate,
 
 
 def _register(
-    *, job: TrainingJob, parent_data: bytes, head: HeadLayer, candidates: list[_Candidate]
+    *, job: TrainingJob, parent_data: bytes, head: HeadLayer, candidates: list[_Candidate], trained_for: list[str]
 ) -> list[ModelVersion]:
-    """Registers every candidate; the caller holds the transaction, so it is all of them or none."""
+    """Registers every candidate; the caller holds the transaction, so it is all of them or none.
+
+    Its metrics keep what the promotion guard reads: `local_accuracy` / `local_counts` on the test split,
+    `confident_flips` on the guard rows, and `trained_for`, the advertisers whose reviewed labels were in the export.
+    """
     files = [_candidate_bytes(parent_data, head, c, job, k) for k, c in enumerate(candidates, start=1)]
     versions = []
     for k, (candidate, data) in enumerate(zip(candidates, files, strict=True), start=1):
@@ -241,6 +249,8 @@ def _register(
             "test": candidate.test,
             "local_accuracy": candidate.local_accuracy,
             "local_counts": candidate.local_counts,
+            "confident_flips": candidate.confident_flips,
+            "trained_for": trained_for,
         }
         version = model_register(data=data, contract=contract, activate=False, metrics=metrics)
         version.name = name
@@ -254,6 +264,52 @@ def _register(
         version.save()
         versions.append(version)
     return versions
+
+
+@dataclasses.dataclass
+class _Guard:
+    """The manifest's guard rows whose stored parent tag is confident: asset, advertiser (slug), the stored label."""
+
+    assets: list[int]
+    advertisers: list[str]
+    labels: list[str]
+
+
+def _guard(manifest: dict[str, Any], *, parent: ModelVersion, task: str, labelled: set[int]) -> _Guard:
+    """The guard rows (live images of every advertiser that no human labelled) on which the parent's stored result
+    for the task has a confidence of CONFIDENT or more, with that stored label: the tags a candidate must not flip.
+
+    The stored label is read here, from the parent's own Classification rows, so the rule holds for any parent."""
+    rows = [row for row in manifest.get("guard", []) if int(row["asset"]) not in labelled]
+    ids = sorted({int(row["asset"]) for row in rows})
+    stored: dict[int, str] = {}
+    for start in range(0, len(ids), 5000):
+        stored.update(
+            Classification.objects.filter(
+                model_version=parent,
+                task=task,
+                status=Classification.Status.OK,
+                confidence__gte=CONFIDENT,
+                asset_id__in=ids[start : start + 5000],
+            ).values_list("asset_id", "label")
+        )
+    kept = [row for row in rows if int(row["asset"]) in stored]
+    return _Guard(
+        assets=[int(row["asset"]) for row in kept],
+        advertisers=[str(row["advertiser"]) for row in kept],
+        labels=[stored[int(row["asset"])] for row in kept],
+    )
+
+
+def _confident_flips(probabilities: np.ndarray, guard: _Guard, labels: list[str]) -> dict[str, dict[str, int]]:
+    """{slug: {"confident": n, "flipped": k}}: of the advertiser's confident stored tags, how many these
+    predictions change."""
+    out: dict[str, dict[str, int]] = {}
+    for slug, stored, guess in zip(guard.advertisers, guard.labels, probabilities.argmax(axis=1), strict=True):
+        entry = out.setdefault(slug, {"confident": 0, "flipped": 0})
+        entry["confident"] += 1
+        entry["flipped"] += int(labels[int(guess)] != stored)
+    return dict(sorted(out.items()))
 
 
 def _fit(
@@ -275,7 +331,10 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     keeps the parent's behaviour for classes and directions that neither fixes nor retained rows cover (a label
     with no rows at all). Pseudo-labels alone would not bound how far an under-determined weight moves; the
     anchor alone, strong enough to protect everyone, stops the drifted advertiser from being learnt. The grid
-    spans anchors a decade apart and the held-out test split, which holds every advertiser, picks.
+    spans anchors a decade apart, and the evidence picks (`_best`): measured accuracy on the held-out test split
+    for the advertisers whose reviewed labels are in the export, and for every other advertiser with live images
+    (the test split does not hold them) the share of its confident model tags, on images no human labelled, that
+    the candidate would flip.
     """
     manifest = job.manifest
     parent = job.parent
@@ -296,14 +355,15 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     retain = [row for row in manifest.get("retain", []) if row["asset"] not in labelled]
 
     rows = [*train, *retain, *test]
-    ids = [int(row["asset"]) for row in rows]
+    guard = _guard(manifest, parent=parent, task=job.task, labelled=labelled)
+    ids = [int(row["asset"]) for row in rows] + guard.assets
 
     def features_progress(done: int, total: int) -> None:
         report(_FEATURES * done / max(total, 1), f"features {done}/{total}")
 
     features = asset_features(version=parent, task=job.task, asset_ids=ids, progress=features_progress)
     n_fit = len(train) + len(retain)
-    x_fit, x_test = features[:n_fit], features[n_fit:]
+    x_fit, x_test, x_guard = features[:n_fit], features[n_fit : len(rows)], features[len(rows) :]
     y_fit = np.array([index[row["label"]] for row in [*train, *retain]], dtype=np.int64)
     pseudo = np.r_[np.zeros(len(train), dtype=bool), np.ones(len(retain), dtype=bool)]
     y_test = np.array([index[item["label"]] for item in test], dtype=np.int64)
@@ -322,17 +382,24 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     baseline_test, baseline_local, baseline_counts = _test_result(
         predict(x_test, head.weight, head.bias), y_test, advertisers, labels
     )
+    # Stored tags the parent's own head no longer gives on the computed features (a crop or decode that differs
+    # from the one classified): the floor under every candidate's flips, shown beside them.
+    baseline_flips = _confident_flips(predict(x_guard, head.weight, head.bias), guard, labels)
     candidates = []
     for setting, weight, bias in fitted:
         test_result, local, counts = _test_result(predict(x_test, weight, bias), y_test, advertisers, labels)
-        candidates.append(_Candidate(setting, weight, bias, test_result, local, counts))
+        flips = _confident_flips(predict(x_guard, weight, bias), guard, labels)
+        candidates.append(_Candidate(setting, weight, bias, test_result, local, counts, flips))
+    trained_for = sorted({str(item.get("advertiser", "")) for item in items})
 
     report(_FEATURES + _FITTING + _EVALUATING, "registering")
     # The candidates and the job's success in one transaction: a worker killed before the commit leaves no
     # candidate and a job to run again; after it, a succeeded job that a redelivered task returns as it is.
     with transaction.atomic():
-        versions = _register(job=job, parent_data=parent_data, head=head, candidates=candidates)
-        best = _best(versions, candidates, baseline_local)
+        versions = _register(
+            job=job, parent_data=parent_data, head=head, candidates=candidates, trained_for=trained_for
+        )
+        best = _best(versions, candidates, baseline_local, trained_for=trained_for)
         job.result = {
             "export": job.export_id,
             "baseline": {
@@ -340,6 +407,7 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
                 "test": baseline_test,
                 "local_accuracy": baseline_local,
                 "local_counts": baseline_counts,
+                "confident_flips": baseline_flips,
             },
             "candidates": [
                 {
@@ -348,12 +416,15 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
                     "test": candidate.test,
                     "local_accuracy": candidate.local_accuracy,
                     "local_counts": candidate.local_counts,
+                    "confident_flips": candidate.confident_flips,
                 }
                 for version, candidate in zip(versions, candidates, strict=True)
             ],
             "best": best.pk,
             "max_drop": MAX_ADVERTISER_DROP,
-            "sizes": {"train": len(train), "retain": len(retain), "test": len(test)},
+            "max_confident_flips": MAX_CONFIDENT_FLIPS,
+            "trained_for": trained_for,
+            "sizes": {"train": len(train), "retain": len(retain), "test": len(test), "guard": len(guard.assets)},
         }
         job.status = TrainingJob.Status.SUCCEEDED
         job.progress = 1.0
@@ -385,12 +456,55 @@ def over_tolerance(local: dict[str, float], baseline_local: dict[str, float], co
     return max([0.0, *excess])
 
 
-def _best(versions: list[ModelVersion], candidates: list[Any], baseline_local: dict[str, float]) -> ModelVersion:
-    """The best candidate: the highest macro F1 (then accuracy) among those that keep every advertiser within
-    its tolerance; if none does, the one that oversteps it least."""
+# A model tag this confident is one the model "knew": nobody reviews it, everybody relies on it. Changing one is a
+# likely regression (the export's retained pseudo-labels, the training guard and the promotion guard read it).
+CONFIDENT = 0.9
+# The evidence for an advertiser with no reviewed labels in the export: a candidate that flips more than this share
+# of its confident model tags (or one of them when the advertiser has fewer than 100) is not picked as the best
+# while another candidate keeps everyone, and is promoted only with an explicit, recorded override.
+MAX_CONFIDENT_FLIPS = 0.01
+
+
+def flip_tolerance(confident: int) -> float:
+    """The share of an advertiser's confident tags a candidate may flip: 1%, or one of them if that is more."""
+    return max(MAX_CONFIDENT_FLIPS, 1.0 / confident if confident else 0.0) + 1e-9
+
+
+def flips_over_tolerance(confident_flips: dict[str, dict[str, int]], trained_for: Iterable[str]) -> dict[str, float]:
+    """{slug: how far the flipped share goes beyond its tolerance} for every advertiser over it, except those in
+    `trained_for` (their reviewed labels were in the export: measured accuracy judges them, and changing their
+    confident tags may be the very point)."""
+    exempt = set(trained_for)
+    over = {}
+    for slug, counts in confident_flips.items():
+        confident, flipped = int(counts.get("confident", 0)), int(counts.get("flipped", 0))
+        if slug in exempt or not confident:
+            continue
+        excess = flipped / confident - flip_tolerance(confident)
+        if excess > 0:
+            over[slug] = excess
+    return over
+
+
+def _best(
+    versions: list[ModelVersion],
+    candidates: list[Any],
+    baseline_local: dict[str, float],
+    *,
+    trained_for: Iterable[str] = (),
+) -> ModelVersion:
+    """The best candidate: the highest macro F1 (then accuracy) among those that keep every advertiser, both within
+    its measured-accuracy tolerance on the test split and, for the advertisers not in the export, within its
+    confident-flip tolerance (flips_over_tolerance); if none does, the one that oversteps either least."""
+    trained_for = list(trained_for)
     pairs = list(zip(versions, candidates, strict=True))
     drops = {
-        version.pk: over_tolerance(candidate.local_accuracy, baseline_local, candidate.local_counts)
+        version.pk: max(
+            [
+                over_tolerance(candidate.local_accuracy, baseline_local, candidate.local_counts),
+                *flips_over_tolerance(candidate.confident_flips, trained_for).values(),
+            ]
+        )
         for version, candidate in pairs
     }
     keeping = [pair for pair in pairs if drops[pair[0].pk] <= 0.0]

@@ -275,6 +275,8 @@ CELERY_TASK_ROUTES = {
     # Exact names win over patterns: the shadow pass runs beside training, so tagging never waits for it.
     "classifier.shadow_pass": {"queue": "training"},
     "classifier.training": {"queue": "training"},
+    "reviews.retrain": {"queue": "training"},
+    "reviews.retrain_nightly": {"queue": "training"},
     "classifier.*": {"queue": "inference"},
 }
 
@@ -354,7 +356,13 @@ RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.
 CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
 CARRY_FORWARD_MAX_COLOR_DISTANCE = float(os.environ.get("CARRY_FORWARD_MAX_COLOR_DISTANCE", "5"))
 REUSED_PICTURE_LISTINGS = int(os.environ.get("REUSED_PICTURE_LISTINGS", "5"))  # one picture in N+ listings: suspect
+# The loop proposes itself (reviews.services.retrain): the nightly beat job retrains a task (export, candidates,
+# the best one's shadow pass, an email to staff) once it has this many new human labels since its last training.
+RETRAIN_MIN_NEW_LABELS = int(os.environ.get("RETRAIN_MIN_NEW_LABELS", "100"))
 CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))
+# The training guard (reviews.exports training_manifest): per advertiser with live images, up to this many of its
+# confident model tags that no human labelled, on which every candidate's flips are counted.
+LOOP_GUARD_SAMPLE = int(os.environ.get("LOOP_GUARD_SAMPLE", "300"))
 # Inline classification (run_sitemap --sync, benchmarks) runs its batches in this many processes, one per core
 # like the inference workers; 1 keeps it in the calling process.
 CLASSIFY_INLINE_PROCESSES = int(os.environ.get("CLASSIFY_INLINE_PROCESSES", str(os.cpu_count() or 1)))

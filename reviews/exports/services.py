@@ -20,18 +20,22 @@ from datetime import date, datetime, time
 from typing import IO, Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import CharField, Exists, OuterRef, Subquery, Value
-from django.db.models.functions import MD5, Cast, Concat
+from django.db.models import CharField, Exists, F, OuterRef, Subquery, Value
+from django.db.models.expressions import Window
+from django.db.models.functions import MD5, Cast, Concat, RowNumber
 from django.utils import timezone
 
 from catalog.models import TASK_LABELS, Advertiser, Placement, Task
 from classifier.models import Classification, ModelHead, ModelVersion
+from classifier.services.training import CONFIDENT
 from core.errors import ApplicationError
 from reviews.accuracy import local_accuracies
+from reviews.comparison import confident_model_tags
 from reviews.expressions import active_heads, live_placements, picture
 from reviews.models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 
@@ -59,7 +63,7 @@ Progress = Callable[[float, str], None]
 BATCH = 2000
 SEED = 0
 LABEL_ISSUES_MIN_ITEMS = 20
-RETAIN_CONFIDENCE = 0.9
+RETAIN_CONFIDENCE = CONFIDENT
 RETAIN_MIN = 300
 RETAIN_TRUSTED_ACCURACY = 0.9  # an advertiser's model tags serve as pseudo-labels only if the model is right this often
 RETAIN_TRUSTED_REVIEWS = 10  # ...on at least this many reviewed tags (fewer: not known to be wrong, kept)
@@ -657,7 +661,8 @@ def export_freeze(
 
 def training_manifest(*, export: DatasetExport) -> dict[str, Any]:
     """What classifier training reads from a frozen export (the loop contract): the task, its labels, the items
-    (kept ones) with their split, advertiser and group, and `retain`.
+    (kept ones) with their split, advertiser and group, `retain` and `guard` (see `_guard`: the images on which
+    training counts each candidate's flips of confident model tags, for every advertiser with live images).
 
     `retain` keeps what the model knew (pseudo-labels): confident (>= 0.9) tags of the active model on live images
     of any advertiser that no one fixed for the task (in any scope) and that are not (nor a near-duplicate of) an
@@ -680,7 +685,37 @@ def training_manifest(*, export: DatasetExport) -> dict[str, Any]:
         "labels": list(TASK_LABELS.get(export.task, ())),
         "items": items,
         "retain": _retain(export, limit=max(RETAIN_MIN, 2 * len(items))),
+        "guard": _guard(export, per_advertiser=int(getattr(settings, "LOOP_GUARD_SAMPLE", 300))),
     }
+
+
+def _guard(export: DatasetExport, *, per_advertiser: int) -> list[dict[str, Any]]:
+    """Per advertiser with live images, up to `per_advertiser` of its images whose effective tag is a confident
+    model tag (comparison.confident_model_tags: nobody labelled them), a deterministic sample (salted apart from
+    `retain`'s, though the two may share images): training counts how many of them each candidate would flip.
+    The label is not given: training reads the parent's stored one."""
+    heads = active_heads()
+    if export.task not in heads or per_advertiser <= 0:
+        return []
+    rows = (
+        confident_model_tags(task=export.task, heads=heads)
+        .annotate(
+            guard_advertiser=F("listing__sitemap__advertiser__slug"),
+            order=MD5(Concat(Value(f"guard:{export.pk}:"), Cast("asset_id", CharField()))),
+        )
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("listing__sitemap__advertiser_id")],
+                order_by=[F("order").asc(), F("id").asc()],
+            )
+        )
+        .filter(rank__lte=per_advertiser)
+        .order_by("listing__sitemap__advertiser_id", "rank")
+        .values_list("asset_id", "guard_advertiser")
+    )
+    # Two placements of one picture at one advertiser are one image.
+    return [{"asset": asset, "advertiser": slug} for asset, slug in dict.fromkeys(rows)]
 
 
 def _retain(export: DatasetExport, *, limit: int) -> list[dict[str, Any]]:

@@ -378,6 +378,39 @@ def test_the_build_runs_as_a_celery_task_after_commit_and_a_rerun_redoes_it(
     assert (export.status, export.items.count()) == ("review", 6)
 
 
+def test_training_manifest_samples_every_advertisers_confident_unlabelled_model_tags_as_the_guard(
+    sitemap, register_tiny, settings
+):
+    settings.LOOP_GUARD_SAMPLE = 2
+    version = register_tiny()
+    fixed = show(sitemap, stored_asset(1))
+    label(fixed, "Red", task="color")
+    mine = show(sitemap, stored_asset(2))
+    other = SitemapFactory()
+    confident = [show(other, stored_asset(10 + i)) for i in range(3)]
+    unsure, gone, failed = (show(other, stored_asset(20)), show(other, stored_asset(21), is_gone=True),
+                            show(other, stored_asset(22), status="failed"))  # fmt: skip
+    scraped = show(other, stored_asset(23), listing=ListingFactory(sitemap=other, attributes={"color": "red"}))
+    for placement, confidence in [(fixed, 0.99), (mine, 0.97), *((p, 0.95) for p in confident), (unsure, 0.5),
+                                  (gone, 0.99), (failed, 0.99), (scraped, 0.99)]:  # fmt: skip
+        Classification.objects.create(
+            asset=placement.asset, model_version=version, task="color", label="blue", confidence=confidence
+        )
+    frozen = export_freeze(export=build(task="color"), keep_pending=True)
+
+    guard = training_manifest(export=frozen)["guard"]
+
+    # Per advertiser, up to LOOP_GUARD_SAMPLE live images whose tag in effect is a confident model tag: not the
+    # fixed one, the unsure one, the gone or failed ones, nor the one whose color the scrape gives.
+    assert [row for row in guard if row["advertiser"] == sitemap.advertiser.slug] == [
+        {"asset": mine.asset_id, "advertiser": sitemap.advertiser.slug}
+    ]
+    others = [row["asset"] for row in guard if row["advertiser"] == other.advertiser.slug]
+    assert len(others) == 2
+    assert set(others) < {p.asset_id for p in confident}
+    assert training_manifest(export=frozen)["guard"] == guard  # deterministic
+
+
 def test_summary_counts_and_imbalance(sitemap):
     _catalogue(sitemap, 12)  # Dealer 6, Stock 3, Placeholder 3
     summary = export_summary(build())
