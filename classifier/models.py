@@ -258,6 +258,25 @@ class FeatureVector(models.Model):
         return f"features of {self.asset_id} under {self.model_version_id}"
 
 
+class Novelty(TimeStampedModel):
+    """How unlike the model's reference an asset was when a Run brought it in (classifier.services.drift): the mean
+    cosine distance of its features to its nearest reference images, and that over the reference's threshold. The
+    review queue asks about the most unfamiliar first (ratio above 1)."""
+
+    asset = models.ForeignKey(ImageAsset, on_delete=models.CASCADE, related_name="novelties")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(help_text="Mean cosine distance to the k nearest reference images.")
+    ratio = models.FloatField(help_text="Score over the reference's threshold: above 1, unfamiliar.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "model_version"], name="novelty_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"novelty of {self.asset_id} under {self.model_version_id}: {self.ratio:.2f}"
+
+
 class Promotion(models.Model):
     """Who made which version the active one for a task, and when (a rollback is a promotion back)."""
 
@@ -270,6 +289,11 @@ class Promotion(models.Model):
     to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PROMOTE)
     forced = models.BooleanField(default=False, help_text="Promoted before its shadow pass finished.")
+    overrode_regressions = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Promoted over likely regressions, accepted explicitly: who, and each advertiser with its figures.",
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from catalog.models import Advertiser, Placement
 from classifier.models import Classification, ModelVersion, Promotion
-from classifier.services.training import CONFIDENT
+from classifier.services.promotion import Regression
+from classifier.services.training import CONFIDENT, flips_over_tolerance
 
 from .accuracy import latest_human_fixes
 from .effective import PLACEMENT_ADVERTISER, ColumnNames, Source, annotate_effective
@@ -82,6 +83,95 @@ def confident_model_tags(*, task: str, heads: Mapping[str, int] | None = None) -
     return annotate_effective(_live_placements(), [task], heads).filter(
         **{column.source: Source.MODEL, f"{column('model_confidence')}__gte": CONFIDENT}
     )
+
+
+@dataclass
+class ConfidentFlips:
+    """One advertiser's confident model tags of a task (`confident_model_tags`, on live images the version
+    classified) and how many of them the version would flip, with up to a few flipped placements (`flip_from`,
+    `flip_to` and `model_confidence` annotated) for thumbnails. `trained_for`: the advertiser's reviewed labels
+    were in the version's training export, so its measured accuracy judges it, not these flips."""
+
+    advertiser: Advertiser
+    task: str
+    confident: int = 0
+    flipped: int = 0
+    trained_for: bool = False
+    samples: list[Placement] = field(default_factory=list)
+
+    @property
+    def share(self) -> float | None:
+        return self.flipped / self.confident if self.confident else None
+
+    @property
+    def over(self) -> bool:
+        """More of its confident tags flip than the tolerance allows (training.flips_over_tolerance's rule)."""
+        counts = {self.advertiser.slug: {"confident": self.confident, "flipped": self.flipped}}
+        return bool(flips_over_tolerance(counts, [self.advertiser.slug] if self.trained_for else []))
+
+    def regression(self) -> Regression:
+        return Regression(self.task, self.advertiser.slug, "confident_flips", self.confident, self.flipped)
+
+
+def confident_flips(*, version: ModelVersion, task: str, samples: int = 6) -> list[ConfidentFlips]:
+    """Per advertiser with confident model tags of `task` that `version` classified (its shadow pass), how many it
+    would flip: likely regressions where no human looked. Those over the tolerance first, then by share. What the
+    promotion guard refuses on (`promotion_regressions`) and the confirmation page shows; four queries."""
+    column = ColumnNames(task)
+    tags = (
+        confident_model_tags(task=task)
+        .annotate(candidate_label=_candidate_result(version, task, "label"))
+        .filter(candidate_label__isnull=False)
+    )
+    confident = {
+        row["advertiser"]: row["n"]
+        for row in tags.values(advertiser=F(PLACEMENT_ADVERTISER)).annotate(n=Count("id")).order_by()
+    }
+    flipped_tags = tags.exclude(**{column.label: F("candidate_label")})
+    flipped = {
+        row["advertiser"]: row["n"]
+        for row in flipped_tags.values(advertiser=F(PLACEMENT_ADVERTISER)).annotate(n=Count("id")).order_by()
+    }
+    sampled: dict[int, list[Placement]] = defaultdict(list)
+    if samples > 0 and flipped:
+        ranked = flipped_tags.annotate(
+            flip_from=F(column.label),
+            flip_to=F("candidate_label"),
+            model_confidence=F(column("model_confidence")),
+        ).annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F(PLACEMENT_ADVERTISER)],
+                order_by=[F(column("model_confidence")).desc(nulls_last=True), F("id").asc()],
+            )
+        )
+        chosen = ranked.filter(rank__lte=samples).select_related("asset", "listing__sitemap")
+        for placement in chosen.order_by(PLACEMENT_ADVERTISER, "rank"):
+            sampled[placement.listing.sitemap.advertiser_id].append(placement)
+    trained_for = set(version.metrics.get("trained_for", []) if isinstance(version.metrics, dict) else [])
+    out = [
+        ConfidentFlips(
+            advertiser=advertiser,
+            task=task,
+            confident=confident[pk],
+            flipped=flipped.get(pk, 0),
+            trained_for=advertiser.slug in trained_for,
+            samples=sampled.get(pk, []),
+        )
+        for pk, advertiser in Advertiser.objects.in_bulk(list(confident)).items()
+    ]
+    return sorted(out, key=lambda item: (not item.over, -(item.share or 0.0), item.advertiser.name, item.advertiser.pk))
+
+
+def confident_flip_regressions(version: ModelVersion, tasks: list[str]) -> list[Regression]:
+    """The promotion guard's source (registered in ReviewsConfig.ready): each advertiser outside the version's
+    export whose confident tags of a switching task it would flip beyond the tolerance."""
+    return [
+        entry.regression()
+        for task in tasks
+        for entry in confident_flips(version=version, task=task, samples=0)
+        if entry.over
+    ]
 
 
 def _candidate_result(version: ModelVersion, task: str, field_name: str) -> Subquery:

@@ -2,7 +2,11 @@
 
 Promotion is instant because it runs no inference: the shadow pass (classifier.services.shadow) has already
 stored the candidate's result for every live asset, so the effective tags switch as soon as its heads are
-active. It therefore waits for the shadow pass, unless forced (recorded as such). Rollback undoes the task's
+active. It therefore waits for the shadow pass, unless forced (recorded as such). It also refuses a version that
+would likely make some advertiser worse (`promotion_regressions`): measured accuracy on its training export's test
+split dropping beyond tolerance, or, for an advertiser whose reviewed labels were not in that export, more than 1%
+of its confident model tags flipped by the shadow pass; an explicit override promotes it all the same and is
+recorded on the Promotion (who, and the figures). Rollback undoes the task's
 latest promotion that is still standing (not rolled back yet): the version it replaced is active again, recorded as
 a promotion of kind rollback. Promotions and rollbacks stack: a second rollback goes back one promotion further, and
 after the last one there is nothing to roll back to (bringing a rolled-back candidate back is a promotion).
@@ -10,7 +14,8 @@ after the last one there is nothing to roll back to (bringing a rolled-back cand
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import transaction
@@ -21,12 +26,90 @@ from core.errors import ApplicationError
 
 from .registry import RegistryError, model_activate
 from .shadow import live_asset_count, shadow_latest, shadow_pending_ids
+from .training import drop_tolerance
 
 
 class PromotionError(ApplicationError):
     """A version cannot be promoted (or a task rolled back); the message says why in one line."""
 
     code = "promotion_refused"
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A likely regression a promotion brings to one advertiser for one task.
+
+    kind "confident_flips": of its `count` confident model tags (live images, >= training.CONFIDENT, in effect),
+    the version would flip `changed` (its shadow-pass results); kind "local_accuracy": on its `count` reviewed test
+    items of the version's export, accuracy falls from `before` to `after`."""
+
+    task: str
+    advertiser: str  # slug
+    kind: str
+    count: int
+    changed: int = 0
+    before: float | None = None
+    after: float | None = None
+
+    @property
+    def share(self) -> float:
+        return self.changed / self.count if self.count else 0.0
+
+    def describe(self) -> str:
+        if self.kind == "local_accuracy":
+            return (
+                f"{self.advertiser} {self.task} accuracy {100 * (self.before or 0):.1f}% -> "
+                f"{100 * (self.after or 0):.1f}% on {self.count} reviewed test images"
+            )
+        return (
+            f"{self.advertiser} {100 * self.share:.1f}% of its confident {self.task} tags flipped"
+            f" ({self.changed} of {self.count})"
+        )
+
+
+# Sources of likely regressions beyond what classifier knows (the shadow pass's flips of the tags in effect, which
+# reviews owns): each takes (version, tasks) and returns Regressions. reviews registers its own in AppConfig.ready.
+RegressionSource = Callable[[ModelVersion, list[str]], list[Regression]]
+_regression_sources: dict[str, RegressionSource] = {}
+
+
+def regression_source_register(name: str, source: RegressionSource) -> None:
+    """Makes every promotion consult `source` (registered once per name)."""
+    _regression_sources[name] = source
+
+
+def _measured_regressions(version: ModelVersion, tasks: list[str]) -> list[Regression]:
+    """Advertisers whose accuracy on the version's export test split fell beyond their tolerance (the training rule)."""
+    job = version.training_job
+    if job is None or job.task not in tasks:
+        return []
+    baseline = (job.result or {}).get("baseline", {}).get("local_accuracy", {})
+    local = version.metrics.get("local_accuracy", {})
+    counts = version.metrics.get("local_counts", {})
+    out = []
+    for slug, after in sorted(local.items()):
+        reviewed = int(counts.get(slug, {}).get("reviewed", 0))
+        if slug in baseline and baseline[slug] - after > drop_tolerance(reviewed):
+            out.append(Regression(job.task, slug, "local_accuracy", reviewed, before=baseline[slug], after=after))
+    return out
+
+
+def promotion_regressions(*, version: ModelVersion, tasks: list[str] | None = None) -> list[Regression]:
+    """The likely regressions promoting the version for `tasks` (by default every task it would switch) would bring:
+    measured ones (its training job's test split) and those of every registered source (the confident flips)."""
+    tasks = promotion_tasks(version=version) if tasks is None else tasks
+    found = _measured_regressions(version, tasks)
+    for source in _regression_sources.values():
+        found.extend(source(version, tasks))
+    return found
+
+
+def regressions_refusal(version: ModelVersion, regressions: list[Regression]) -> str:
+    """The one-line refusal naming each advertiser and its figures; it ends ", or override"."""
+    return (
+        f"promoting {version.name} would likely regress {'; '.join(r.describe() for r in regressions)}:"
+        " retrain, or override"
+    )
 
 
 def promotion_blocker(*, version: ModelVersion) -> str | None:
@@ -81,13 +164,21 @@ def _switching(version: ModelVersion, tasks: list[str] | None, *, lock: bool) ->
 
 @transaction.atomic
 def model_promote(
-    *, version: ModelVersion, user: Any = None, force: bool = False, tasks: list[str] | None = None
+    *,
+    version: ModelVersion,
+    user: Any = None,
+    force: bool = False,
+    tasks: list[str] | None = None,
+    override_regressions: bool = False,
+    by: str = "",
 ) -> Promotion:
     """Makes the classifier the active model of every task it has a head for (or only `tasks`), at once.
 
-    Refuses (PromotionError) a detector, a version already active for those tasks, and, unless `force`, a
-    version whose shadow pass has not finished. Records one Promotion per task switched (from the version that
-    served it, forced when promoted before the pass finished, by `user`) and returns the first one.
+    Refuses (PromotionError) a detector, a version already active for those tasks, unless `force` a version whose
+    shadow pass has not finished, and unless `override_regressions` a version with likely regressions
+    (`promotion_regressions`; the refusal names each advertiser and its figures). Records one Promotion per task
+    switched (from the version that served it, forced when promoted before the pass finished, by `user`; an
+    override with who made it, `user` or else `by`, and the regressions accepted) and returns the first one.
     """
     switching, previous = _switching(version, tasks, lock=True)
     if not switching:
@@ -95,6 +186,10 @@ def model_promote(
     blocker = promotion_blocker(version=version)
     if blocker is not None and not force:
         raise PromotionError(blocker)
+    regressions = promotion_regressions(version=version, tasks=switching)
+    if regressions and not override_regressions:
+        raise PromotionError(regressions_refusal(version, regressions))
+    who = (user.get_username() if user is not None else "") or by or "unknown"
     try:
         model_activate(version=version, tasks=switching)
     except RegistryError as exc:
@@ -106,6 +201,11 @@ def model_promote(
             to_version=version,
             kind=Promotion.Kind.PROMOTE,
             forced=blocker is not None,
+            overrode_regressions=(
+                {"by": who, "regressions": [_record(r) for r in regressions if r.task == task]}
+                if any(r.task == task for r in regressions)
+                else None
+            ),
             user=user,
         )
         for task in switching
@@ -198,6 +298,10 @@ def model_rollback(*, task: str, user: Any = None) -> Promotion:
         for each in plan.tasks
     )
     return next(record for record in records if record.task == task)
+
+
+def _record(regression: Regression) -> dict[str, Any]:
+    return {**asdict(regression), "share": round(regression.share, 4), "text": regression.describe()}
 
 
 def _task_order(task: str) -> int:

@@ -37,17 +37,19 @@ def mean_classifier(
     sensitive_width: int = 2,
     input_shape: list[int | str] | None = None,
     dynamic_outputs: bool = False,
+    color_gain: float = 1.0,
 ) -> bytes:
     """Outputs "mean" ([N, 3] channel means), "color" ([N, color_width] logits) and "sensitive" (probabilities).
 
-    With color_width == 3 the color logits equal the channel means (identity weights). dynamic_outputs declares
-    the head widths as symbolic, as some exporters do, so only running the graph reveals them.
+    With color_width == 3 the color logits equal the channel means (identity weights) times `color_gain` (20 makes
+    a plain color's tag confident, over 0.9). dynamic_outputs declares the head widths as symbolic, as some
+    exporters do, so only running the graph reveals them.
     """
     height, width = size
     axes = [2, 3] if layout == "NCHW" else [1, 2]
     shape = input_shape if input_shape is not None else _input_shape(layout, height, width, batch)
     color_weights = np.zeros((3, color_width), dtype=np.float32)
-    color_weights[:, : min(3, color_width)] = COLOR_WEIGHTS[:, : min(3, color_width)]
+    color_weights[:, : min(3, color_width)] = color_gain * COLOR_WEIGHTS[:, : min(3, color_width)]
     sensitive_weights = np.zeros((3, sensitive_width), dtype=np.float32)
     sensitive_weights[:, : min(2, sensitive_width)] = SENSITIVE_WEIGHTS[:, : min(2, sensitive_width)]
     nodes = []
