@@ -8,7 +8,7 @@ partial every second with htmx, and reload once when the job ends (HX-Refresh), 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import wraps
@@ -28,17 +28,19 @@ from catalog.models import TASK_LABELS, Advertiser, Task
 from classifier.models import ModelHead, ModelVersion, Promotion, ShadowPass, TrainingJob
 from classifier.services.promotion import (
     PromotionError,
+    Regression,
     RollbackPlan,
     model_promote,
     model_rollback,
     promotion_blocker,
+    promotion_regressions,
     promotion_tasks,
     rollback_plan,
 )
 from classifier.services.shadow import ShadowError, shadow_start
 from classifier.services.training import TrainingError, training_start
 
-from .comparison import AdvertiserFlips, accuracy_over_time, candidate_flips
+from .comparison import AdvertiserFlips, ConfidentFlips, accuracy_over_time, candidate_flips, confident_flips
 from .exports import (
     ExportError,
     export_create,
@@ -572,23 +574,42 @@ class TaskChange:
     task: str
     current: ModelVersion | None
     flips: list[AdvertiserFlips]
+    confident: list[ConfidentFlips] | None = None  # a promotion's guard: the confident model tags it would flip
 
     @property
     def flipped(self) -> int:
         return sum(advertiser.flipped for advertiser in self.flips)
 
 
-def _task_changes(version: ModelVersion, tasks: list[str]) -> list[TaskChange]:
+def _serving(tasks: list[str]) -> dict[str, ModelVersion | None]:
+    """Each task and the version serving it now (None: no model), in the given order."""
     serving = {
         head.task: head.model_version
         for head in ModelHead.objects.filter(is_active=True, task__in=tasks).select_related("model_version")
     }
-    return [TaskChange(task, serving.get(task), candidate_flips(version=version, task=task)) for task in tasks]
+    return {task: serving.get(task) for task in tasks}
 
 
-def _signature(changes: list[TaskChange]) -> str:
-    """What a confirmation showed (each task and the version serving it): confirming writes only if it still holds."""
-    return ",".join(f"{change.task}:{change.current.pk if change.current else 0}" for change in changes)
+def _task_changes(version: ModelVersion, tasks: list[str], *, guard: bool = False) -> list[TaskChange]:
+    serving = _serving(tasks)
+    return [
+        TaskChange(
+            task,
+            serving.get(task),
+            candidate_flips(version=version, task=task),
+            confident_flips(version=version, task=task) if guard else None,
+        )
+        for task in tasks
+    ]
+
+
+def _signature(changes: list[TaskChange], regressions: Sequence[Regression] = ()) -> str:
+    """What a confirmation showed (each task and the version serving it, and the regressions it asked to accept):
+    confirming writes only if it still holds."""
+    shown = ",".join(f"{change.task}:{change.current.pk if change.current else 0}" for change in changes)
+    if regressions:
+        shown += ";accepts:" + ",".join(sorted(f"{r.task}/{r.advertiser}/{r.kind}" for r in regressions))
+    return shown
 
 
 def _confirmation(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
@@ -605,30 +626,38 @@ def staff_model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=version_id)
     task = _version_task(version, request)
     try:
-        changes = _task_changes(version, promotion_tasks(version=version))
-        if not changes:
+        tasks = promotion_tasks(version=version)
+        if not tasks:
             raise PromotionError(f"{version.name} is already the active model for its tasks")
+        regressions = promotion_regressions(version=version, tasks=tasks)
     except PromotionError as exc:
         messages.error(request, f"Not promoted: {exc}")
         return redirect(_models_url(task, request.POST.get("job")))
-    signature = _signature(changes)
     confirmed = request.POST.get("confirmed", "")
+    signature = _signature([TaskChange(t, current, []) for t, current in _serving(tasks).items()], regressions)
     if confirmed != signature:
+        changes = _task_changes(version, tasks, guard=True)
         problem = "What the promotion switches changed since the confirmation: look again." if confirmed else ""
         blocker = promotion_blocker(version=version)
         return _confirmation(
             request,
             {"action": "promote", "version": version, "task": task, "changes": changes, "signature": signature,
-             "problem": problem, "blocker": blocker, "force": blocker is not None},
+             "problem": problem, "blocker": blocker, "force": blocker is not None, "regressions": regressions},
         )  # fmt: skip
     try:
-        promotion = model_promote(version=version, user=_user(request), force=request.POST.get("force") == "1")
+        promotion = model_promote(
+            version=version,
+            user=_user(request),
+            force=request.POST.get("force") == "1",
+            override_regressions=request.POST.get("override_regressions") == "1",
+        )
     except PromotionError as exc:
         messages.error(request, f"Not promoted: {exc}")
     else:
         forced = " (forced before its shadow pass finished)" if promotion.forced else ""
-        switched = ", ".join(change.task for change in changes)
-        messages.success(request, f"{version.name} is now the active model for {switched}{forced}")
+        if regressions:
+            forced += f" (regressions accepted, recorded: {'; '.join(r.describe() for r in regressions)})"
+        messages.success(request, f"{version.name} is now the active model for {', '.join(tasks)}{forced}")
     return redirect(_models_url(task, request.POST.get("job")))
 
 

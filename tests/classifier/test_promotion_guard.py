@@ -29,6 +29,10 @@ def _fresh_sessions():
 
 @pytest.fixture
 def world():
+    return guarded_world()
+
+
+def guarded_world() -> dict:
     """An active model confident on plain colors, and a candidate (green and blue swapped) trained on the labels of
     "first" only. "first" shows red, green and blue; "second" four reds and three blues, one blue fixed by staff:
     of second's six confident model tags, the candidate flips two (33%, over the tolerance of one tag in six)."""

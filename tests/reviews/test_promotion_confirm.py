@@ -10,6 +10,7 @@ from classifier.models import ModelHead, Promotion
 from classifier.services.promotion import model_promote
 from classifier.services.registry import model_register
 from classifier.services.shadow import shadow_run, shadow_start
+from tests.classifier import test_promotion_guard as guard_tests
 from tests.classifier import test_shadow_promotion as shadow_tests
 from tests.classifier.onnx_builders import classifier_contract, mean_classifier
 from tests.factories import UserFactory
@@ -98,3 +99,50 @@ def test_roll_back_asks_first_and_names_what_it_would_make_active_after_a_comman
     refused = staff_client.post(rollback, follow=True)
     assert "Not rolled back: every promotion of color was rolled back already" in refused.content.decode()
     assert active_color() == "active"
+
+
+@pytest.fixture
+def guarded():
+    return guard_tests.guarded_world()
+
+
+def test_promote_shows_the_confident_flips_and_asks_to_accept_the_regressions_which_it_records(staff_client, guarded):
+    candidate = guarded["candidate"]  # trained on "first" only; it flips 2 of "second"'s 6 confident color tags
+    promote = reverse("reviews:staff-model-promote", args=[candidate.pk])
+
+    asked = staff_client.post(promote, {"task": "color"})
+
+    html = asked.content.decode()
+    color = asked.context["changes"][0]
+    assert {e.advertiser.slug: (e.confident, e.flipped, e.trained_for, e.over) for e in color.confident} == {
+        "second": (6, 2, False, True),
+        "first": (3, 2, True, False),
+    }
+    assert 'data-advertiser="second" data-confident="6" data-flipped="2" class="regression"' in html
+    assert "second 33.3% of its confident color tags flipped (2 of 6)" in html
+    assert 'name="override_regressions" value="1" required' in html
+    assert "Promote candidate anyway (I accept these regressions) for color, sensitive" in html
+
+    refused = staff_client.post(promote, {"task": "color", "confirmed": asked.context["signature"]}, follow=True)
+    assert "Not promoted: promoting candidate would likely regress second 33.3%" in refused.content.decode()
+    assert (active_color(), Promotion.objects.count()) == ("active", 0)
+
+    accepted = staff_client.post(
+        promote, {"task": "color", "confirmed": asked.context["signature"], "override_regressions": "1"}, follow=True
+    )
+    assert "(regressions accepted, recorded: second 33.3% of its confident" in accepted.content.decode()
+    assert active_color() == "candidate"
+    record = Promotion.objects.get(task="color")
+    assert (record.user.username, record.overrode_regressions["by"]) == ("reviewer", "reviewer")
+    assert [r["advertiser"] for r in record.overrode_regressions["regressions"]] == ["second"]
+
+
+def test_a_confirmation_that_accepted_other_regressions_asks_again(staff_client, guarded):
+    candidate = guarded["candidate"]
+    promote = reverse("reviews:staff-model-promote", args=[candidate.pk])
+    signature = staff_client.post(promote, {"task": "color"}).context["signature"]
+    candidate.metrics = {**candidate.metrics, "trained_for": ["first", "second"]}  # no regression any more...
+    candidate.save()
+    again = staff_client.post(promote, {"task": "color", "confirmed": signature, "override_regressions": "1"})
+    assert "changed since the confirmation" in again.content.decode()  # ...what was accepted is not what holds
+    assert (active_color(), Promotion.objects.count()) == ("active", 0)
