@@ -38,7 +38,7 @@ from classifier.services.promotion import (
     rollback_plan,
 )
 from classifier.services.shadow import ShadowError, shadow_start
-from classifier.services.training import TrainingError, training_start
+from classifier.services.training import TrainingError, flips_over_tolerance, training_start
 
 from .comparison import AdvertiserFlips, ConfidentFlips, accuracy_over_time, candidate_flips, confident_flips
 from .exports import (
@@ -388,6 +388,7 @@ class ModelColumn:
     worse: set[str] = field(default_factory=set)
     shadow: ShadowPass | None = None
     flips: list[AdvertiserFlips] | None = None
+    confident_flips: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -425,6 +426,7 @@ def _comparison(job: TrainingJob, active_id: int | None, task: str) -> list[Mode
             test=baseline.get("test", {}),
             local=baseline.get("local_accuracy", {}),
             local_counts=baseline.get("local_counts", {}),
+            confident_flips=baseline.get("confident_flips", {}),
         )
     ]
     for row in result.get("candidates", []):
@@ -438,6 +440,7 @@ def _comparison(job: TrainingJob, active_id: int | None, task: str) -> list[Mode
                 local=local,
                 local_counts=row.get("local_counts", {}),
                 params=row.get("params", {}),
+                confident_flips=row.get("confident_flips", {}),
                 best=row["model_version"] == result.get("best"),
                 worse={slug for slug, a in local.items() if a < columns[0].local.get(slug, 0.0) - 1e-9},
             )
@@ -481,6 +484,35 @@ def _local_table(columns: list[ModelColumn]) -> list[tuple[str, list[LocalCell]]
             for column, value in zip(columns, values, strict=True)
         ]
         rows.append((slug, cells))
+    return rows
+
+
+@dataclass(frozen=True)
+class GuardCell:
+    confident: int
+    flipped: int
+    over: bool
+
+    @property
+    def share(self) -> float | None:
+        return self.flipped / self.confident if self.confident else None
+
+
+def _guard_table(columns: list[ModelColumn], trained_for: list[str]) -> list[tuple[str, bool, list[GuardCell | None]]]:
+    """Per advertiser of the training guard: (slug, in the export, each model's flips of its confident tags, over
+    the tolerance or not: training.flips_over_tolerance, the best-candidate rule)."""
+    slugs = sorted({slug for column in columns for slug in column.confident_flips})
+    rows = []
+    for slug in slugs:
+        cells: list[GuardCell | None] = []
+        for column in columns:
+            counts = column.confident_flips.get(slug)
+            if counts is None:
+                cells.append(None)
+                continue
+            over = bool(flips_over_tolerance({slug: counts}, trained_for))
+            cells.append(GuardCell(int(counts.get("confident", 0)), int(counts.get("flipped", 0)), over))
+        rows.append((slug, slug in trained_for, cells))
     return rows
 
 
@@ -531,6 +563,7 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
         "columns": columns,
         "candidates": [column for column in columns if column.role == "candidate"],
         "local_table": local_table,
+        "guard_table": _guard_table(columns, list((job.result or {}).get("trained_for", []))) if job else [],
         "promotions": promotions,
         "last_promotion": promotions[0] if promotions else None,
         "rollback": rollback,  # what Roll back would do: the version it would make active again

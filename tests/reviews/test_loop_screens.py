@@ -296,6 +296,27 @@ def test_promotion_is_refused_until_the_shadow_pass_then_forced_and_rolled_back(
     assert ModelHead.objects.get(task="color", is_active=True).model_version == active
 
 
+def test_the_models_page_shows_each_candidates_flips_of_confident_tags_outside_the_export(staff_client):
+    _, _, job = candidates_job()
+    job.result |= {"trained_for": ["north", "south"]}
+    job.result["baseline"]["confident_flips"] = {"west": {"confident": 300, "flipped": 0}}
+    job.result["candidates"][0]["confident_flips"] = {"west": {"confident": 300, "flipped": 3}}
+    job.result["candidates"][1]["confident_flips"] = {
+        "west": {"confident": 300, "flipped": 21},
+        "north": {"confident": 100, "flipped": 60},
+    }
+    job.save()
+
+    page = staff_client.get(reverse("reviews:staff-models", args=["color"]))
+
+    rows = {slug: (in_export, cells) for slug, in_export, cells in page.context["guard_table"]}
+    assert [(c.flipped, c.over) if c else None for c in rows["west"][1]] == [(0, False), (3, False), (21, True)]
+    assert rows["north"][0] is True  # in the export: its measured accuracy judges it, never a regression here
+    assert [(c.flipped, c.over) if c else None for c in rows["north"][1]] == [None, None, (60, False)]
+    html = page.content.decode()
+    assert '<td class="num worse">7.0% <span class="muted small">21 of 300</span></td>' in html
+
+
 def test_a_running_shadow_pass_polls_and_the_promote_button_says_so(staff_client):
     _, versions, _ = candidates_job()
     shadow = ShadowPass.objects.create(

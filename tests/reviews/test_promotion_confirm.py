@@ -135,6 +135,8 @@ def test_promote_shows_the_confident_flips_and_asks_to_accept_the_regressions_wh
     record = Promotion.objects.get(task="color")
     assert (record.user.username, record.overrode_regressions["by"]) == ("reviewer", "reviewer")
     assert [r["advertiser"] for r in record.overrode_regressions["regressions"]] == ["second"]
+    models = staff_client.get(reverse("reviews:staff-models", args=["color"])).content.decode()
+    assert "likely regressions accepted by reviewer: second 33.3% of its confident color tags flipped" in models
 
 
 def test_a_confirmation_that_accepted_other_regressions_asks_again(staff_client, guarded):
