@@ -10,7 +10,7 @@ from django.db import connection
 
 from classifier.benchmarking import starter_models_ensure
 from classifier.models import Classification
-from classifier.services.promotion import model_promote
+from classifier.services.promotion import model_promote, promotion_regressions
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import training_run, training_start
 from config.commands import BaseCommand
@@ -22,14 +22,21 @@ class Command(BaseCommand):
     help = (
         "Runs the loop's reference scenario on the starter models and prints the time of each stage (export, "
         "candidates, the shadow pass over every live asset, promotion), the drifted advertiser's accuracy before "
-        "and after, and the largest drop among the other advertisers. Use a scratch database: it adds advertisers, "
-        "images and models, and promotes a candidate."
+        "and after, the largest drop among the other advertisers (one of them, by default, with no label), and "
+        "what the guard on confident model tags found (a likely regression is printed, accepted and recorded). "
+        "Use a scratch database: it adds advertisers, images and models, and promotes a candidate."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--assets", type=int, default=10_000, help="Live images in all (the shadow pass's size).")
         parser.add_argument("--drifted", type=int, default=400, help="Images of the drifted advertiser.")
         parser.add_argument("--others", type=int, default=4, help="Other advertisers (sharing the rest).")
+        parser.add_argument(
+            "--unlabelled",
+            type=int,
+            default=1,
+            help="How many of the other advertisers get no label (the test split never holds them: the guard does).",
+        )
         parser.add_argument("--fixes", type=int, default=200, help="Labels given to the drifted advertiser.")
         parser.add_argument("--other-fixes", type=int, default=100, help="Labels given to each other advertiser.")
         parser.add_argument("--candidates", type=int, default=4)
@@ -49,10 +56,11 @@ class Command(BaseCommand):
             with scenario.timed("first Runs (fetch and tag)"):
                 scenario.run_all(progress=say)
             before = scenario.accuracy()
+            unlabelled = [f"shop-{k}" for k in range(max(0, others - options["unlabelled"]), others)]
             with scenario.timed("human labels"):
                 scenario.label(
                     fixes={DRIFTED: options["fixes"]}
-                    | {slug: options["other_fixes"] for slug in sizes if slug != DRIFTED}
+                    | {slug: options["other_fixes"] for slug in sizes if slug != DRIFTED and slug not in unlabelled}
                 )
             with scenario.timed("export"):
                 export = export_create(task=TASK, enqueue=False)
@@ -74,8 +82,12 @@ class Command(BaseCommand):
                 shadow = shadow_run(pass_id=shadow_start(version=candidate, enqueue=False).pk)
             say(f"shadow pass: {shadow.done:,} of {shadow.total:,} assets in {scenario.timings['shadow pass']} s")
             results_before = Classification.objects.count()
+            regressions = promotion_regressions(version=candidate)
+            for regression in regressions:
+                say(f"the promotion guard finds a likely regression: {regression.describe()} (accepted, recorded)")
             with scenario.timed("promotion"):
-                model_promote(version=candidate)
+                # A benchmark measures the promotion: the guard's verdict is printed, and an override recorded.
+                model_promote(version=candidate, override_regressions=True, by="manage.py benchmark_loop")
             after = scenario.accuracy()
         best = next(c for c in job.result["candidates"] if c["model_version"] == job.result["best"])
         drops = {slug: round(before[slug] - after[slug], 4) for slug in sizes if slug != DRIFTED}
@@ -96,6 +108,9 @@ class Command(BaseCommand):
                 "test_split_after": best["local_accuracy"].get(DRIFTED),
             },
             "others_held_out": {slug: [round(before[slug], 4), round(after[slug], 4)] for slug in drops},
+            "unlabelled": unlabelled,
+            "best_confident_flips": best.get("confident_flips", {}),
+            "promotion_regressions": [regression.describe() for regression in regressions],
             "largest_drop_among_others": max(drops.values()) if drops else 0.0,
             "best": {"model_version": candidate.pk, "params": best["params"]},
         }
@@ -120,7 +135,14 @@ class Command(BaseCommand):
             f"{DRIFTED + ' (test split)':<22} {drifted['test_split_before']:>6.3f} {drifted['test_split_after']:>6.3f}"
         )
         for slug, (before, after) in figures["others_held_out"].items():
-            write(f"{slug + ' (held out)':<22} {before:>6.3f} {after:>6.3f}")
+            unlabelled = ", no label" if slug in figures["unlabelled"] else ""
+            write(f"{slug + ' (held out' + unlabelled + ')':<22} {before:>6.3f} {after:>6.3f}")
         write(f"largest drop among the others: {figures['largest_drop_among_others'] * 100:.1f} points")
+        flips = figures["best_confident_flips"]
+        write(
+            "best candidate's flips of confident tags (training guard): "
+            + (", ".join(f"{slug} {v['flipped']} of {v['confident']}" for slug, v in flips.items()) or "none sampled")
+        )
+        write(f"promotion guard: {'; '.join(figures['promotion_regressions']) or 'no likely regression'}")
         started = time.strftime("%Y-%m-%d %H:%M")
         write(f"({started}; best candidate {figures['best']['model_version']}: {figures['best']['params']})")
