@@ -32,3 +32,24 @@ def export_freeze_task(export_id: int, keep_pending: bool = False) -> None:
     except ExportError as exc:
         logger.warning("export %s: %s", export_id, exc)
         DatasetExport.objects.filter(pk=export_id).update(stage=f"freeze refused: {exc}"[:200])
+
+
+# At most once (no acks_late): a retrain a dead worker left half done is proposed again by the next night's job, not
+# redone from a redelivered message beside the export and job it already made.
+@shared_task(name="reviews.retrain")
+def retrain_task(tasks: list[str], user_id: int | None = None) -> None:
+    """Retrains the tasks from reviews ("Retrain from reviews" on the Models screen), then emails staff."""
+    from django.contrib.auth import get_user_model
+
+    from reviews.services.retrain import retrain_tasks
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
+    retrain_tasks(tasks=tasks, user=user)
+
+
+@shared_task(name="reviews.retrain_nightly")
+def retrain_nightly_task() -> None:
+    """The beat job: each task with enough new labels since its last training is retrained, then staff are told."""
+    from reviews.services.retrain import retrain_nightly
+
+    retrain_nightly()

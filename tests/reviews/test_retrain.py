@@ -1,0 +1,90 @@
+"""The loop proposes itself (reviews.services.retrain): from the labels made since the last training, both tasks get
+an export, candidates and the best one's shadow pass, on the real starter model, and staff get the comparison by
+email. The nightly job waits for enough new labels; promotion stays a human click."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django_celery_beat.models import PeriodicTask
+
+from classifier.models import ModelHead, ModelVersion, ShadowPass, TrainingJob
+from classifier.synth import drifted_sample, vehicle_sample
+from reviews.models import DatasetExport
+from reviews.services.retrain import RetrainError, new_labels, retrain_from_reviews, retrain_nightly, retrain_tasks
+from tests.classifier.test_features import classify, register_starter, store
+from tests.factories import SitemapFactory, UserFactory
+from tests.reviews.export_helpers import label, show
+
+pytestmark = pytest.mark.django_db
+
+SIZE = (320, 240)
+
+
+@pytest.fixture
+def labelled_world():
+    """Two advertisers' live, production-classified images; the first one's images carry human labels of both
+    tasks (the truth), the second one's none."""
+    register_starter("detector")
+    register_starter("vehicle")
+    drifted, steady = SitemapFactory(), SitemapFactory()
+    samples = [(drifted, drifted_sample(i, size=SIZE)) for i in range(40)]
+    samples += [(steady, vehicle_sample(500 + i, size=SIZE)) for i in range(12)]
+    assets = [store(sample.image) for _, sample in samples]
+    classify(assets)
+    for (sitemap, sample), asset in zip(samples, assets, strict=True):
+        placement = show(sitemap, asset)
+        if sitemap is drifted:
+            label(placement, sample.image_type, task="image_type")
+            label(placement, sample.color, task="color")
+    UserFactory(is_staff=True, email="reviewer@example.com")
+    return drifted, steady
+
+
+def test_both_tasks_are_retrained_from_reviews_and_staff_get_the_comparison(labelled_world, settings):
+    settings.SITE_URL = "https://tags.example.com"
+    assert (new_labels(task="image_type"), new_labels(task="color")) == (40, 40)
+
+    done, failed = retrain_tasks(tasks=["image_type", "color"])
+
+    assert failed == []
+    assert [item.task for item in done] == ["image_type", "color"]
+    for item in done:
+        assert item.export.status == DatasetExport.Status.FROZEN and item.export.used_for_training_at is not None
+        assert item.job.status == TrainingJob.Status.SUCCEEDED
+        assert item.best is not None and item.best.pk == item.job.result["best"]
+        assert item.best.status == ModelVersion.Status.CANDIDATE  # promotion stays a human click
+        assert item.shadow is not None and item.shadow.status == ShadowPass.Status.SUCCEEDED
+    assert set(ModelHead.objects.filter(is_active=True).values_list("model_version__status", flat=True)) == {"active"}
+    # The labels are used: the next proposal waits for new ones.
+    assert (new_labels(task="image_type"), new_labels(task="color")) == (0, 0)
+    with pytest.raises(RetrainError, match="no new human labels"):
+        retrain_from_reviews(task="color")
+
+    [message] = mail.outbox
+    assert message.to == ["reviewer@example.com"]
+    assert "image_type, color" in message.subject
+    for item in done:
+        assert f"best candidate {item.best.name}" in message.body
+        assert f"https://tags.example.com/staff/models/{item.task}/" in message.body
+
+
+def test_the_nightly_job_waits_for_enough_new_labels(labelled_world, settings):
+    settings.RETRAIN_MIN_NEW_LABELS = 41  # one more than there are
+
+    assert retrain_nightly() == ([], [])
+    assert not TrainingJob.objects.exists() and not DatasetExport.objects.exists() and not mail.outbox
+
+    settings.RETRAIN_MIN_NEW_LABELS = 40
+    done, failed = retrain_nightly()
+    assert ([item.task for item in done], failed) == (["image_type", "color"], [])
+
+
+def test_the_nightly_job_is_on_beats_schedule():
+    row = PeriodicTask.objects.get(task="reviews.retrain_nightly")
+    assert row.enabled and row.crontab is not None
+
+
+def test_an_unknown_task_is_refused_in_one_line():
+    with pytest.raises(RetrainError, match="unknown task 'colour'"):
+        retrain_from_reviews(task="colour")
