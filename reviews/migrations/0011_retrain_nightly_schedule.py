@@ -1,4 +1,4 @@
-"""The loop's nightly proposal (reviews.retrain_nightly) as an editable django-celery-beat row, after the nightly Runs."""
+"""The loop's nightly proposal (reviews.retrain_nightly): an editable django-celery-beat row, after the nightly Runs."""
 
 from django.db import migrations
 
@@ -16,7 +16,7 @@ def create_schedule(apps, schema_editor):
         defaults={
             "task": "reviews.retrain_nightly",
             "crontab": nightly,
-            "description": "Trains candidates for each task with RETRAIN_MIN_NEW_LABELS new labels. Edit the time here.",
+            "description": "Candidates for each task with RETRAIN_MIN_NEW_LABELS new labels. Edit the time here.",
         },
     )
 

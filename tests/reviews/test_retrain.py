@@ -50,11 +50,14 @@ def test_both_tasks_are_retrained_from_reviews_and_staff_get_the_comparison(labe
     assert failed == []
     assert [item.task for item in done] == ["image_type", "color"]
     for item in done:
-        assert item.export.status == DatasetExport.Status.FROZEN and item.export.used_for_training_at is not None
+        assert item.export.status == DatasetExport.Status.FROZEN
+        assert item.export.used_for_training_at is not None
         assert item.job.status == TrainingJob.Status.SUCCEEDED
-        assert item.best is not None and item.best.pk == item.job.result["best"]
+        assert item.best is not None
+        assert item.best.pk == item.job.result["best"]
         assert item.best.status == ModelVersion.Status.CANDIDATE  # promotion stays a human click
-        assert item.shadow is not None and item.shadow.status == ShadowPass.Status.SUCCEEDED
+        assert item.shadow is not None
+        assert item.shadow.status == ShadowPass.Status.SUCCEEDED
     assert set(ModelHead.objects.filter(is_active=True).values_list("model_version__status", flat=True)) == {"active"}
     # The labels are used: the next proposal waits for new ones.
     assert (new_labels(task="image_type"), new_labels(task="color")) == (0, 0)
@@ -73,7 +76,9 @@ def test_the_nightly_job_waits_for_enough_new_labels(labelled_world, settings):
     settings.RETRAIN_MIN_NEW_LABELS = 41  # one more than there are
 
     assert retrain_nightly() == ([], [])
-    assert not TrainingJob.objects.exists() and not DatasetExport.objects.exists() and not mail.outbox
+    assert not TrainingJob.objects.exists()
+    assert not DatasetExport.objects.exists()
+    assert not mail.outbox
 
     settings.RETRAIN_MIN_NEW_LABELS = 40
     done, failed = retrain_nightly()
@@ -82,7 +87,8 @@ def test_the_nightly_job_waits_for_enough_new_labels(labelled_world, settings):
 
 def test_the_nightly_job_is_on_beats_schedule():
     row = PeriodicTask.objects.get(task="reviews.retrain_nightly")
-    assert row.enabled and row.crontab is not None
+    assert row.enabled
+    assert row.crontab is not None
 
 
 def test_an_unknown_task_is_refused_in_one_line():
