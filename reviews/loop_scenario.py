@@ -60,6 +60,7 @@ class Shop:
     sitemap: Sitemap | None = None
     server: InventoryServer | None = None
     truth_by_url: dict[str, str] = field(default_factory=dict)
+    runs: list[int] = field(default_factory=list)  # its Runs, oldest first
 
 
 @dataclass
@@ -90,13 +91,16 @@ class LoopScenario:
             yield self
 
     def run_all(self, progress: Stage | None = None) -> None:
-        """One Run per shop (created on first use), inline, with whatever models are active."""
-        for shop in self.shops.values():
+        """One Run per shop (created on first use), inline, with whatever models are active: the ordinary shops
+        first, then the drifted one, a newcomer among advertisers the model knows (its first Run is measured
+        against their images: the drift flag)."""
+        for shop in sorted(self.shops.values(), key=lambda shop: shop.kind == "drifted"):
             assert shop.server is not None  # noqa: S101 - inside serving()
             advertiser = advertiser_get_or_create(slug=shop.slug)
             shop.sitemap, _ = Sitemap.objects.get_or_create(advertiser=advertiser, url=shop.server.sitemap_url)
             run = run_start(sitemap=shop.sitemap, enqueue=False)
             run_execute(run_id=run.pk, inline=True)
+            shop.runs.append(run.pk)
             if progress:
                 progress(f"{shop.slug}: Run {run.pk} read {len(shop.images)} images")
 

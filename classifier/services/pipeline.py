@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from catalog.imaging import ViewedImage
@@ -308,6 +309,7 @@ def classify_batch(
 
 def run_classified_finish(*, run_id: int) -> Run | None:
     """Finishes the Run once nothing is left to classify (exactly once, whichever batch gets here first)."""
+    _before_finish(run_id)
     with transaction.atomic():
         run = Run.objects.select_for_update().select_related("sitemap").get(pk=run_id)
         if run.status != Run.Status.RUNNING or run.step != Run.Step.CLASSIFY:
@@ -323,6 +325,25 @@ def run_classified_finish(*, run_id: int) -> Run | None:
         run.classified = run_classified_count(run, active)
         # Visible as failures, never as a default label: the Run is partial and says why.
         return run_finish(run=run, step_failures={"classification_failed": failures})
+
+
+def _before_finish(run_id: int) -> None:
+    """Calls settings.RUN_BEFORE_FINISH (each with run=run) when nothing is left to classify, outside the finishing
+    transaction: their slow work (model passes) holds no lock. Advisory: a failure is logged, and the Run finishes.
+    Two last batches at once may both call them; they are idempotent (they cache what they compute)."""
+    if not settings.RUN_BEFORE_FINISH:
+        return
+    run = Run.objects.select_related("sitemap").filter(pk=run_id).first()
+    if run is None or run.status != Run.Status.RUNNING or run.step != Run.Step.CLASSIFY:
+        return
+    active = active_models(run.sitemap.tasks_enabled)
+    if active.heads and run_pending_asset_ids(run, active):
+        return
+    for dotted_path in settings.RUN_BEFORE_FINISH:
+        try:
+            import_string(dotted_path)(run=run)
+        except Exception:
+            logger.exception("run %s: %s failed before the Run finished", run_id, dotted_path)
 
 
 def run_classified_count(run: Run, active: ActiveModels) -> int:

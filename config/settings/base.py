@@ -350,6 +350,23 @@ RUN_FETCH_PROCESSES = int(os.environ.get("RUN_FETCH_PROCESSES", str(os.cpu_count
 RUN_AFTER_FETCH = ["catalog.services.run_assets_cluster", "reviews.services.fixes_carry_forward"]
 # Called with run=run once the Run has finished (idempotent: a step that changes the Run calls them again).
 RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.run_notify"]
+# Called with run=run when nothing is left to classify, just before the Run finishes and outside its transaction:
+# slow advisory work (the drift measure's features) done there holds no lock; failures are logged, never fatal.
+RUN_BEFORE_FINISH = ["classifier.services.drift.run_drift_features"]
+# Drift (classifier.services.drift): the new images of a Run against the model's reference (up to
+# DRIFT_REFERENCE_SIZE live images of other advertisers that the active image_type version classified; no measure
+# under DRIFT_REFERENCE_MIN), by the mean cosine distance to their DRIFT_NEIGHBOURS nearest reference images on the
+# cached penultimate features. Unfamiliar: above the DRIFT_QUANTILE quantile of the reference's own distances.
+# At most DRIFT_SAMPLE new images a Run are measured; the Run is flagged `drift` when a share of at least
+# DRIFT_SHARE of them, and at least DRIFT_MIN_IMAGES, are unfamiliar. Measured on the synthetic styles (README): with
+# 300 to 1,000 reference images, 11-19% of usual new images are unfamiliar and 43-77% of the drifted style's.
+DRIFT_REFERENCE_SIZE = int(os.environ.get("DRIFT_REFERENCE_SIZE", "1000"))
+DRIFT_REFERENCE_MIN = int(os.environ.get("DRIFT_REFERENCE_MIN", "300"))
+DRIFT_NEIGHBOURS = int(os.environ.get("DRIFT_NEIGHBOURS", "10"))
+DRIFT_QUANTILE = float(os.environ.get("DRIFT_QUANTILE", "0.8"))
+DRIFT_SAMPLE = int(os.environ.get("DRIFT_SAMPLE", "300"))
+DRIFT_SHARE = float(os.environ.get("DRIFT_SHARE", "0.3"))
+DRIFT_MIN_IMAGES = int(os.environ.get("DRIFT_MIN_IMAGES", "20"))
 # A near-duplicate (a fix is carried to it; clusters): pHash within this many bits AND color signature within this
 # delta E (catalog.services.clusters.near_duplicates). Measured (`manage.py measure_near_duplicates`, README): copies
 # within 2 bits and 2.3 dE; the same render in another paint from 0 bits but 8.2 dE or more.
@@ -390,7 +407,7 @@ EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "imagetagger <imagetagger@localhost>")
 # The screens' address as people reach it: links in notifications (the Run page).
 SITE_URL = os.environ.get("IMAGETAGGER_SITE_URL", "http://localhost:8000").rstrip("/")
-NOTIFY_FLAG_CODES = env_list("NOTIFY_FLAG_CODES", "failures_jump,ml_failed,cdn_changed")
+NOTIFY_FLAG_CODES = env_list("NOTIFY_FLAG_CODES", "failures_jump,ml_failed,cdn_changed,drift")
 NOTIFY_MAX_RETRIES = int(os.environ.get("NOTIFY_MAX_RETRIES", "5"))
 NOTIFY_RETRY_BACKOFF = float(os.environ.get("NOTIFY_RETRY_BACKOFF", "30"))
 NOTIFY_WEBHOOK_TIMEOUT = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT", "10"))

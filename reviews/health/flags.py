@@ -190,3 +190,38 @@ def disagreements(tags: int) -> Flag | None:
         "settle them before they go into a training set",
         tags=tags,
     )
+
+
+def drift(
+    *,
+    new_images: int,
+    measured: int,
+    unfamiliar: int,
+    usual_share: float,
+    reference: int,
+    model_version: int,
+    min_share: float,
+    min_images: int,
+) -> Flag | None:
+    """Many of the Run's new images are unlike what the model knows (classifier.services.drift): a share of at least
+    `min_share` of the measured ones, and at least `min_images`, are above the reference's threshold."""
+    if not measured:
+        return None
+    share = unfamiliar / measured
+    if share < min_share - _EPSILON or unfamiliar < min_images:
+        return None
+    of = f"the Run's {new_images} new images"
+    if measured != new_images:
+        of = f"{measured} measured of {of}"
+    return flag(
+        "drift",
+        f"{_pct(share)} of {of} are unlike what the model knows (usual: {_pct(usual_share)}): "
+        "its tags on them may be wrong; review the most unfamiliar first",
+        new_images=new_images,
+        measured=measured,
+        unfamiliar=unfamiliar,
+        share=round(share, 4),
+        usual_share=round(usual_share, 4),
+        reference=reference,
+        model_version=model_version,
+    )

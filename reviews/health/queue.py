@@ -35,7 +35,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog.models import Placement, Task
-from classifier.models import Classification
+from classifier.models import Classification, Novelty
 from reviews.crosscheck import reused_pictures
 from reviews.effective import (
     PLACEHOLDER,
@@ -60,6 +60,7 @@ QUEUE_KINDS = {
     "advertisers": "advertisers disagree",
     "disagreement": "a fix overturns the model",
     "reused": "a picture reused in many listings",
+    "unfamiliar": "unlike what the model knows",
     "hesitated": "the model hesitated",
 }
 
@@ -118,8 +119,10 @@ def review_queue(
     Priority: 3 the model failed on the image; 2.5 a conflict staff have not settled here (the advertiser's and
     staff's latest fixes disagree, or another advertiser labels the same picture otherwise); 1.5 to 2 a picture
     reused in many listings that the model calls neither Placeholder nor Stock (the more listings, the higher); 2 to 2.4
-    the fix in effect overturns the model (the more confident the model, the higher); 1 - margin the model
-    hesitated (margin under QUEUE_MARGIN or confidence under QUEUE_CONFIDENCE, no fix, no scrape color).
+    the fix in effect overturns the model (the more confident the model, the higher); 1 to 1.5 an image type the
+    model gave an image unlike what it knows (its Novelty ratio above 1, classifier.services.drift; the more
+    unfamiliar, the higher) that no one labelled; 1 - margin the model hesitated (margin under QUEUE_MARGIN or
+    confidence under QUEUE_CONFIDENCE, no fix, no scrape color).
     Left out: what staff decided after the model's result (the latest fix is staff's and newer than the result),
     and the questions the tag rules make moot: color or intent of images whose effective type is Placeholder, and
     the model's color where the scrape gave one and no one fixed it (the scrape's color wins).
@@ -245,6 +248,7 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
         advertiser_label=first(side(ManualFix.ADVERTISER_SIDE), "in_effect", CharField()),
         staff_label=first(side(ManualFix.STAFF_SIDE), "in_effect", CharField()),
         configured_color=scrape_color() if task == Task.COLOR else Value(None, output_field=CharField()),
+        novelty=_novelty(task, heads),
         other_advertiser=Exists(
             advertiser_conflicts().filter(
                 advertiser_id=OuterRef(PLACEMENT_ADVERTISER), asset_id=OuterRef("asset_id"), task=task
@@ -270,6 +274,7 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
         & Q(fix_label__isnull=True, configured_color__isnull=True)
         & (Q(model_margin__lt=QUEUE_MARGIN) | Q(model_confidence__lt=QUEUE_CONFIDENCE))
     )
+    unfamiliar = ok & Q(fix_label__isnull=True, novelty__gt=1.0)
     decided = (  # a withdrawal decides nothing: the model's tag is in effect again
         Q(fix_source__in=ManualFix.STAFF_SIDE, fix_label__isnull=False)
         & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
@@ -281,6 +286,7 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
                 When(conflict, then=Value("conflict")),
                 When(other_advertiser=True, then=Value("advertisers")),
                 When(overturned, then=Value("disagreement")),
+                When(unfamiliar, then=Value("unfamiliar")),
                 When(hesitated, then=Value("hesitated")),
                 default=Value(None),
                 output_field=CharField(),
@@ -299,6 +305,7 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
                 When(kind="failed", then=Value(3.0)),
                 When(kind__in=("conflict", "advertisers"), then=Value(2.5)),
                 When(kind="disagreement", then=Value(2.0) + Value(0.4) * F("model_confidence")),
+                When(kind="unfamiliar", then=Value(1.5) - Value(0.5) / F("novelty")),
                 default=Value(1.0) - Coalesce(F("model_margin"), F("model_confidence")),
                 output_field=FloatField(),
             )
@@ -309,6 +316,15 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
     if filters.kind:
         placements = placements.filter(kind=filters.kind)
     return placements
+
+
+def _novelty(task: str, heads: dict[str, int]) -> Any:
+    """How unfamiliar the image is to the active image_type model (its Novelty ratio; NULL when not measured). Only
+    the image type is asked about: the drift measure reads that head's features."""
+    if task != Task.IMAGE_TYPE or task not in heads:
+        return Value(None, output_field=FloatField())
+    ratios = Novelty.objects.filter(asset_id=OuterRef("asset_id"), model_version_id=heads[task]).values("ratio")
+    return Subquery(ratios[:1], output_field=FloatField())
 
 
 def _queue_item(placement: Any, task: str) -> QueueItem:
@@ -322,6 +338,12 @@ def _queue_item(placement: Any, task: str) -> QueueItem:
     elif kind == "disagreement":
         reason = (
             f"fix ({placement.fix_source}) says {placement.fix_label}, "
+            f"the model says {placement.model_label} ({placement.model_confidence:.2f})"
+        )
+    elif kind == "unfamiliar":
+        reason = (
+            f"unlike what the model knows ({placement.novelty:.1f}x the distance to known images at which one counts "
+            "as unfamiliar), "
             f"the model says {placement.model_label} ({placement.model_confidence:.2f})"
         )
     elif placement.model_margin is not None and placement.model_margin < QUEUE_MARGIN:

@@ -85,11 +85,15 @@ def flag_links(
     flag: dict[str, Any], *, run_id: int, sitemap_id: int, advertiser_id: int | None = None
 ) -> list[GridLink]:
     """The grid links of a health flag: the images it is about (none when no grid filter selects exactly them). The
-    advertiser's disagreements with staff link to the review queue, where staff settle them."""
+    advertiser's disagreements with staff link to the review queue, where staff settle them, and a drift to the
+    queue's unfamiliar images of the advertiser, most unfamiliar first."""
     code = flag.get("code")
     if code == "disagreements" and advertiser_id is not None:
         query = urlencode({"advertiser": str(advertiser_id), "reason": "conflict"})
         return [GridLink("settle them in the review queue", f"{reverse('reviews:staff-queue')}?{query}")]
+    if code == "drift" and advertiser_id is not None:
+        query = urlencode({"advertiser": str(advertiser_id), "reason": "unfamiliar"})
+        return [GridLink("review the most unfamiliar first", f"{reverse('reviews:staff-queue')}?{query}")]
     if code == "failures_jump":
         return [GridLink("failed images", grid_url(sitemap_id, run=run_id, outcome=Outcome.FAILED))]
     if code == "ml_failed":

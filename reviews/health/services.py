@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
 from catalog.models import Run, Sitemap, Task
+from classifier.services.drift import run_drift_measure
 from reviews.effective import PLACEHOLDER, ColumnNames, annotate_effective, latest_fix_label
 from reviews.expressions import active_heads, disagreements, label_counts, live_placements, shares_from_counts
 
 from . import flags as health_flags
 from .flags import PREVIOUS_RUNS, Flag, RunFigures
+
+logger = logging.getLogger(__name__)
 
 FINISHED_STATUSES = (Run.Status.SUCCEEDED, Run.Status.PARTIAL, Run.Status.FAILED)
 _COUNTER_FIELDS = ("urls", "not_modified", "cache_hits", "downloaded", "failed")
@@ -50,13 +58,38 @@ def _figures(run: Run, *, first_revalidating: int | None = None) -> RunFigures:
     )
 
 
+def _drift_flag(run: Run) -> Flag | None:
+    """The drift flag of the Run: its new images against the model's reference (classifier.services.drift, which
+    also stores each measured image's novelty for the review queue); none with nothing to measure or compare with.
+    A measure that breaks (a model file gone) is logged and costs the Run no other flag."""
+    try:
+        with transaction.atomic():
+            measure = run_drift_measure(run=run)
+    except Exception:
+        logger.exception("run %s: the drift measure failed", run.pk)
+        return None
+    if measure is None:
+        return None
+    return health_flags.drift(
+        new_images=measure.new_images,
+        measured=measure.measured,
+        unfamiliar=measure.unfamiliar,
+        usual_share=measure.usual_share,
+        reference=measure.reference,
+        model_version=measure.model_version,
+        min_share=settings.DRIFT_SHARE,
+        min_images=settings.DRIFT_MIN_IMAGES,
+    )
+
+
 def run_health_record(*, run: Run) -> list[Flag]:
     """Computes the Run's health flags and label shares and saves them on the Run; returns the flags.
 
     Idempotent: every call recomputes both from the Run, its sitemap's live images and up to PREVIOUS_RUNS
     previous finished Runs of the sitemap, and overwrites them. The comparisons need one previous Run at least.
     A previous Run is cold (not a baseline for "fetched again", see flags.cdn_changed) when it got no "not
-    modified" and no Run of the sitemap before it had got one.
+    modified" and no Run of the sitemap before it had got one. The drift flag compares the Run's new images with
+    the model's reference instead (`_drift_flag`).
     """
     sitemap = run.sitemap
     heads = active_heads()
@@ -89,6 +122,7 @@ def run_health_record(*, run: Run) -> list[Flag]:
         *health_flags.label_share_jumps(current, previous),
         health_flags.placeholder_with_color_fix(sitemap_placeholders_with_color_fix(sitemap=sitemap, heads=heads)),
         health_flags.disagreements(disagreements().filter(advertiser_id=sitemap.advertiser_id).count()),
+        _drift_flag(run),
     ]
     run.health_flags = [item for item in flags if item is not None]
     run.save(update_fields=["health_flags", "label_shares", "updated_at"])
