@@ -1,8 +1,8 @@
 """Notifications of Runs that went wrong: who is told (settings), what is sent (email, signed webhook), and the record.
 
 `run_notify(run=...)` is one of settings.RUN_AFTER_FINISH, after the health flags: a Run whose flags include one of
-settings.NOTIFY_FLAG_CODES (a failure jump, a failed ML step, a CDN change) gets one Notification per target, each
-sent by a Celery task after commit. `notification_send` makes one attempt and records it; the task retries the
+settings.NOTIFY_FLAG_CODES (a failure jump, a failed ML step, a CDN change, a drift) gets one Notification per target,
+each sent by a Celery task after commit. `notification_send` makes one attempt and records it; the task retries the
 transient failures with a growing delay, up to settings.NOTIFY_MAX_RETRIES times.
 
 A webhook is a JSON POST signed with the setting's secret as Standard Webhooks (standardwebhooks.com) sign: headers
