@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.db import connection
 
+from catalog.models import Run
 from classifier.benchmarking import starter_models_ensure
 from classifier.models import Classification
 from classifier.services.promotion import model_promote, promotion_regressions
@@ -16,6 +17,15 @@ from classifier.services.training import training_run, training_start
 from config.commands import BaseCommand
 from reviews.exports.services import export_build, export_create, export_freeze, export_mark_used, training_manifest
 from reviews.loop_scenario import DRIFTED, TASK, LoopScenario, best_candidate
+
+
+def _first_runs_drift(scenario: LoopScenario) -> dict[str, str | None]:
+    """Per shop: the drift flag's message on its first Run, or None (the first shop has nothing to compare with)."""
+    runs = Run.objects.in_bulk([shop.runs[0] for shop in scenario.shops.values()])
+    return {
+        slug: next((flag["message"] for flag in runs[shop.runs[0]].health_flags if flag.get("code") == "drift"), None)
+        for slug, shop in scenario.shops.items()
+    }
 
 
 class Command(BaseCommand):
@@ -55,6 +65,7 @@ class Command(BaseCommand):
         with scenario.serving():
             with scenario.timed("first Runs (fetch and tag)"):
                 scenario.run_all(progress=say)
+            drift = _first_runs_drift(scenario)
             before = scenario.accuracy()
             unlabelled = [f"shop-{k}" for k in range(max(0, others - options["unlabelled"]), others)]
             with scenario.timed("human labels"):
@@ -112,6 +123,7 @@ class Command(BaseCommand):
             "best_confident_flips": best.get("confident_flips", {}),
             "promotion_regressions": [regression.describe() for regression in regressions],
             "largest_drop_among_others": max(drops.values()) if drops else 0.0,
+            "first_run_drift": drift,
             "best": {"model_version": candidate.pk, "params": best["params"]},
         }
         if options["as_json"]:
@@ -144,5 +156,9 @@ class Command(BaseCommand):
             + (", ".join(f"{slug} {v['flipped']} of {v['confident']}" for slug, v in flips.items()) or "none sampled")
         )
         write(f"promotion guard: {'; '.join(figures['promotion_regressions']) or 'no likely regression'}")
+        drift = figures["first_run_drift"]
+        calm = [slug for slug, message in drift.items() if slug != DRIFTED and message is None]
+        write(f"drift flag on the first Run of {DRIFTED}: {drift.get(DRIFTED) or 'none'}")
+        write(f"drift flag on the others' first Runs: {len(drift) - 1 - len(calm)} of {len(drift) - 1}")
         started = time.strftime("%Y-%m-%d %H:%M")
         write(f"({started}; best candidate {figures['best']['model_version']}: {figures['best']['params']})")
