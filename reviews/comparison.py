@@ -5,6 +5,11 @@ tags of the one rule (reviews.effective.annotate_effective): a tag flips when it
 the candidate says something else. Fixes, scraped colors and a placeholder's "no color" (source "rule") do not
 flip. It also says how many standing human fixes the candidate agrees with: the labels it would have got right.
 
+`confident_flips` is the promotion guard's evidence where no human labelled: per advertiser, the confident model
+tags in effect (`confident_model_tags`, >= training.CONFIDENT) that the candidate's shadow pass would change;
+over 1% of an advertiser outside the candidate's export is a likely regression (registered with the promotion
+service in ReviewsConfig.ready, so every way of promoting asks for an explicit override).
+
 `accuracy_over_time` is the decay chart: per ISO week, the share of model tags that human fixes overturned.
 
 Both cost a constant number of grouped queries whatever the number of advertisers and images.
