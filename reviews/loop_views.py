@@ -14,6 +14,7 @@ from datetime import date, datetime, time
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -55,6 +56,7 @@ from .exports import (
 from .exports.selectors import Filters, export_candidates, training_cutoff
 from .expressions import advertiser_conflicts, disagreements
 from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
+from .services.retrain import LOOP_TASKS, new_labels
 
 View = Callable[..., HttpResponse]
 
@@ -569,8 +571,31 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
         "rollback": rollback,  # what Roll back would do: the version it would make active again
         "no_rollback": no_rollback,  # else why there is nothing to roll back to
         "labels": TASK_LABELS.get(task, ()),
+        "new_labels": {name: new_labels(task=name) for name in LOOP_TASKS},
+        "retrain_min": settings.RETRAIN_MIN_NEW_LABELS,
     }
     return render(request, "reviews/models.html", context)
+
+
+@staff_only
+@require_POST
+def staff_retrain(request: HttpRequest) -> HttpResponse:
+    """Retrain from reviews: both tasks' exports, candidates and best candidates' shadow passes, in the background on
+    the training queue (reviews.services.retrain); staff are emailed the comparison. Promotion stays a click here."""
+    task = _task(request.POST.get("task"))
+    counts = {name: new_labels(task=name) for name in LOOP_TASKS}
+    ready = [name for name, count in counts.items() if count]
+    if not ready:
+        messages.error(request, "No new human labels since the last training: review some images first")
+    else:
+        from .tasks import retrain_task
+
+        retrain_task.delay_on_commit(ready, request.user.pk)  # type: ignore[attr-defined]  # not in celery-types yet
+        described = " and ".join(f"{name} ({counts[name]:,} new labels)" for name in ready)
+        messages.success(
+            request, f"Retraining {described}: the candidates appear below with their shadow passes, staff get an email"
+        )
+    return redirect(_models_url(task))
 
 
 def _models_url(task: str, job: object = None) -> str:

@@ -94,3 +94,48 @@ def test_the_nightly_job_is_on_beats_schedule():
 def test_an_unknown_task_is_refused_in_one_line():
     with pytest.raises(RetrainError, match="unknown task 'colour'"):
         retrain_from_reviews(task="colour")
+
+
+@pytest.fixture
+def eager_tasks():
+    from config.celery_app import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
+def test_retrain_from_reviews_is_one_click_for_both_tasks(
+    labelled_world, client, eager_tasks, django_capture_on_commit_callbacks
+):
+    staff = UserFactory(is_staff=True)
+    client.force_login(staff)
+    page = client.get("/staff/models/color/").content.decode()
+    assert "Retrain from reviews" in page
+    assert "image_type 40, color 40" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/staff/models/retrain/", {"task": "color"}, follow=True)
+
+    assert "Retraining image_type (40 new labels) and color (40 new labels)" in response.content.decode()
+    jobs = TrainingJob.objects.order_by("pk")
+    assert [(job.task, job.status, job.created_by) for job in jobs] == [
+        ("image_type", "succeeded", staff),
+        ("color", "succeeded", staff),
+    ]
+    assert ShadowPass.objects.filter(status=ShadowPass.Status.SUCCEEDED).count() == 2
+    assert len(mail.outbox) == 1
+
+
+def test_retrain_with_no_new_label_says_so(client):
+    client.force_login(UserFactory(is_staff=True))
+    response = client.post("/staff/models/retrain/", {"task": "image_type"}, follow=True)
+    assert "No new human labels since the last training" in response.content.decode()
+    assert not TrainingJob.objects.exists()
+
+
+def test_retrain_is_staff_only(client):
+    client.force_login(UserFactory(is_staff=False))
+    assert client.post("/staff/models/retrain/", {"task": "image_type"}).status_code in {403, 404}
+    assert not TrainingJob.objects.exists()
