@@ -169,7 +169,7 @@ def run_claim(*, run_id: int, worker: str) -> Run | None:
 
 def run_lease_expired(run: Run) -> bool:
     """True when the worker holding the Run is gone: no heartbeat for a while, or its process died here."""
-    if _silent_for(run, settings.RUN_LEASE_SECONDS):
+    if _silent_since(run.heartbeat_at, settings.RUN_LEASE_SECONDS):
         return True
     host, _, pid = run.worker.rpartition(":")
     return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
@@ -180,8 +180,9 @@ def run_handed_over(run: Run) -> bool:
     return run.status == Run.Status.RUNNING and run.step == Run.Step.CLASSIFY and not run.worker
 
 
-def _silent_for(run: Run, seconds: float) -> bool:
-    return run.heartbeat_at is None or run.heartbeat_at < timezone.now() - timedelta(seconds=seconds)
+def _silent_since(since: datetime | None, seconds: float, *, now: datetime | None = None) -> bool:
+    """Whether nothing was heard since `since` (None: never) for `seconds` up to `now` (default: now)."""
+    return since is None or since < (now or timezone.now()) - timedelta(seconds=seconds)
 
 
 @contextmanager
@@ -452,9 +453,6 @@ def runs_resume_orphaned(*, sent: dict[int, float] | None = None) -> list[int]:
     now = timezone.now()
     queue_empty: dict[str, bool | None] = {}
 
-    def silent(since: datetime | None, seconds: float) -> bool:
-        return since is None or since < now - timedelta(seconds=seconds)
-
     enqueue: list[int] = []
     resume: list[int] = []
     since: datetime | None
@@ -471,12 +469,12 @@ def runs_resume_orphaned(*, sent: dict[int, float] | None = None) -> list[int]:
             task, since = "catalog.run_execute", None  # its task is done with: no copy of it can be waiting
         else:
             continue
-        if not silent(since, settings.RUN_STALL_SECONDS):
+        if not _silent_since(since, settings.RUN_STALL_SECONDS, now=now):
             continue
         if task not in queue_empty:
             queue_empty[task] = broker_queue_empty(task)
         empty = queue_empty[task]
-        if empty is None or (not empty and not silent(since, settings.RUN_QUEUE_PATIENCE_SECONDS)):
+        if empty is None or (not empty and not _silent_since(since, settings.RUN_QUEUE_PATIENCE_SECONDS, now=now)):
             continue
         if task == settings.RUN_CLASSIFY_BATCH_TASK:
             resume.append(run.pk)  # its classify step renews the heartbeat: silent again before it sends again
