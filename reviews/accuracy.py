@@ -6,6 +6,10 @@ human label equals the active model's label. Carried fixes are left out: no huma
 withdrawn by an undo (the model's tag is in effect again).
 The ratio with its count and a 95% interval is classifier.training.metrics.LocalAccuracy, the definition the
 dataset export and the model comparison use too.
+
+The review queue asks about the hard images first, so local accuracy is biased toward them. Audited accuracy counts
+only the audit sample (reviews.audit: a random, stable share of the images the queue asks about whatever the model's
+confidence), so it is unbiased; both come from one query per task (accuracies_with_audit).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from catalog.models import Placement
 from classifier.models import Classification
 from classifier.training.metrics import LocalAccuracy
 
+from .audit import audited
 from .expressions import active_heads, newer_in_scope
 from .models import ManualFix, on_side
 
@@ -32,7 +37,23 @@ def latest_human_fixes() -> QuerySet[ManualFix]:
 def local_accuracies(
     *, advertiser_ids: Iterable[int] | None = None, heads: Mapping[str, int] | None = None
 ) -> dict[tuple[int, str], LocalAccuracy]:
-    """(advertiser id, task) -> LocalAccuracy of the active model, one grouped query per task with a model."""
+    """(advertiser id, task) -> LocalAccuracy of the active model, one grouped query per task with a model. Biased
+    toward hard images: the review queue asks about those first (audit_accuracies is not)."""
+    return accuracies_with_audit(advertiser_ids=advertiser_ids, heads=heads)[0]
+
+
+def audit_accuracies(
+    *, advertiser_ids: Iterable[int] | None = None, heads: Mapping[str, int] | None = None
+) -> dict[tuple[int, str], LocalAccuracy]:
+    """(advertiser id, task) -> LocalAccuracy of the active model on the audit sample only (reviews.audit): human
+    labels of audited images, a random sample, so unbiased; one grouped query per task with a model."""
+    return accuracies_with_audit(advertiser_ids=advertiser_ids, heads=heads)[1]
+
+
+def accuracies_with_audit(
+    *, advertiser_ids: Iterable[int] | None = None, heads: Mapping[str, int] | None = None
+) -> tuple[dict[tuple[int, str], LocalAccuracy], dict[tuple[int, str], LocalAccuracy]]:
+    """local_accuracies and audit_accuracies together, from the same grouped query per task with a model."""
     heads = active_heads() if heads is None else heads
     live = Placement.objects.filter(
         is_gone=False,
@@ -40,7 +61,8 @@ def local_accuracies(
         asset_id=OuterRef("asset_id"),
         listing__sitemap__advertiser_id=OuterRef("advertiser_id"),
     )
-    out: dict[tuple[int, str], LocalAccuracy] = {}
+    local: dict[tuple[int, str], LocalAccuracy] = {}
+    audit: dict[tuple[int, str], LocalAccuracy] = {}
     for task, version in heads.items():
         model_label = Classification.objects.filter(
             asset_id=OuterRef("asset_id"), model_version_id=version, task=task, status=Classification.Status.OK
@@ -48,14 +70,26 @@ def local_accuracies(
         fixes = latest_human_fixes().filter(task=task)
         if advertiser_ids is not None:
             fixes = fixes.filter(advertiser_id__in=list(advertiser_ids))
+        right = Q(new_label=F("model_label"))
         rows = (
             fixes.filter(Exists(live))
-            .annotate(model_label=Subquery(model_label, output_field=CharField()))
+            .annotate(
+                model_label=Subquery(model_label, output_field=CharField()),
+                audited=audited(advertiser=F("advertiser_id"), asset=F("asset_id"), task=F("task")),
+            )
             .filter(model_label__isnull=False)
             .values("advertiser_id")
-            .annotate(reviewed=Count("id"), correct=Count("id", filter=Q(new_label=F("model_label"))))
+            .annotate(
+                reviewed=Count("id"),
+                correct=Count("id", filter=right),
+                audited_reviewed=Count("id", filter=Q(audited=True)),
+                audited_correct=Count("id", filter=Q(audited=True) & right),
+            )
             .order_by()
         )
         for row in rows:
-            out[(row["advertiser_id"], task)] = LocalAccuracy(reviewed=row["reviewed"], correct=row["correct"])
-    return out
+            key = (row["advertiser_id"], task)
+            local[key] = LocalAccuracy(reviewed=row["reviewed"], correct=row["correct"])
+            if row["audited_reviewed"]:
+                audit[key] = LocalAccuracy(reviewed=row["audited_reviewed"], correct=row["audited_correct"])
+    return local, audit

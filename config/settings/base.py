@@ -373,6 +373,9 @@ DRIFT_MIN_IMAGES = int(os.environ.get("DRIFT_MIN_IMAGES", "20"))
 CARRY_FORWARD_MAX_DISTANCE = int(os.environ.get("CARRY_FORWARD_MAX_DISTANCE", "10"))
 CARRY_FORWARD_MAX_COLOR_DISTANCE = float(os.environ.get("CARRY_FORWARD_MAX_COLOR_DISTANCE", "5"))
 REUSED_PICTURE_LISTINGS = int(os.environ.get("REUSED_PICTURE_LISTINGS", "5"))  # one picture in N+ listings: suspect
+# The audit sample (reviews.audit): this share of each advertiser's images, per task, picked by a stable hash, enters
+# the review queue as "audit" whatever the model's confidence; local accuracy measured on it is unbiased.
+QUEUE_AUDIT_RATE = float(os.environ.get("QUEUE_AUDIT_RATE", "0.02"))
 # The loop proposes itself (reviews.services.retrain): the nightly beat job retrains a task (export, candidates,
 # the best one's shadow pass, an email to staff) once it has this many new human labels since its last training.
 RETRAIN_MIN_NEW_LABELS = int(os.environ.get("RETRAIN_MIN_NEW_LABELS", "100"))

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from catalog.models import Placement, Task
 from classifier.models import Classification, Novelty
+from reviews.audit import audited
 from reviews.crosscheck import reused_pictures
 from reviews.effective import (
     PLACEHOLDER,
@@ -61,8 +62,11 @@ QUEUE_KINDS = {
     "disagreement": "a fix overturns the model",
     "reused": "a picture reused in many listings",
     "unfamiliar": "unlike what the model knows",
+    "audit": "a random check: keeps the accuracy honest",
     "hesitated": "the model hesitated",
 }
+# An audited image no human labelled (reviews.audit) ranks just above the most hesitant tag, whatever the confidence.
+AUDIT_PRIORITY = 1.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,9 @@ def review_queue(
     reused in many listings that the model calls neither Placeholder nor Stock (the more listings, the higher); 2 to 2.4
     the fix in effect overturns the model (the more confident the model, the higher); 1 to 1.5 an image type the
     model gave an image unlike what it knows (its Novelty ratio above 1, classifier.services.drift; the more
-    unfamiliar, the higher) that no one labelled; 1 - margin the model hesitated (margin under QUEUE_MARGIN or
+    unfamiliar, the higher) that no one labelled; 1 an image of the audit sample (reviews.audit) whose model tag no
+    human labelled, whatever the model's confidence, unless it is in the queue for another reason; 1 - margin the model
+    hesitated (margin under QUEUE_MARGIN or
     confidence under QUEUE_CONFIDENCE, no fix, no scrape color).
     Left out: what staff decided after the model's result (the latest fix is staff's and newer than the result),
     and the questions the tag rules make moot: color or intent of images whose effective type is Placeholder, and
@@ -247,6 +253,8 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
         fix_settles=first(fix, "settles", BooleanField()),
         advertiser_label=first(side(ManualFix.ADVERTISER_SIDE), "in_effect", CharField()),
         staff_label=first(side(ManualFix.STAFF_SIDE), "in_effect", CharField()),
+        human_label=first(side(ManualFix.HUMAN), "in_effect", CharField()),
+        audited=audited(advertiser=F(PLACEMENT_ADVERTISER), asset=F("asset_id"), task=Value(task)),
         configured_color=scrape_color() if task == Task.COLOR else Value(None, output_field=CharField()),
         novelty=_novelty(task, heads),
         other_advertiser=Exists(
@@ -275,6 +283,8 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
         & (Q(model_margin__lt=QUEUE_MARGIN) | Q(model_confidence__lt=QUEUE_CONFIDENCE))
     )
     unfamiliar = ok & Q(fix_label__isnull=True, novelty__gt=1.0)
+    # Unlabelled as reviews.accuracy counts it: no human label in effect (a carried fix is no human's look).
+    audit = ok & Q(audited=True, human_label__isnull=True, configured_color__isnull=True)
     decided = (  # a withdrawal decides nothing: the model's tag is in effect again
         Q(fix_source__in=ManualFix.STAFF_SIDE, fix_label__isnull=False)
         & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
@@ -288,6 +298,7 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
                 When(overturned, then=Value("disagreement")),
                 When(unfamiliar, then=Value("unfamiliar")),
                 When(hesitated, then=Value("hesitated")),
+                When(audit, then=Value("audit")),  # last: an image in the queue for another reason keeps it
                 default=Value(None),
                 output_field=CharField(),
             ),
@@ -306,6 +317,7 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
                 When(kind__in=("conflict", "advertisers"), then=Value(2.5)),
                 When(kind="disagreement", then=Value(2.0) + Value(0.4) * F("model_confidence")),
                 When(kind="unfamiliar", then=Value(1.5) - Value(0.5) / F("novelty")),
+                When(kind="audit", then=Value(AUDIT_PRIORITY)),
                 default=Value(1.0) - Coalesce(F("model_margin"), F("model_confidence")),
                 output_field=FloatField(),
             )
@@ -345,6 +357,11 @@ def _queue_item(placement: Any, task: str) -> QueueItem:
             f"unlike what the model knows ({placement.novelty:.1f}x the distance to known images at which one counts "
             "as unfamiliar), "
             f"the model says {placement.model_label} ({placement.model_confidence:.2f})"
+        )
+    elif kind == "audit":
+        reason = (
+            f"a random check (audit sample): the model says {placement.model_label} "
+            f"({placement.model_confidence:.2f}); is it right?"
         )
     elif placement.model_margin is not None and placement.model_margin < QUEUE_MARGIN:
         reason = f"model hesitated: margin {placement.model_margin:.2f}"

@@ -18,7 +18,7 @@ from django.utils import timezone
 from catalog.models import Advertiser, Placement, Run, Task
 from classifier.models import Classification
 from classifier.training.metrics import LocalAccuracy
-from reviews.accuracy import local_accuracies
+from reviews.accuracy import accuracies_with_audit
 from reviews.effective import PLACEMENT_ADVERTISER
 from reviews.expressions import (
     active_heads,
@@ -60,7 +60,8 @@ class AdvertiserHealth:
     overturned: int = 0  # of which the fix in effect says something else
     disagreements: int = 0  # (asset, task) where the advertiser's and staff's latest fixes differ, unsettled
     advertiser_conflicts: int = 0  # (asset, task) where another advertiser labels the same picture otherwise
-    accuracy: dict[str, LocalAccuracy] = field(default_factory=dict)  # task -> on the tags a human looked at
+    accuracy: dict[str, LocalAccuracy] = field(default_factory=dict)  # task -> on the tags a human looked at (biased)
+    audited: dict[str, LocalAccuracy] = field(default_factory=dict)  # task -> on the audit sample only (unbiased)
 
     @property
     def overturned_share(self) -> float | None:
@@ -70,6 +71,10 @@ class AdvertiserHealth:
     @property
     def image_type_accuracy(self) -> LocalAccuracy | None:
         return self.accuracy.get(Task.IMAGE_TYPE)
+
+    @property
+    def image_type_audited(self) -> LocalAccuracy | None:
+        return self.audited.get(Task.IMAGE_TYPE)
 
 
 def advertisers_health() -> list[AdvertiserHealth]:
@@ -110,8 +115,12 @@ def advertisers_health() -> list[AdvertiserHealth]:
     conflicts = dict(disagreements().values_list("advertiser_id").annotate(tags=Count("id")).order_by())
     crossed = dict(advertiser_conflicts().values_list("advertiser_id").annotate(tags=Count("id")).order_by())
     accuracies: dict[int, dict[str, LocalAccuracy]] = defaultdict(dict)
-    for (advertiser_id, task), reviewed in local_accuracies(heads=heads).items():
+    audits: dict[int, dict[str, LocalAccuracy]] = defaultdict(dict)
+    local, audit = accuracies_with_audit(heads=heads)
+    for (advertiser_id, task), reviewed in local.items():
         accuracies[advertiser_id][task] = reviewed
+    for (advertiser_id, task), reviewed in audit.items():
+        audits[advertiser_id][task] = reviewed
     out = []
     for advertiser in advertisers:
         pk = advertiser.pk
@@ -129,6 +138,7 @@ def advertisers_health() -> list[AdvertiserHealth]:
                 disagreements=conflicts.get(pk, 0),
                 advertiser_conflicts=crossed.get(pk, 0),
                 accuracy=accuracies.get(pk, {}),
+                audited=audits.get(pk, {}),
             )
         )
     return out
