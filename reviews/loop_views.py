@@ -742,7 +742,7 @@ def staff_model_rollback(request: HttpRequest, task: str) -> HttpResponse:
              "problem": problem, "plan": plan},
         )  # fmt: skip
     try:
-        promotion = model_rollback(task=task, user=_user(request))
+        promotion = model_rollback(task=task, user=_user(request), undoes=plan.undoes.pk)
     except PromotionError as exc:
         messages.error(request, f"Not rolled back: {exc}")
     else:

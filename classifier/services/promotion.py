@@ -277,12 +277,18 @@ def _standing_promotions() -> dict[str, Promotion]:
 
 
 @transaction.atomic
-def model_rollback(*, task: str, user: Any = None) -> Promotion:
+def model_rollback(*, task: str, user: Any = None, undoes: int | None = None) -> Promotion:
     """Undoes the task's latest standing promotion (rollback_plan): the version it replaced is active again for this
     task and for every other task that the same promotion switched and that nothing switched since. Instant: that
-    version's results are still in the cache. Refuses (PromotionError) when there is nothing to go back to. Returns
-    the task's rollback record."""
+    version's results are still in the cache. Refuses (PromotionError) when there is nothing to go back to, and,
+    given `undoes` (the promotion a confirmation named), when the rollback would now undo another one (someone rolled
+    back or promoted meanwhile). Returns the task's rollback record."""
     plan = rollback_plan(task=task, lock=True)
+    if undoes is not None and plan.undoes.pk != undoes:
+        raise PromotionError(
+            f"the models of {task} changed since the confirmation: a rollback would now make"
+            f" {plan.version.name} active; look again"
+        )
     try:
         model_activate(version=plan.version, tasks=plan.tasks)
     except RegistryError as exc:

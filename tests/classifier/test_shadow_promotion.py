@@ -320,3 +320,18 @@ def test_activate_model_names_its_force_flag(world):
     assert ModelHead.objects.get(task="color", is_active=True).model_version == active
     call_command("activate_model", str(candidate.pk), "--force", stdout=io.StringIO())
     assert ModelHead.objects.get(task="color", is_active=True).model_version == candidate
+
+
+def test_a_rollback_confirmed_for_one_promotion_does_not_undo_another(models):
+    """The confirmation names the promotion a rollback undoes; if the models changed meanwhile (rolled back and
+    promoted again), the rollback is refused rather than undoing what nobody confirmed."""
+    _, candidate = models
+    confirmed = model_promote(version=candidate, force=True)
+    model_rollback(task="color")
+    again = model_promote(version=candidate, force=True)
+
+    with pytest.raises(PromotionError, match="changed since the confirmation"):
+        model_rollback(task="color", undoes=confirmed.pk)
+    assert ModelHead.objects.get(task="color", is_active=True).model_version == candidate
+
+    assert model_rollback(task="color", undoes=again.pk).kind == "rollback"
