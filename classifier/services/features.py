@@ -36,10 +36,12 @@ class FeatureError(ApplicationError):
 
 
 # One extractor (one ONNX session) per process, version and tensor, created on first use in the process that
-# uses it (a Celery child after the fork), like inference's sessions. Keyed by head output too, so a second
-# head on the same embedding finds the extractor without parsing the model again.
-_extractors: dict[tuple[int, int, str], FeatureExtractor] = {}
-_tensor_of_output: dict[tuple[int, str], str] = {}
+# uses it (a Celery child after the fork), like inference's sessions, and keyed like them by the version's id and
+# file SHA-256 (an id can come back for another file: SQLite reuses ids after a rollback). Keyed by head output too,
+# so a second head on the same embedding finds the extractor without parsing the model again.
+_Model = tuple[int, str]  # (version id, file SHA-256)
+_extractors: dict[tuple[int, _Model, str], FeatureExtractor] = {}
+_tensor_of_output: dict[tuple[_Model, str], str] = {}
 _lock = threading.Lock()
 
 
@@ -67,18 +69,19 @@ def _contract(version: ModelVersion) -> ClassifierContract:
 def extractor_for(*, version: ModelVersion, output: str) -> FeatureExtractor:
     """The process's FeatureExtractor for this version's head `output` (one session per version and tensor)."""
     pid = os.getpid()
+    model = (version.pk, version.sha256)
     with _lock:
-        tensor = _tensor_of_output.get((version.pk, output))
-        if tensor is not None and (pid, version.pk, tensor) in _extractors:
-            return _extractors[(pid, version.pk, tensor)]
+        tensor = _tensor_of_output.get((model, output))
+        if tensor is not None and (pid, model, tensor) in _extractors:
+            return _extractors[(pid, model, tensor)]
         with version.file.open("rb") as handle:
             data = handle.read()
         tensor = find_head(onnx.load_from_string(data), output).features
-        _tensor_of_output[(version.pk, output)] = tensor
-        extractor = _extractors.get((pid, version.pk, tensor))
+        _tensor_of_output[(model, output)] = tensor
+        extractor = _extractors.get((pid, model, tensor))
         if extractor is None:
             extractor = FeatureExtractor(data, output)
-            _extractors[(pid, version.pk, tensor)] = extractor
+            _extractors[(pid, model, tensor)] = extractor
         return extractor
 
 
