@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,14 +27,22 @@ from catalog.models import Placement, Sitemap, Task
 from catalog.services import advertiser_get_or_create
 from catalog.services.runs import run_execute, run_start
 from classifier.models import Classification, ModelHead, ModelVersion, TrainingJob
+from classifier.services.inference import classify_assets
+from classifier.services.shadow import shadow_models
 from classifier.synth import drifted_sample, vehicle_sample
-from reviews.services.fixes import Change, manual_fixes_apply
+from reviews.health.queue import teaching_order
+from reviews.models import ChangeSet
+from reviews.services.change_sets import change_set_apply, change_set_undo
+from reviews.services.fixes import Change
 
 TASK = Task.IMAGE_TYPE.value
 DRIFTED = "drift-motors"
 IMAGES_PER_LISTING = 5
 IMAGE_SIZE = (480, 360)
 Stage = Callable[[str], None]
+# How LoopScenario.label picks a shop's images: the review queue's order (reviews.health.queue.teaching_order), a
+# seeded random sample, or the first ones in the sitemap.
+PICKS = ("queue", "random", "first")
 
 
 def _jpeg(kind: str, seed: int) -> tuple[bytes, str]:
@@ -72,6 +81,7 @@ class LoopScenario:
     shops: dict[str, Shop] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     labelled: set[int] = field(default_factory=set)  # assets a human labelled (train or test of an export)
+    label_sets: list[tuple[ChangeSet, set[int]]] = field(default_factory=list)  # label()'s, with their assets
 
     def generate(self) -> None:
         for k, (slug, count) in enumerate(self.sizes.items()):
@@ -111,18 +121,57 @@ class LoopScenario:
             .order_by("id")
         )
 
-    def label(self, *, fixes: dict[str, int], user: Any = None) -> int:
-        """Human labels: for each shop, its first `n` images get their true type (a fix where the model is wrong,
-        a confirmation where it is right), as a reviewer on the grid or an API client would record them."""
-        user = user or get_user_model().objects.get_or_create(username="loop-reviewer", defaults={"is_staff": True})[0]
+    def pick(self, shop: Shop, count: int, *, pick: str = "first", seed: int = 0) -> list[Placement]:
+        """`count` of the shop's live images, picked by `pick` (PICKS): the review queue's order for the shop
+        (teaching_order), a random sample drawn with `seed`, or the first ones."""
+        placements = self.placements(shop)
+        if pick == "queue":
+            return teaching_order(placements=placements, task=TASK)[:count]
+        if pick == "random":
+            return random.Random(seed).sample(placements, min(count, len(placements)))  # noqa: S311 - no secret
+        if pick == "first":
+            return placements[:count]
+        raise ValueError(f"unknown pick {pick!r}: one of {', '.join(PICKS)}")
+
+    def label(self, *, fixes: dict[str, int], pick: str = "first", seed: int = 0, user: Any = None) -> int:
+        """Human labels: for each shop, `n` of its images (picked by `pick`, see pick()) get their true type (a fix
+        where the model is wrong, a confirmation where it is right), one grid save (a ChangeSet) per shop, as a
+        reviewer on the grid would record them. Returns the number of fixes and confirmations written."""
         written = 0
         for slug, count in fixes.items():
             shop = self.shops[slug]
-            chosen = self.placements(shop)[:count]
-            self.labelled |= {placement.asset_id for placement in chosen if placement.asset_id}
-            changes = [Change(placement, TASK, shop.truth_by_url[placement.url]) for placement in chosen]
-            written += len(manual_fixes_apply(changes=changes, user=user, source="staff", confirm=True))
+            chosen = self.pick(shop, count, pick=pick, seed=seed)
+            written += self.label_placements(shop, chosen, user=user)
         return written
+
+    def label_placements(self, shop: Shop, chosen: list[Placement], *, user: Any = None) -> int:
+        """The true type on each of these placements of the shop, as one grid save; see label()."""
+        user = user or get_user_model().objects.get_or_create(username="loop-reviewer", defaults={"is_staff": True})[0]
+        assert shop.sitemap is not None  # noqa: S101 - after run_all()
+        changes = [Change(placement, TASK, shop.truth_by_url[placement.url]) for placement in chosen]
+        change_set = change_set_apply(
+            kind=ChangeSet.Kind.SAVE,
+            advertiser_id=shop.sitemap.advertiser_id,
+            changes=changes,
+            confirmations=changes,  # where the model is right: a confirmation, which exports count as a label
+            user=user,
+            source="staff",
+            summary=f"loop scenario: {len(changes)} labels of {shop.slug}",
+        )
+        if change_set is None:
+            return 0
+        assets = {placement.asset_id for placement in chosen if placement.asset_id}
+        self.labelled |= assets
+        self.label_sets.append((change_set, assets))
+        return change_set.fixes
+
+    def unlabel(self) -> None:
+        """Undoes every grid save label() recorded (the product's undo: the model's tags are in effect again, no
+        human label), newest first, so the scenario can be labelled another way."""
+        while self.label_sets:
+            change_set, assets = self.label_sets.pop()
+            change_set_undo(change_set=change_set, user=None, source="staff")
+            self.labelled -= assets
 
     def accuracy(self) -> dict[str, float]:
         """Per shop: the share of its live images that no human labelled (so never trained on) whose tag from the
@@ -139,6 +188,29 @@ class LoopScenario:
             right = sum(labels.get(p.asset_id or 0) == shop.truth_by_url[p.url] for p in placements)
             out[slug] = right / len(placements) if placements else 0.0
         return out
+
+    def accuracy_of(self, version: ModelVersion, placements: list[Placement], shop: Shop) -> float:
+        """The share of these placements of the shop whose tag from `version` (active or not: a candidate) is the
+        true type. Classifies, with the version's heads, the images it has no result for (as a shadow pass does)."""
+        if not placements:
+            return 0.0
+        assets = {placement.asset_id for placement in placements}
+        done = set(
+            Classification.objects.filter(asset_id__in=assets, model_version=version, task=TASK).values_list(
+                "asset_id", flat=True
+            )
+        )
+        missing = [placement.asset for placement in placements if placement.asset_id not in done]
+        models = shadow_models(version)
+        for start in range(0, len(missing), 64):
+            classify_assets([asset for asset in missing[start : start + 64] if asset is not None], models)
+        labels = dict(
+            Classification.objects.filter(asset_id__in=assets, model_version=version, task=TASK).values_list(
+                "asset_id", "label"
+            )
+        )
+        right = sum(labels.get(p.asset_id or 0) == shop.truth_by_url[p.url] for p in placements)
+        return right / len(placements)
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:

@@ -376,6 +376,9 @@ REUSED_PICTURE_LISTINGS = int(os.environ.get("REUSED_PICTURE_LISTINGS", "5"))  #
 # The audit sample (reviews.audit): this share of each advertiser's images, per task, picked by a stable hash, enters
 # the review queue as "audit" whatever the model's confidence; local accuracy measured on it is unbiased.
 QUEUE_AUDIT_RATE = float(os.environ.get("QUEUE_AUDIT_RATE", "0.02"))
+# The review queue's model-side questions (unfamiliar, hesitated) ask this many images of one near-duplicate cluster
+# before every other cluster has had its turn (reviews.health.queue).
+QUEUE_PER_CLUSTER = int(os.environ.get("QUEUE_PER_CLUSTER", "1"))
 # The loop proposes itself (reviews.services.retrain): the nightly beat job retrains a task (export, candidates,
 # the best one's shadow pass, an email to staff) once it has this many new human labels since its last training.
 RETRAIN_MIN_NEW_LABELS = int(os.environ.get("RETRAIN_MIN_NEW_LABELS", "100"))

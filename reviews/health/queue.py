@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import (
+    BigIntegerField,
     BooleanField,
     Case,
     CharField,
     DateTimeField,
     Exists,
+    ExpressionWrapper,
     F,
     FloatField,
+    IntegerField,
     JSONField,
     OuterRef,
     Q,
@@ -30,8 +35,9 @@ from django.db.models import (
     Subquery,
     Value,
     When,
+    Window,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from catalog.models import Placement, Task
@@ -67,6 +73,41 @@ QUEUE_KINDS = {
 }
 # An audited image no human labelled (reviews.audit) ranks just above the most hesitant tag, whatever the confidence.
 AUDIT_PRIORITY = 1.0
+# The model-side questions, ranked by what a label would teach the model (teaching_value) and spread over the
+# near-duplicate clusters (QUEUE_PER_CLUSTER). The audit sample keeps its fixed place: it measures, it does not teach.
+TEACHING_KINDS = ("unfamiliar", "hesitated")
+# Not a question: an image the model tagged with confidence, nobody labelled and nothing else asks about. Only
+# teaching_order reads it (the rest of an advertiser's images, after its questions), never the queue.
+CONFIDENT = "confident"
+
+
+def teaching_value() -> Any:
+    """What a human label of the image would teach the model, as the priority of the unfamiliar and hesitated
+    questions (a SQL expression over the queue's annotations; the one place the formula lives):
+
+        0.5 + (uncertainty + unfamiliarity) / 2
+        uncertainty   = 1 - top-two margin (1 - confidence where no margin was recorded; 0 where neither was)
+        unfamiliarity = 1 - 1 / Novelty ratio where the ratio is above 1 (classifier.services.drift), else 0
+
+    Both terms lie in [0, 1], so the value lies in [0.5, 1.5): a hesitant image of a style the model never saw
+    ranks above one that is merely hesitant or merely unfamiliar, and the most hesitant familiar image (margin 0)
+    reaches AUDIT_PRIORITY."""
+    uncertainty = Value(1.0) - Coalesce(F("model_margin"), F("model_confidence"), Value(1.0))
+    unfamiliarity = Case(
+        When(novelty__gt=1.0, then=Value(1.0) - Value(1.0) / F("novelty")),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+    return Value(0.5) + (uncertainty + unfamiliarity) / Value(2.0)
+
+
+def per_cluster() -> int:
+    """settings.QUEUE_PER_CLUSTER, checked: how many images of one near-duplicate cluster the model-side questions
+    ask before every other cluster has had its turn."""
+    value = getattr(settings, "QUEUE_PER_CLUSTER", 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ImproperlyConfigured(f"QUEUE_PER_CLUSTER must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -86,6 +127,12 @@ class QueueItem:
     fix_label: str | None
     fix_source: str
     crop_box: list[int] | None = None  # the model's crop, in the original image's pixels
+    spread: int = 0  # the model-side questions' turn (_spread): 0 for the first QUEUE_PER_CLUSTER of each cluster
+
+    @property
+    def order_key(self) -> tuple[int, float, int, int]:
+        """The queue's order, as _queue_of_task orders each task's questions in SQL."""
+        return (self.spread, -self.priority, self.placement.pk, Task.values.index(self.task))
 
     @property
     def placement_id(self) -> int:
@@ -123,12 +170,15 @@ def review_queue(
     Priority: 3 the model failed on the image; 2.5 a conflict staff have not settled here (the advertiser's and
     staff's latest fixes disagree, or another advertiser labels the same picture otherwise); 1.5 to 2 a picture
     reused in many listings that the model calls neither Placeholder nor Stock (the more listings, the higher); 2 to 2.4
-    the fix in effect overturns the model (the more confident the model, the higher); 1 to 1.5 an image type the
-    model gave an image unlike what it knows (its Novelty ratio above 1, classifier.services.drift; the more
-    unfamiliar, the higher) that no one labelled; 1 an image of the audit sample (reviews.audit) whose model tag no
-    human labelled, whatever the model's confidence, unless it is in the queue for another reason; 1 - margin the model
-    hesitated (margin under QUEUE_MARGIN or
-    confidence under QUEUE_CONFIDENCE, no fix, no scrape color).
+    the fix in effect overturns the model (the more confident the model, the higher); 1 an image of the audit sample
+    (reviews.audit) whose model tag no human labelled, whatever the model's confidence, unless it is in the queue for
+    another reason; the model-side questions, ranked by what a label would teach (teaching_value, 0.5 to 1.5): an
+    image type the model gave an image unlike what it knows (its Novelty ratio above 1, classifier.services.drift)
+    that no one labelled, and a tag the model hesitated on (margin under QUEUE_MARGIN or confidence under
+    QUEUE_CONFIDENCE, no fix, no scrape color).
+    Spread: among the model-side questions of a task, only the first QUEUE_PER_CLUSTER images of a near-duplicate
+    cluster (ImageAsset.cluster_id) keep their place; the next ones wait until every other cluster had its turn
+    (QueueItem.spread), so fifty near-identical pictures are not all asked first.
     Left out: what staff decided after the model's result (the latest fix is staff's and newer than the result),
     and the questions the tag rules make moot: color or intent of images whose effective type is Placeholder, and
     the model's color where the scrape gave one and no one fixed it (the scrape's color wins).
@@ -143,7 +193,7 @@ def review_queue(
         items += [_queue_item(placement, each) for placement in _queue_of_task(each, heads, filters)[:depth]]
     if filters.with_reused:
         items += _reused_pictures(user_advertiser_ids, depth)
-    items.sort(key=lambda item: (-item.priority, item.placement.pk, Task.values.index(item.task)))
+    items.sort(key=lambda item: item.order_key)
     return items[offset:depth]
 
 
@@ -217,8 +267,37 @@ def _reused_pictures(advertiser_ids: list[int] | None, limit: int | None) -> lis
     return items
 
 
-def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> QuerySet[Placement]:
-    """The task's questions, most urgent first, as placements annotated with what QueueItem shows."""
+def teaching_order(*, placements: list[Placement], task: str) -> list[Placement]:
+    """The placements in the order the review queue asks about them for their advertisers and this task (the queue
+    as filtered to those advertisers: same priority, teaching_value and cluster spread), then the images the queue
+    does not ask about by the same teaching value and spread (confident tags no one labelled), then the rest (a
+    human decided, or the tag rules make the question moot) in the order given. The cluster spread counts only the
+    placements given: given all of an advertiser's images, this is exactly its queue's order. Two queries, whatever
+    the number of placements; the scripted loop picks its labels with it (LoopScenario.label(pick="queue"))."""
+    if task not in Task.values:
+        raise ValueError(f"unknown task {task!r}: one of {', '.join(Task.values)}")
+    placements = list(placements)
+    advertiser_ids = sorted({placement.listing.sitemap.advertiser_id for placement in placements})
+    filters = QueueFilters(advertiser_ids=advertiser_ids, task=task)
+    ordered = (
+        _queue_of_task(task, active_heads(), filters, rest=True)
+        .filter(asset_id__in={placement.asset_id for placement in placements})
+        .order_by(Case(When(kind=CONFIDENT, then=Value(1)), default=Value(0)), F("spread"), F("priority").desc(), "id")
+        .values_list(PLACEMENT_ADVERTISER, "asset_id")
+    )
+    rank = {scope: position for position, scope in enumerate(ordered)}
+    last = len(rank)
+    return sorted(
+        placements,
+        key=lambda placement: rank.get((placement.listing.sitemap.advertiser_id, placement.asset_id), last),
+    )
+
+
+def _queue_of_task(
+    task: str, heads: dict[str, int], filters: QueueFilters, *, rest: bool = False
+) -> QuerySet[Placement]:
+    """The task's questions, most urgent first, as placements annotated with what QueueItem shows; with `rest`, also
+    the images that are no question (kind CONFIDENT: a model tag no one labelled and no rule makes moot)."""
     placements = live_placements().filter(status=Placement.Status.OK, asset__isnull=False)
     if filters.advertiser_ids is not None:
         placements = placements.filter(**{f"{PLACEMENT_ADVERTISER}__in": filters.advertiser_ids})
@@ -285,6 +364,10 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
     unfamiliar = ok & Q(fix_label__isnull=True, novelty__gt=1.0)
     # Unlabelled as reviews.accuracy counts it: no human label in effect (a carried fix is no human's look).
     audit = ok & Q(audited=True, human_label__isnull=True, configured_color__isnull=True)
+    # No question: a tag no one labelled that no rule makes moot (teaching_order only).
+    confident = (
+        [When(ok & Q(fix_label__isnull=True, configured_color__isnull=True), then=Value(CONFIDENT))] if rest else []
+    )
     decided = (  # a withdrawal decides nothing: the model's tag is in effect again
         Q(fix_source__in=ManualFix.STAFF_SIDE, fix_label__isnull=False)
         & (Q(model_at__isnull=True) | Q(fix_at__gte=F("model_at")))
@@ -299,6 +382,7 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
                 When(unfamiliar, then=Value("unfamiliar")),
                 When(hesitated, then=Value("hesitated")),
                 When(audit, then=Value("audit")),  # last: an image in the queue for another reason keeps it
+                *confident,
                 default=Value(None),
                 output_field=CharField(),
             ),
@@ -316,18 +400,33 @@ def _queue_of_task(task: str, heads: dict[str, int], filters: QueueFilters) -> Q
                 When(kind="failed", then=Value(3.0)),
                 When(kind__in=("conflict", "advertisers"), then=Value(2.5)),
                 When(kind="disagreement", then=Value(2.0) + Value(0.4) * F("model_confidence")),
-                When(kind="unfamiliar", then=Value(1.5) - Value(0.5) / F("novelty")),
                 When(kind="audit", then=Value(AUDIT_PRIORITY)),
-                default=Value(1.0) - Coalesce(F("model_margin"), F("model_confidence")),
+                default=teaching_value(),  # TEACHING_KINDS, and CONFIDENT for teaching_order
                 output_field=FloatField(),
             )
         )
+        .annotate(spread=_spread())
         .select_related("listing__sitemap__advertiser", "asset")
-        .order_by(F("priority").desc(), "id")
+        .order_by("spread", F("priority").desc(), "id")
     )
     if filters.kind:
         placements = placements.filter(kind=filters.kind)
     return placements
+
+
+def _spread() -> Any:
+    """The turn of a model-side question within its near-duplicate cluster: 0 for the cluster's first
+    QUEUE_PER_CLUSTER (by priority), 1 for the next ones, and so on; 0 for every other kind. A window over the
+    task's questions (after the filters), in the same query; CONFIDENT images take turns among themselves."""
+    spreads = Q(kind__in=(*TEACHING_KINDS, CONFIDENT))
+    group = Case(When(kind=CONFIDENT, then=Value(1)), default=Value(0), output_field=IntegerField())
+    cluster = Case(
+        When(spreads, then=Coalesce(F("asset__cluster_id"), F("asset_id"), output_field=BigIntegerField())),
+        default=-F("id"),
+        output_field=BigIntegerField(),
+    )
+    turn = Window(RowNumber(), partition_by=[group, cluster], order_by=[F("priority").desc(), F("id").asc()])
+    return ExpressionWrapper((turn - Value(1)) / Value(per_cluster()), output_field=IntegerField())
 
 
 def _novelty(task: str, heads: dict[str, int]) -> Any:
@@ -382,4 +481,5 @@ def _queue_item(placement: Any, task: str) -> QueueItem:
         fix_label=placement.fix_label,
         fix_source=placement.fix_source or "",
         crop_box=[int(value) for value in box] if isinstance(box, list) and len(box) == 4 else None,
+        spread=placement.spread,
     )

@@ -85,12 +85,16 @@ def test_the_drifted_advertisers_first_run_is_flagged_and_a_usual_one_is_not(sce
     assert [f["code"] for f in notification.payload["flags"]] == ["drift"]
     assert not Notification.objects.filter(run__in=[alpha, beta]).exists()
 
-    # The review queue asks about the most unfamiliar images first.
+    # The review queue asks about the unfamiliar images first, those a label would teach most (the most unfamiliar
+    # and least sure: reviews.health.queue.teaching_value) ahead, one near-duplicate cluster at a time.
     ratios = {**later, **_novelty(DRIFTED)}
-    unfamiliar = sorted((ratio for ratio in ratios.values() if ratio > 1), reverse=True)
     first = review_queue(limit=20)
     assert [item.kind for item in first] == ["unfamiliar"] * 20
-    assert [ratios[item.asset_id] for item in first] == unfamiliar[:20]
+    assert [item.priority for item in first] == sorted((item.priority for item in first), reverse=True)
+    for item in first:
+        assert item.margin is not None
+        assert item.priority == round(0.5 + ((1 - item.margin) + (1 - 1 / ratios[item.asset_id])) / 2, 4)
+    assert {item.spread for item in first} == {0}
     drifted_assets = set(_novelty(DRIFTED))
     assert sum(item.asset_id in drifted_assets for item in first) >= 15
 

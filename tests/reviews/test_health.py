@@ -471,8 +471,9 @@ def test_review_queue_puts_what_most_needs_a_human_first(django_assert_max_num_q
         (failed.pk, "image_type", "failed", 3.0, "inference failed: onnxruntime: bad input"),
         (conflict.pk, "image_type", "conflict", 2.5, "advertiser and staff disagree: Dealer vs Stock"),
         (overturned.pk, "image_type", "disagreement", 2.2, "fix (advertiser) says Stock, the model says Dealer (0.50)"),
-        (hesitant.pk, "image_type", "hesitated", 0.96, "model hesitated: margin 0.04"),
-        (hesitant.pk, "color", "hesitated", 0.7, "model unsure: confidence 0.45"),
+        # teaching value: 0.5 + (1 - margin) / 2 for a familiar image
+        (hesitant.pk, "image_type", "hesitated", 0.98, "model hesitated: margin 0.04"),
+        (hesitant.pk, "color", "hesitated", 0.85, "model unsure: confidence 0.45"),
     ]
     item = queue[3]
     assert (item.model_label, item.confidence, item.margin, item.fix_label, item.fix_source) == (

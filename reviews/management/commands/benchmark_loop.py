@@ -8,15 +8,16 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.db import connection
 
-from catalog.models import Run
+from catalog.models import Placement, Run
 from classifier.benchmarking import starter_models_ensure
-from classifier.models import Classification
+from classifier.models import Classification, ModelVersion
 from classifier.services.promotion import model_promote, promotion_regressions
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import training_run, training_start
 from config.commands import BaseCommand
 from reviews.exports.services import export_build, export_create, export_freeze, export_mark_used, training_manifest
-from reviews.loop_scenario import DRIFTED, TASK, LoopScenario, best_candidate
+from reviews.health import review_queue
+from reviews.loop_scenario import DRIFTED, TASK, LoopScenario, Shop, best_candidate
 
 
 def _first_runs_drift(scenario: LoopScenario) -> dict[str, str | None]:
@@ -51,6 +52,17 @@ class Command(BaseCommand):
         parser.add_argument("--other-fixes", type=int, default=100, help="Labels given to each other advertiser.")
         parser.add_argument("--candidates", type=int, default=4)
         parser.add_argument("--json", action="store_true", dest="as_json")
+        parser.add_argument(
+            "--compare-picks",
+            action="store_true",
+            help=(
+                "Instead of the loop: label --fixes images of the drifted advertiser picked by the review queue, "
+                "export and train (no shadow pass, no promotion), undo the labels, do the same with --fixes picked at "
+                "random (--seed), and print each pick's lift: the best candidate's accuracy minus the active model's "
+                "on the drifted images neither pick labelled."
+            ),
+        )
+        parser.add_argument("--seed", type=int, default=1, help="The random pick's seed (--compare-picks).")
 
     def handle(self, *args: object, **options: Any) -> None:
         say = self.stderr.write
@@ -62,6 +74,9 @@ class Command(BaseCommand):
         with scenario.timed("generate images"):
             scenario.generate()
         say(f"generated {sum(sizes.values()):,} images in {scenario.timings['generate images']} s")
+        if options["compare_picks"]:
+            self._compare_picks(scenario, options)
+            return
         with scenario.serving():
             with scenario.timed("first Runs (fetch and tag)"):
                 scenario.run_all(progress=say)
@@ -130,6 +145,106 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(figures))
             return
         self._table(figures)
+
+    def _compare_picks(self, scenario: LoopScenario, options: dict[str, Any]) -> None:
+        """The lift per --fixes labels of the drifted advertiser, picked by the queue and at random, on the same
+        held-out images (those neither pick labelled), with the other advertisers' labels the same for both."""
+        say = self.stderr.write
+        with scenario.serving():
+            scenario.run_all(progress=say)
+        drifted = scenario.shops[DRIFTED]
+        others = [slug for slug in scenario.shops if slug != DRIFTED]
+        others = others[: max(0, len(others) - options["unlabelled"])]
+        scenario.label(fixes=dict.fromkeys(others, options["other_fixes"]))
+        scenario.label_sets.clear()  # the other advertisers' labels stay for both picks
+        picks = {
+            "queue": scenario.pick(drifted, options["fixes"], pick="queue"),
+            "random": scenario.pick(drifted, options["fixes"], pick="random", seed=options["seed"]),
+        }
+        chosen = {placement.asset_id for placed in picks.values() for placement in placed}
+        held_out = [placement for placement in scenario.placements(drifted) if placement.asset_id not in chosen]
+        active = ModelVersion.objects.get(heads__task=TASK, heads__is_active=True)
+        before = scenario.accuracy_of(active, held_out, drifted)
+        advertiser_id = drifted.sitemap.advertiser_id if drifted.sitemap else 0
+        asked = {item.asset_id for item in review_queue(user_advertiser_ids=[advertiser_id], task=TASK, limit=100_000)}
+        rows = []
+        for name, placements in picks.items():
+            with scenario.timed(f"{name}: label, export, {options['candidates']} candidates"):
+                rows.append(self._one_pick(scenario, drifted, name, placements, held_out, before, asked, options))
+            scenario.unlabel()
+        figures = {
+            "load_average": [round(value, 2) for value in os.getloadavg()],
+            "database": connection.vendor,
+            "assets": sum(scenario.sizes.values()),
+            "drifted": len(drifted.images),
+            "labels": options["fixes"],
+            "held_out": len(held_out),
+            "before": round(before, 4),
+            "picks": rows,
+            "timings_s": scenario.timings,
+        }
+        if options["as_json"]:
+            self.stdout.write(json.dumps(figures))
+            return
+        write = self.stdout.write
+        load = ", ".join(str(value) for value in figures["load_average"])
+        write(
+            f"{figures['labels']} labels of {DRIFTED} ({figures['drifted']} images, {figures['assets']:,} in all, "
+            f"{figures['database']}, load average {load}); held out: the {figures['held_out']} images neither pick "
+            f"labelled, {before:.3f} right before"
+        )
+        write(f"{'pick':<8} {'asked':>6} {'wrong':>6} {'after':>6} {'lift':>7} {'lift/100':>9}")
+        for row in rows:
+            write(
+                f"{row['pick']:<8} {row['asked']:>6} {row['model_wrong']:>6} {row['after']:>6.3f} "
+                f"{row['lift']:>+7.3f} {row['lift_per_100']:>+9.3f}"
+            )
+        write("asked: of the labels, questions the queue had; wrong: labels that overturned the active model")
+
+    def _one_pick(
+        self,
+        scenario: LoopScenario,
+        drifted: Shop,
+        name: str,
+        placements: list[Placement],
+        held_out: list[Placement],
+        before: float,
+        asked: set[int],
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Labels these placements, exports and trains, and measures the best candidate on the held-out images."""
+        active = ModelVersion.objects.get(heads__task=TASK, heads__is_active=True)
+        tags = dict(
+            Classification.objects.filter(
+                asset_id__in=[p.asset_id for p in placements], model_version=active, task=TASK
+            ).values_list("asset_id", "label")
+        )
+        wrong = sum(tags.get(p.asset_id or 0) != drifted.truth_by_url[p.url] for p in placements)
+        scenario.label_placements(drifted, placements)
+        # Every human label in effect (the other pick's were undone), not only those since the other pick's export.
+        export = export_create(task=TASK, enqueue=False, since_last_training=False)
+        export_build(export_id=export.pk)
+        export.refresh_from_db()
+        export = export_freeze(export=export, keep_pending=True)
+        manifest = training_manifest(export=export)
+        export_mark_used(export=export)
+        job = training_start(
+            task=TASK, export_id=export.pk, manifest=manifest, candidates=options["candidates"], enqueue=False
+        )
+        job = training_run(job_id=job.pk)
+        if job.status != "succeeded":
+            raise SystemExit(f"training failed ({name} pick): {job.error}")
+        after = scenario.accuracy_of(best_candidate(job), held_out, drifted)
+        lift = after - before
+        self.stderr.write(f"{name} pick: export {export.pk} {export.counts}, best candidate {job.result['best']}")
+        return {
+            "pick": name,
+            "asked": sum(p.asset_id in asked for p in placements),
+            "model_wrong": wrong,
+            "after": round(after, 4),
+            "lift": round(lift, 4),
+            "lift_per_100": round(lift * 100 / max(1, len(placements)), 4),
+        }
 
     def _table(self, figures: dict[str, Any]) -> None:
         write = self.stdout.write
