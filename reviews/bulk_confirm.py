@@ -8,6 +8,7 @@ reviewer's fixes meanwhile), the step is shown again instead of writing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,7 +68,7 @@ class BulkRequest:
         return ", ".join(f"{name}={value}" for name, value in filter_pairs(self.filters)) or "none"
 
     def _payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "sitemap": self.sitemap.pk,
             "user": self.user.pk,
             "filter": [list(pair) for pair in filter_pairs(self.filters)],
@@ -75,6 +76,12 @@ class BulkRequest:
             "label": self.label.strip().lower(),
             "count": self.count,
         }
+        if self.filters.similar_to is not None:
+            # "The images most like X" can change with the same count (more images indexed): bind the very images.
+            assert self.matching is not None  # noqa: S101 - check() sets it first
+            ids = sorted(self.matching.values_list("pk", flat=True))
+            payload["images"] = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:32]
+        return payload
 
     def token(self) -> str:
         return signing.dumps(self._payload(), salt=SALT, compress=True)
@@ -91,11 +98,16 @@ class BulkRequest:
         except signing.BadSignature:
             return "The confirmation is not valid: look again."
         payload = self._payload()
-        if {k: v for k, v in confirmed.items() if k != "count"} != {k: v for k, v in payload.items() if k != "count"}:
+        varying = ("count", "images")
+        if {k: v for k, v in confirmed.items() if k not in varying} != {
+            k: v for k, v in payload.items() if k not in varying
+        }:
             return "The filter or the label changed since the confirmation: look again."
         if confirmed["count"] != payload["count"]:
             return (
                 f"The filter now matches {payload['count']} images, not the {confirmed['count']} you confirmed:"
                 " look again."
             )
+        if confirmed.get("images") != payload.get("images"):
+            return "The images most like this one changed since the confirmation (more were indexed): look again."
         return None

@@ -22,6 +22,7 @@ from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, IsN
 from django.utils.http import urlencode
 
 from catalog.models import TASK_LABELS, Outcome, Placement, Sitemap, Task
+from core.errors import ApplicationError
 
 from .crosscheck import page_cluster_sizes, reused_filter
 from .effective import Source
@@ -30,6 +31,9 @@ from .models import NO_SCORE
 from .models import EffectiveTag as StoredTag
 from .paging import PageNumbers
 from .selectors import EffectiveTag, effective_tags
+from .similar import DEFAULT_LIMIT as SIMILAR_LIMIT
+from .similar import MAX_LIMIT as SIMILAR_MAX
+from .similar import SimilarImages, similar_in_sitemap
 
 # The sort keys over the stored row; every sort ends with the placement id, so a key is unique. Each has its index.
 SORTS: dict[str, tuple[str, ...]] = {
@@ -47,6 +51,12 @@ PER_PAGE = 100
 # At most this many matches: the page reads them all and sorts them (see _page_rows).
 SPARSE_ROWS = 2_000
 MAX_CURSOR = 200  # characters: a cursor is a sort's name and at most four numbers
+
+
+class GridFilterError(ApplicationError):
+    """A filter that cannot be read safely (see similar_param)."""
+
+    code = "bad_filter"
 
 
 @dataclass
@@ -67,7 +77,12 @@ class GridFilters:
     reason: str = ""  # ... and why it failed (Placement.failure_reason)
     # Conditions on any task's tag: "<task>:<label>", "<task>:!<label>"; label "none" is no label.
     tags: tuple[str, ...] = ()
+    # The sitemap's images most like this one (reviews.similar): the `similar_count` best, in the chosen sort's order.
+    similar_to: int | None = None
+    similar_count: int = SIMILAR_LIMIT
     sort: str = "position"
+    # What similar_to found, once per filter object (see similar_of): not a parameter.
+    found: tuple[int, SimilarImages] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_params(cls, params: Any) -> GridFilters:
@@ -83,6 +98,8 @@ class GridFilters:
             run = None
         tags = params.getlist("tag") if hasattr(params, "getlist") else params.get("tag") or []
         return cls(
+            similar_to=similar_param(params.get("similar_to")),
+            similar_count=similar_count_param(params.get("similar_count")),
             task=task if task in Task.values else Task.IMAGE_TYPE,
             label=params.get("label", "").strip(),
             source=params.get("source", "") if params.get("source") in Source.ALL else "",
@@ -106,7 +123,9 @@ class GridFilters:
         out = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name == "tags" or (item.name == "sort" and value == "position"):
+            if item.name in ("tags", "found") or (item.name == "sort" and value == "position"):
+                continue
+            if item.name == "similar_count" and (self.similar_to is None or value == SIMILAR_LIMIT):
                 continue
             if value not in (None, "", False):
                 out[item.name] = "1" if value is True else str(value)
@@ -129,6 +148,29 @@ class GridFilters:
             or self.listing_disagrees
             or self.reused
         ) or (self.sort in ("confidence", "margin"))
+
+
+def similar_param(value: object) -> int | None:
+    """The `similar_to` parameter: an image id, or None when absent. Malformed, it is refused (GridFilterError)
+    instead of falling back to no filter as the others do: a bulk retag of "the images like X" must never become a
+    retag of the whole sitemap."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 2**63:
+        raise GridFilterError(f"similar_to must be an image id (a positive whole number), not {str(value)[:40]!r}")
+    return int(text)
+
+
+def similar_count_param(value: object) -> int:
+    """The `similar_count` parameter: how many of the most similar images (SIMILAR_LIMIT when absent); refused when
+    malformed or out of range, as `similar_to` is."""
+    if value in (None, ""):
+        return SIMILAR_LIMIT
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= SIMILAR_MAX:
+        raise GridFilterError(f"similar_count must be a whole number from 1 to {SIMILAR_MAX}, not {str(value)[:40]!r}")
+    return int(text)
 
 
 def _listed(value: Any) -> list[Any]:
@@ -319,6 +361,9 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
         condition &= q(placement__failure_reason=filters.reason)
     if filters.listing_disagrees:
         condition &= q(listing_check__isnull=False)
+    similar = similar_of(sitemap, filters)
+    if similar is not None:
+        condition &= Q(**{f"{placement}__in": similar.placement_ids})
     if filters.reused:
         condition &= reused_filter(sitemap=sitemap, prefix=prefix)
     for tag in filters.tags:
@@ -334,6 +379,17 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
         )
         condition &= ~Q(Exists(other)) if negate else Q(Exists(other))
     return condition
+
+
+def similar_of(sitemap: Sitemap, filters: GridFilters) -> SimilarImages | None:
+    """The images `similar_to` names (reviews.similar), found once per filter object: a page's counts, its rows and
+    its banner, or a bulk step's count, sample and token, all read the very same images."""
+    if filters.similar_to is None:
+        return None
+    if filters.found is None or filters.found[0] != sitemap.pk:
+        found = similar_in_sitemap(sitemap=sitemap, placement_id=filters.similar_to, limit=filters.similar_count)
+        filters.found = (sitemap.pk, found)
+    return filters.found[1]
 
 
 def _has_label(label: str, *, prefix: str = "") -> Q:

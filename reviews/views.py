@@ -24,7 +24,7 @@ from catalog.models import TASK_LABELS, Placement, Sitemap, Task
 
 from .bulk_confirm import SAMPLE as BULK_SAMPLE
 from .bulk_confirm import BulkRequest
-from .grid import GridFilters, Paging, sitemap_grid, sitemap_placements
+from .grid import GridFilters, Paging, similar_of, sitemap_grid, sitemap_placements
 from .models import CONFIRMATION, ChangeSet, ManualFix
 from .selectors import image_history, user_can_fix
 from .services import FixError, manual_fix_revert
@@ -107,7 +107,10 @@ def _grid(
 def _grid_context(request: HtmxHttpRequest, realm: Realm, sitemap: Sitemap, filters: GridFilters) -> dict[str, object]:
     """What the grid and its bulk confirmation show besides the page itself."""
     density = request.GET.get("density", "")
+    similar = similar_of(sitemap, filters)
     return {
+        "similar": similar,
+        "similar_url": realm.url("image", filters.similar_to) if similar else "",
         "realm": realm,
         "sitemap": sitemap,
         "filters": filters,
