@@ -147,9 +147,20 @@ def grid_card(item: GridItem, task: str, realm: str) -> SafeString:
         + _if(is_low_confidence(current), " low-confidence")
         + _if(current is not None and current.source == Source.FIX, " reviewed")
     )
+    # "More like this" from the grid: the sitemap's images most like this card's (reviews.similar, GridFilters).
+    like = (
+        format_html(
+            ' · <a class="like-this" href="{}?task=image_type&amp;similar_to={}" title="{}">more like this</a>',
+            reverse(f"reviews:{realm}-grid", args=[listing.sitemap_id]),
+            placement.pk,
+            "the images of this sitemap most like this one, ready for one bulk retag",
+        )
+        if asset is not None
+        else ""
+    )
     return format_html(
         '<div class="card{}" tabindex="0" data-id="{}" data-label="{}" data-url="{}" data-full="{}">'
-        '<div class="thumb">{}</div><ul class="tags">{}</ul><div class="meta muted">{} #{}</div></div>',
+        '<div class="thumb">{}</div><ul class="tags">{}</ul><div class="meta muted">{} #{}{}</div></div>',
         state,
         placement.pk,
         (current.label or "") if current else "",
@@ -159,4 +170,5 @@ def grid_card(item: GridItem, task: str, realm: str) -> SafeString:
         tags,
         Truncator(listing.external_id or listing.url).chars(32),
         placement.position,
+        like,
     )

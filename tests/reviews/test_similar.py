@@ -159,6 +159,16 @@ def test_the_image_page_links_to_more_like_this(admin_client, model):
     assert f'href="{grid}?task=image_type&amp;similar_to={placements[0].pk}">More like this' in page
 
 
+def test_each_grid_card_links_to_more_like_it(admin_client, model):
+    sitemap, placements, _, _ = booth_world(sitemap_size=2, booth=2)
+    grid = reverse("reviews:staff-grid", args=[sitemap.pk])
+
+    page = admin_client.get(grid, {"task": "image_type"}).content.decode()
+
+    for placement in placements:
+        assert f'href="{grid}?task=image_type&amp;similar_to={placement.pk}"' in page
+
+
 @pytest.fixture
 def portal(client, model):
     """An editor of the first sitemap's advertiser, and another advertiser with the same booth photos."""
