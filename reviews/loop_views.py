@@ -19,14 +19,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import Count, Exists, OuterRef, Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from catalog.models import TASK_LABELS, Advertiser, Task
+from catalog.models import TASK_LABELS, Advertiser, ImageAsset, Task
 from classifier.models import ModelHead, ModelVersion, Promotion, ShadowPass, TrainingJob
+from classifier.services.features import FeatureError
 from classifier.services.promotion import (
     PromotionError,
     Regression,
@@ -39,7 +40,12 @@ from classifier.services.promotion import (
     rollback_plan,
 )
 from classifier.services.shadow import ShadowError, shadow_start
-from classifier.services.training import TrainingError, flips_over_tolerance, training_start
+from classifier.services.training import (
+    TrainingError,
+    flips_over_tolerance,
+    predictions_on_test_split,
+    training_start,
+)
 
 from .comparison import AdvertiserFlips, ConfidentFlips, accuracy_over_time, candidate_flips, confident_flips
 from .exports import (
@@ -406,12 +412,13 @@ class ModelColumn:
         return [(label, per_class.get(label, {})) for label in self.test.get("labels", [])]
 
     @property
-    def confusion(self) -> list[tuple[str, list[tuple[int, float]]]]:
-        """(true label, [(count, share of the row)]) rows of the confusion matrix."""
+    def confusion(self) -> list[tuple[str, list[tuple[str, int, float]]]]:
+        """(true label, [(predicted label, count, share of the row)]) rows of the confusion matrix."""
+        labels = self.test.get("labels", [])
         rows = []
-        for label, counts in zip(self.test.get("labels", []), self.test.get("confusion", []), strict=False):
+        for label, counts in zip(labels, self.test.get("confusion", []), strict=False):
             total = sum(counts) or 1
-            rows.append((label, [(n, n / total) for n in counts]))
+            rows.append((label, [(predicted, n, n / total) for predicted, n in zip(labels, counts, strict=False)]))
         return rows
 
 
@@ -596,6 +603,39 @@ def staff_retrain(request: HttpRequest) -> HttpResponse:
             request, f"Retraining {described}: the candidates appear below with their shadow passes, staff get an email"
         )
     return redirect(_models_url(task))
+
+
+@staff_only
+def staff_confusion_cell(request: HttpRequest, job_id: int, version_id: int) -> HttpResponse:
+    """The test images behind one cell of a model's confusion matrix on a training job's split (?true=&predicted=;
+    either may be left out for a whole row or column), as training evaluated them, with their thumbnails."""
+    succeeded = TrainingJob.objects.filter(status=TrainingJob.Status.SUCCEEDED).select_related("parent")
+    job = get_object_or_404(succeeded, pk=job_id)
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    labels = TASK_LABELS.get(job.task, ())
+    true, predicted = request.GET.get("true", ""), request.GET.get("predicted", "")
+    if any(value and value not in labels for value in (true, predicted)):
+        return HttpResponseBadRequest(f"true and predicted are labels of {job.task}: {', '.join(labels)}")
+    try:
+        rows = predictions_on_test_split(job=job, version=version)
+    except (TrainingError, FeatureError) as exc:
+        raise Http404(str(exc)) from exc
+    chosen = [
+        (item, label, confidence)
+        for item, label, confidence in rows
+        if (not true or item["label"] == true) and (not predicted or label == predicted)
+    ]
+    assets = ImageAsset.objects.in_bulk([int(item["asset"]) for item, _, _ in chosen])
+    context = {
+        "job": job,
+        "version": version,
+        "task": job.task,
+        "true": true,
+        "predicted": predicted,
+        "total": len(rows),
+        "rows": [(item, label, confidence, assets.get(int(item["asset"]))) for item, label, confidence in chosen],
+    }
+    return render(request, "reviews/confusion_cell.html", context)
 
 
 def _models_url(task: str, job: object = None) -> str:

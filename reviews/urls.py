@@ -27,6 +27,11 @@ urlpatterns = [
     path("staff/jobs/<str:kind>/<int:job_id>/", loop_views.staff_job, name="staff-job"),
     path("staff/models/", loop_views.staff_models_root, name="staff-models-root"),
     path("staff/models/retrain/", loop_views.staff_retrain, name="staff-retrain"),
+    path(
+        "staff/jobs/training/<int:job_id>/models/<int:version_id>/confusion/",
+        loop_views.staff_confusion_cell,
+        name="staff-confusion-cell",
+    ),
     path("staff/models/<str:task>/", loop_views.staff_models, name="staff-models"),
     path("staff/models/<str:task>/accuracy/", loop_views.staff_accuracy, name="staff-accuracy"),
     path("staff/models/<str:task>/rollback/", loop_views.staff_model_rollback, name="staff-model-rollback"),

@@ -552,3 +552,23 @@ def training_run(*, job_id: int, progress: Progress | None = None) -> TrainingJo
     if progress is not None:
         progress(1.0, "done")
     return job
+
+
+def predictions_on_test_split(*, job: TrainingJob, version: ModelVersion) -> list[tuple[dict[str, Any], str, float]]:
+    """What `version` (the job's parent, the baseline, or one of its candidates) says on each test item of the job's
+    manifest, as training evaluated it: its head on the parent's cached features. [(item, predicted label,
+    confidence)], in the manifest's order: the images behind each cell of the comparison's confusion matrices."""
+    if version.pk != job.parent_id and version.training_job_id != job.pk:
+        raise TrainingError(f"{version.name} is neither the parent nor a candidate of training job {job.pk}")
+    model_head = ModelHead.objects.filter(model_version=job.parent, task=job.task).first()
+    if model_head is None:
+        raise TrainingError(f"model {job.parent.name} does not tag {job.task}")
+    test = [item for item in job.manifest.get("items", []) if item.get("split") == "test"]
+    if not test:
+        return []
+    features = asset_features(version=job.parent, task=job.task, asset_ids=[int(item["asset"]) for item in test])
+    with version.file.open("rb") as handle:
+        head = find_head(onnx.load_from_string(handle.read()), model_head.output)
+    probabilities = predict(features, head.weight, head.bias)
+    labels = list(model_head.labels)
+    return [(item, labels[int(row.argmax())], float(row.max())) for item, row in zip(test, probabilities, strict=True)]
