@@ -2,10 +2,10 @@
 
 Advertisers publish generated inventories over real local HTTP: one shoots its cars in a white photo booth
 (classifier.synth.drifted_sample, all Dealer, a style the starter models never saw), the others publish ordinary
-dealer photos, stock renders and placeholders. Every image's true type is known from the generator. The scenario
-runs the product's own services, as the screens and commands do: Runs with the active models, human labels (fixes
-and confirmations), a frozen export, candidates, the shadow pass and the promotion. Used by the end-to-end test
-and by `manage.py benchmark_loop`.
+dealer photos, stock renders and placeholders. Every image's true type and color are known from the generator. The
+scenario runs the product's own services, as the screens and commands do: Runs with the active models, human labels
+(fixes and confirmations), a frozen export, candidates, the shadow pass and the promotion. Used by the end-to-end
+test and by `manage.py benchmark_loop`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from reviews.services.change_sets import change_set_apply, change_set_undo
 from reviews.services.fixes import Change
 
 TASK = Task.IMAGE_TYPE.value
+# The tasks the scenario can label and measure: the generator knows each image's true label for these.
+TASKS = (TASK, Task.COLOR.value)
 DRIFTED = "drift-motors"
 IMAGES_PER_LISTING = 5
 IMAGE_SIZE = (480, 360)
@@ -45,19 +47,26 @@ Stage = Callable[[str], None]
 PICKS = ("queue", "random", "first")
 
 
-def _jpeg(kind: str, seed: int) -> tuple[bytes, str]:
+def _jpeg(kind: str, seed: int) -> tuple[bytes, str, str]:
     sample = drifted_sample(seed, size=IMAGE_SIZE) if kind == "drifted" else vehicle_sample(seed, size=IMAGE_SIZE)
     out = io.BytesIO()
     sample.image.convert("RGB").save(out, "JPEG", quality=88)
-    return out.getvalue(), sample.image_type
+    return out.getvalue(), sample.image_type, sample.color
+
+
+def generate_labelled(kind: str, count: int, *, seed: int) -> tuple[list[bytes], list[str], list[str]]:
+    """`count` JPEGs of the style, their true image types and their true colors ("" for a placeholder, which has
+    none), made on every core."""
+    seeds = [seed + i for i in range(count)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        made = list(pool.map(_jpeg, [kind] * count, seeds, chunksize=32))
+    return [data for data, _, _ in made], [label for _, label, _ in made], [color for _, _, color in made]
 
 
 def generate(kind: str, count: int, *, seed: int) -> tuple[list[bytes], list[str]]:
     """`count` JPEGs of the style and their true image types, made on every core."""
-    seeds = [seed + i for i in range(count)]
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        made = list(pool.map(_jpeg, [kind] * count, seeds, chunksize=32))
-    return [data for data, _ in made], [label for _, label in made]
+    images, types, _ = generate_labelled(kind, count, seed=seed)
+    return images, types
 
 
 @dataclass
@@ -70,13 +79,25 @@ class Shop:
     server: InventoryServer | None = None
     truth_by_url: dict[str, str] = field(default_factory=dict)
     runs: list[int] = field(default_factory=list)  # its Runs, oldest first
+    colors: list[str] = field(default_factory=list)  # true colors, "" for a placeholder
+    color_by_url: dict[str, str] = field(default_factory=dict)
+
+    def truth_of(self, task: str) -> dict[str, str]:
+        """URL -> the true label for `task` (one of TASKS); "" where the image has none (a placeholder's color)."""
+        if task == TASK:
+            return self.truth_by_url
+        if task == Task.COLOR.value:
+            return self.color_by_url
+        raise ValueError(f"unknown task {task!r}: the scenario knows {', '.join(TASKS)}")
 
 
 @dataclass
 class LoopScenario:
-    """`sizes`: advertiser slug -> number of images; the DRIFTED slug gets the drifted style."""
+    """`sizes`: advertiser slug -> number of images; the DRIFTED slug gets the drifted style. `tasks`: what label()
+    gives each chosen image (its true label for each task, see TASKS)."""
 
     sizes: dict[str, int]
+    tasks: tuple[str, ...] = (TASK,)
     seed: int = 7_000_000  # far from the seeds the starter models were trained and measured on
     shops: dict[str, Shop] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -86,8 +107,8 @@ class LoopScenario:
     def generate(self) -> None:
         for k, (slug, count) in enumerate(self.sizes.items()):
             kind = "drifted" if slug == DRIFTED else "ordinary"
-            images, truth = generate(kind, count, seed=self.seed + 100_000 * k)
-            self.shops[slug] = Shop(slug, kind, images, truth)
+            images, truth, colors = generate_labelled(kind, count, seed=self.seed + 100_000 * k)
+            self.shops[slug] = Shop(slug, kind, images, truth, colors=colors)
 
     @contextmanager
     def serving(self) -> Iterator[LoopScenario]:
@@ -98,6 +119,7 @@ class LoopScenario:
                     InventoryServer(images=shop.images, images_per_listing=IMAGES_PER_LISTING)
                 )
                 shop.truth_by_url = {shop.server.image_url(i): label for i, label in enumerate(shop.truth)}
+                shop.color_by_url = {shop.server.image_url(i): color for i, color in enumerate(shop.colors)}
             yield self
 
     def run_all(self, progress: Stage | None = None) -> None:
@@ -134,9 +156,10 @@ class LoopScenario:
         raise ValueError(f"unknown pick {pick!r}: one of {', '.join(PICKS)}")
 
     def label(self, *, fixes: dict[str, int], pick: str = "first", seed: int = 0, user: Any = None) -> int:
-        """Human labels: for each shop, `n` of its images (picked by `pick`, see pick()) get their true type (a fix
-        where the model is wrong, a confirmation where it is right), one grid save (a ChangeSet) per shop, as a
-        reviewer on the grid would record them. Returns the number of fixes and confirmations written."""
+        """Human labels: for each shop, `n` of its images (picked by `pick`, see pick()) get their true label for each
+        of the scenario's tasks (a fix where the model is wrong, a confirmation where it is right; no color for a
+        placeholder), one grid save (a ChangeSet) per shop, as a reviewer on the grid would record them. Returns the
+        number of fixes and confirmations written."""
         written = 0
         for slug, count in fixes.items():
             shop = self.shops[slug]
@@ -145,10 +168,16 @@ class LoopScenario:
         return written
 
     def label_placements(self, shop: Shop, chosen: list[Placement], *, user: Any = None) -> int:
-        """The true type on each of these placements of the shop, as one grid save; see label()."""
+        """The true labels of each of these placements of the shop, as one grid save; see label()."""
         user = user or get_user_model().objects.get_or_create(username="loop-reviewer", defaults={"is_staff": True})[0]
         assert shop.sitemap is not None  # noqa: S101 - after run_all()
-        changes = [Change(placement, TASK, shop.truth_by_url[placement.url]) for placement in chosen]
+        changes = [
+            Change(placement, task, truth[placement.url])
+            for task in self.tasks
+            for truth in [shop.truth_of(task)]
+            for placement in chosen
+            if truth[placement.url]
+        ]
         change_set = change_set_apply(
             kind=ChangeSet.Kind.SAVE,
             advertiser_id=shop.sitemap.advertiser_id,
@@ -173,30 +202,35 @@ class LoopScenario:
             change_set_undo(change_set=change_set, user=None, source="staff")
             self.labelled -= assets
 
-    def accuracy(self) -> dict[str, float]:
-        """Per shop: the share of its live images that no human labelled (so never trained on) whose tag from the
-        ACTIVE model is the true type: what the model gives a new image of that shop. One query per shop."""
-        head = ModelHead.objects.get(task=TASK, is_active=True)
+    def accuracy(self, task: str = TASK) -> dict[str, float]:
+        """Per shop: the share of its live images that no human labelled (so never trained on), and that have a true
+        label for `task` (a placeholder has no color), whose tag from the ACTIVE model is the true one: what the model
+        gives a new image of that shop. One query per shop."""
+        head = ModelHead.objects.get(task=task, is_active=True)
         out = {}
         for slug, shop in self.shops.items():
-            placements = [p for p in self.placements(shop) if p.asset_id not in self.labelled]
+            truth = shop.truth_of(task)
+            placements = [p for p in self.placements(shop) if p.asset_id not in self.labelled and truth[p.url]]
             labels = dict(
                 Classification.objects.filter(
-                    asset_id__in={p.asset_id for p in placements}, model_version_id=head.model_version_id, task=TASK
+                    asset_id__in={p.asset_id for p in placements}, model_version_id=head.model_version_id, task=task
                 ).values_list("asset_id", "label")
             )
-            right = sum(labels.get(p.asset_id or 0) == shop.truth_by_url[p.url] for p in placements)
+            right = sum(labels.get(p.asset_id or 0) == truth[p.url] for p in placements)
             out[slug] = right / len(placements) if placements else 0.0
         return out
 
-    def accuracy_of(self, version: ModelVersion, placements: list[Placement], shop: Shop) -> float:
-        """The share of these placements of the shop whose tag from `version` (active or not: a candidate) is the
-        true type. Classifies, with the version's heads, the images it has no result for (as a shadow pass does)."""
+    def accuracy_of(self, version: ModelVersion, placements: list[Placement], shop: Shop, task: str = TASK) -> float:
+        """The share of these placements of the shop (those with a true label for `task`) whose tag from `version`
+        (active or not: a candidate) is the true one. Classifies, with the version's heads, the images it has no
+        result for (as a shadow pass does)."""
+        truth = shop.truth_of(task)
+        placements = [placement for placement in placements if truth[placement.url]]
         if not placements:
             return 0.0
         assets = {placement.asset_id for placement in placements}
         done = set(
-            Classification.objects.filter(asset_id__in=assets, model_version=version, task=TASK).values_list(
+            Classification.objects.filter(asset_id__in=assets, model_version=version, task=task).values_list(
                 "asset_id", flat=True
             )
         )
@@ -205,11 +239,11 @@ class LoopScenario:
         for start in range(0, len(missing), 64):
             classify_assets([asset for asset in missing[start : start + 64] if asset is not None], models)
         labels = dict(
-            Classification.objects.filter(asset_id__in=assets, model_version=version, task=TASK).values_list(
+            Classification.objects.filter(asset_id__in=assets, model_version=version, task=task).values_list(
                 "asset_id", "label"
             )
         )
-        right = sum(labels.get(p.asset_id or 0) == shop.truth_by_url[p.url] for p in placements)
+        right = sum(labels.get(p.asset_id or 0) == truth[p.url] for p in placements)
         return right / len(placements)
 
     @contextmanager

@@ -1,11 +1,12 @@
-"""The loop's figures: a drifted advertiser, its fixes, export, candidates, shadow pass and promotion, timed."""
+"""The loop's figures: a drifted advertiser, its fixes, then per task export, candidates, shadow pass and promotion,
+timed."""
 
 import json
 import os
 import time
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connection
 
 from catalog.models import Placement, Run
@@ -17,7 +18,16 @@ from classifier.services.training import training_run, training_start
 from config.commands import BaseCommand
 from reviews.exports.services import export_build, export_create, export_freeze, export_mark_used, training_manifest
 from reviews.health import review_queue
-from reviews.loop_scenario import DRIFTED, TASK, LoopScenario, Shop, best_candidate
+from reviews.loop_scenario import DRIFTED, TASK, TASKS, LoopScenario, Shop, best_candidate
+
+
+def _tasks(value: str) -> tuple[str, ...]:
+    """--tasks: a comma-separated list of TASKS, each once, in the order given."""
+    tasks = tuple(dict.fromkeys(task.strip() for task in value.split(",") if task.strip()))
+    unknown = [task for task in tasks if task not in TASKS]
+    if unknown or not tasks:
+        raise CommandError(f"--tasks {value!r}: a comma-separated list of {', '.join(TASKS)}")
+    return tasks
 
 
 def _first_runs_drift(scenario: LoopScenario) -> dict[str, str | None]:
@@ -31,10 +41,10 @@ def _first_runs_drift(scenario: LoopScenario) -> dict[str, str | None]:
 
 class Command(BaseCommand):
     help = (
-        "Runs the loop's reference scenario on the starter models and prints the time of each stage (export, "
-        "candidates, the shadow pass over every live asset, promotion), the drifted advertiser's accuracy before "
-        "and after, the largest drop among the other advertisers (one of them, by default, with no label), and "
-        "what the guard on confident model tags found (a likely regression is printed, accepted and recorded). "
+        "Runs the loop's reference scenario on the starter models and prints, per task (--tasks), the time of each "
+        "stage (export, candidates, the shadow pass over every live asset, promotion), the drifted advertiser's "
+        "accuracy before and after, each other advertiser's (one of them, by default, with no label), and what the "
+        "guard on confident model tags found (a likely regression is printed, accepted and recorded). "
         "Use a scratch database: it adds advertisers, images and models, and promotes a candidate."
     )
 
@@ -51,6 +61,12 @@ class Command(BaseCommand):
         parser.add_argument("--fixes", type=int, default=200, help="Labels given to the drifted advertiser.")
         parser.add_argument("--other-fixes", type=int, default=100, help="Labels given to each other advertiser.")
         parser.add_argument("--candidates", type=int, default=4)
+        parser.add_argument(
+            "--tasks",
+            default=",".join(TASKS),
+            help=f"The tasks labelled and looped, comma-separated (default {','.join(TASKS)}; --compare-picks: "
+            f"{TASK} only).",
+        )
         parser.add_argument("--json", action="store_true", dest="as_json")
         parser.add_argument(
             "--compare-picks",
@@ -66,85 +82,107 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: Any) -> None:
         say = self.stderr.write
-        starter_models_ensure(say=say, task=TASK)
+        tasks = _tasks(options["tasks"])
+        for task in tasks:
+            starter_models_ensure(say=say, task=task)
         others = max(1, options["others"])
         each = max(1, (options["assets"] - options["drifted"]) // others)
         sizes = {DRIFTED: options["drifted"]} | {f"shop-{k}": each for k in range(others)}
-        scenario = LoopScenario(sizes=sizes)
+        scenario = LoopScenario(sizes=sizes, tasks=tasks)
         with scenario.timed("generate images"):
             scenario.generate()
         say(f"generated {sum(sizes.values()):,} images in {scenario.timings['generate images']} s")
         if options["compare_picks"]:
+            scenario.tasks = (TASK,)
             self._compare_picks(scenario, options)
             return
         with scenario.serving():
             with scenario.timed("first Runs (fetch and tag)"):
                 scenario.run_all(progress=say)
             drift = _first_runs_drift(scenario)
-            before = scenario.accuracy()
+            before = {task: scenario.accuracy(task) for task in tasks}
             unlabelled = [f"shop-{k}" for k in range(max(0, others - options["unlabelled"]), others)]
             with scenario.timed("human labels"):
                 scenario.label(
                     fixes={DRIFTED: options["fixes"]}
                     | {slug: options["other_fixes"] for slug in sizes if slug != DRIFTED and slug not in unlabelled}
                 )
-            with scenario.timed("export"):
-                export = export_create(task=TASK, enqueue=False)
-                export_build(export_id=export.pk)
-                export.refresh_from_db()
-                export = export_freeze(export=export, keep_pending=True)
-                manifest = training_manifest(export=export)
-                export_mark_used(export=export)
-            say(f"export {export.pk}: {export.counts} in {scenario.timings['export']} s")
-            with scenario.timed(f"{options['candidates']} candidates"):
-                job = training_start(
-                    task=TASK, export_id=export.pk, manifest=manifest, candidates=options["candidates"], enqueue=False
-                )
-                job = training_run(job_id=job.pk)
-            if job.status != "succeeded":
-                raise SystemExit(f"training failed: {job.error}")
-            candidate = best_candidate(job)
-            with scenario.timed("shadow pass"):
-                shadow = shadow_run(pass_id=shadow_start(version=candidate, enqueue=False).pk)
-            say(f"shadow pass: {shadow.done:,} of {shadow.total:,} assets in {scenario.timings['shadow pass']} s")
-            results_before = Classification.objects.count()
-            regressions = promotion_regressions(version=candidate)
-            for regression in regressions:
-                say(f"the promotion guard finds a likely regression: {regression.describe()} (accepted, recorded)")
-            with scenario.timed("promotion"):
-                # A benchmark measures the promotion: the guard's verdict is printed, and an override recorded.
-                model_promote(version=candidate, override_regressions=True, by="manage.py benchmark_loop")
-            after = scenario.accuracy()
-        best = next(c for c in job.result["candidates"] if c["model_version"] == job.result["best"])
-        drops = {slug: round(before[slug] - after[slug], 4) for slug in sizes if slug != DRIFTED}
-        loop_stages = ("export", f"{options['candidates']} candidates", "shadow pass", "promotion")
-        figures = {
+            loops = {task: self._loop(scenario, task, options) for task in tasks}
+            after = {task: scenario.accuracy(task) for task in tasks}
+        figures: dict[str, Any] = {
             "load_average": [round(value, 2) for value in os.getloadavg()],
             "database": connection.vendor,
             "assets": sum(sizes.values()),
-            "shadow_pass_assets": shadow.total,
-            "export": {"id": export.pk, "counts": export.counts, "excluded": export.excluded},
-            "timings_s": scenario.timings,
-            "loop_s": round(sum(scenario.timings[stage] for stage in loop_stages), 2),
-            "promotion_new_results": Classification.objects.count() - results_before,
-            "drifted": {
-                "held_out_before": round(before[DRIFTED], 4),
-                "held_out_after": round(after[DRIFTED], 4),
-                "test_split_before": job.result["baseline"]["local_accuracy"].get(DRIFTED),
-                "test_split_after": best["local_accuracy"].get(DRIFTED),
-            },
-            "others_held_out": {slug: [round(before[slug], 4), round(after[slug], 4)] for slug in drops},
+            "tasks": list(tasks),
+            "timings_s": {stage: seconds for stage, seconds in scenario.timings.items() if ": " not in stage},
+            "loop_s": round(sum(loop["loop_s"] for loop in loops.values()), 2),
             "unlabelled": unlabelled,
-            "best_confident_flips": best.get("confident_flips", {}),
-            "promotion_regressions": [regression.describe() for regression in regressions],
-            "largest_drop_among_others": max(drops.values()) if drops else 0.0,
             "first_run_drift": drift,
-            "best": {"model_version": candidate.pk, "params": best["params"]},
         }
+        for task, loop in loops.items():
+            drops = {slug: round(before[task][slug] - after[task][slug], 4) for slug in sizes if slug != DRIFTED}
+            loop["drifted"] |= {
+                "held_out_before": round(before[task][DRIFTED], 4),
+                "held_out_after": round(after[task][DRIFTED], 4),
+            }
+            loop["others_held_out"] = {
+                slug: [round(before[task][slug], 4), round(after[task][slug], 4)] for slug in drops
+            }
+            loop["largest_drop_among_others"] = max(drops.values()) if drops else 0.0
+            figures[task] = loop
         if options["as_json"]:
             self.stdout.write(json.dumps(figures))
             return
         self._table(figures)
+
+    def _loop(self, scenario: LoopScenario, task: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Export, candidates, the shadow pass and the promotion of the best candidate for one task, timed (stages
+        named "<task>: <stage>"); the guard's verdict is printed, and a refusal overridden and recorded."""
+        say = self.stderr.write
+        stages = ("export", f"{options['candidates']} candidates", "shadow pass", "promotion")
+        with scenario.timed(f"{task}: export"):
+            export = export_create(task=task, enqueue=False)
+            export_build(export_id=export.pk)
+            export.refresh_from_db()
+            export = export_freeze(export=export, keep_pending=True)
+            manifest = training_manifest(export=export)
+            export_mark_used(export=export)
+        say(f"{task} export {export.pk}: {export.counts} in {scenario.timings[f'{task}: export']} s")
+        with scenario.timed(f"{task}: {stages[1]}"):
+            job = training_start(
+                task=task, export_id=export.pk, manifest=manifest, candidates=options["candidates"], enqueue=False
+            )
+            job = training_run(job_id=job.pk)
+        if job.status != "succeeded":
+            raise SystemExit(f"{task} training failed: {job.error}")
+        candidate = best_candidate(job)
+        with scenario.timed(f"{task}: shadow pass"):
+            shadow = shadow_run(pass_id=shadow_start(version=candidate, enqueue=False).pk)
+        seconds = scenario.timings[f"{task}: shadow pass"]
+        say(f"{task} shadow pass: {shadow.done:,} of {shadow.total:,} assets in {seconds} s")
+        results_before = Classification.objects.count()
+        regressions = promotion_regressions(version=candidate, tasks=[task])
+        for regression in regressions:
+            say(f"the {task} promotion guard finds a likely regression: {regression.describe()} (accepted, recorded)")
+        with scenario.timed(f"{task}: promotion"):
+            # A benchmark measures the promotion: the guard's verdict is printed, and an override recorded.
+            model_promote(version=candidate, tasks=[task], override_regressions=True, by="manage.py benchmark_loop")
+        best = next(c for c in job.result["candidates"] if c["model_version"] == job.result["best"])
+        timings = {stage: scenario.timings[f"{task}: {stage}"] for stage in stages}
+        return {
+            "shadow_pass_assets": shadow.total,
+            "export": {"id": export.pk, "counts": export.counts, "excluded": export.excluded},
+            "timings_s": timings,
+            "loop_s": round(sum(timings.values()), 2),
+            "promotion_new_results": Classification.objects.count() - results_before,
+            "drifted": {
+                "test_split_before": job.result["baseline"]["local_accuracy"].get(DRIFTED),
+                "test_split_after": best["local_accuracy"].get(DRIFTED),
+            },
+            "best_confident_flips": best.get("confident_flips", {}),
+            "promotion_regressions": [regression.describe() for regression in regressions],
+            "best": {"model_version": candidate.pk, "params": best["params"]},
+        }
 
     def _compare_picks(self, scenario: LoopScenario, options: dict[str, Any]) -> None:
         """The lift per --fixes labels of the drifted advertiser, picked by the queue and at random, on the same
@@ -253,27 +291,41 @@ class Command(BaseCommand):
         write(f"{'stage':<28} {'seconds':>9}")
         for stage, seconds in figures["timings_s"].items():
             write(f"{stage:<28} {seconds:>9}")
-        write(f"{'the loop (export to promotion)':<28} {figures['loop_s']:>9}")
-        write(f"promotion classified {figures['promotion_new_results']} images (the shadow pass had done them all)")
-        drifted = figures["drifted"]
-        write("image_type accuracy     before  after")
-        write(f"{DRIFTED + ' (held out)':<22} {drifted['held_out_before']:>6.3f} {drifted['held_out_after']:>6.3f}")
-        write(
-            f"{DRIFTED + ' (test split)':<22} {drifted['test_split_before']:>6.3f} {drifted['test_split_after']:>6.3f}"
-        )
-        for slug, (before, after) in figures["others_held_out"].items():
-            unlabelled = ", no label" if slug in figures["unlabelled"] else ""
-            write(f"{slug + ' (held out' + unlabelled + ')':<22} {before:>6.3f} {after:>6.3f}")
-        write(f"largest drop among the others: {figures['largest_drop_among_others'] * 100:.1f} points")
-        flips = figures["best_confident_flips"]
-        write(
-            "best candidate's flips of confident tags (training guard): "
-            + (", ".join(f"{slug} {v['flipped']} of {v['confident']}" for slug, v in flips.items()) or "none sampled")
-        )
-        write(f"promotion guard: {'; '.join(figures['promotion_regressions']) or 'no likely regression'}")
+        for task in figures["tasks"]:
+            for stage, seconds in figures[task]["timings_s"].items():
+                write(f"{task + ': ' + stage:<28} {seconds:>9}")
+        write(f"{'the loop (export to promotion)':<28} {figures['loop_s']:>9}  ({', '.join(figures['tasks'])})")
+        for task in figures["tasks"]:
+            self._task_table(task, figures[task], figures["unlabelled"])
         drift = figures["first_run_drift"]
         calm = [slug for slug, message in drift.items() if slug != DRIFTED and message is None]
         write(f"drift flag on the first Run of {DRIFTED}: {drift.get(DRIFTED) or 'none'}")
         write(f"drift flag on the others' first Runs: {len(drift) - 1 - len(calm)} of {len(drift) - 1}")
-        started = time.strftime("%Y-%m-%d %H:%M")
-        write(f"({started}; best candidate {figures['best']['model_version']}: {figures['best']['params']})")
+        write(f"({time.strftime('%Y-%m-%d %H:%M')})")
+
+    def _task_table(self, task: str, loop: dict[str, Any], unlabelled: list[str]) -> None:
+        write = self.stdout.write
+        write(
+            f"{task}: promotion classified {loop['promotion_new_results']} images (the shadow pass had done them all)"
+        )
+        drifted = loop["drifted"]
+        test_before, test_after = drifted["test_split_before"], drifted["test_split_after"]
+        write(f"{task + ' accuracy':<34} {'before':>6} {'after':>6} {'change':>7}")
+        write(
+            f"{DRIFTED + ' (held out)':<34} {drifted['held_out_before']:>6.3f} {drifted['held_out_after']:>6.3f} "
+            f"{drifted['held_out_after'] - drifted['held_out_before']:>+7.3f}"
+        )
+        if test_before is not None and test_after is not None:
+            change = test_after - test_before
+            write(f"{DRIFTED + ' (test split)':<34} {test_before:>6.3f} {test_after:>6.3f} {change:>+7.3f}")
+        for slug, (before, after) in loop["others_held_out"].items():
+            no_label = ", no label" if slug in unlabelled else ""
+            write(f"{slug + ' (held out' + no_label + ')':<34} {before:>6.3f} {after:>6.3f} {after - before:>+7.3f}")
+        write(f"largest drop among the others: {loop['largest_drop_among_others'] * 100:.1f} points")
+        flips = loop["best_confident_flips"]
+        write(
+            "best candidate's flips of confident tags (training guard): "
+            + (", ".join(f"{slug} {v['flipped']} of {v['confident']}" for slug, v in flips.items()) or "none sampled")
+        )
+        write(f"promotion guard: {'; '.join(loop['promotion_regressions']) or 'no likely regression'}")
+        write(f"best candidate {loop['best']['model_version']}: {loop['best']['params']}")
