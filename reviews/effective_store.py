@@ -265,57 +265,36 @@ def effective_tags_refresh(
     """
     with transaction.atomic(savepoint=False):
         effective_tags_lock()
-        return _refresh(
-            placement_ids=placement_ids,
-            asset_ids=asset_ids,
-            advertiser_id=advertiser_id,
-            sitemap_id=sitemap_id,
-            tasks=tasks,
-            only_stale=only_stale,
-        )
+        ordered = tasks_reading(Task.values if tasks is None else tasks)
+        fixed: dict[str, list[int]] = {}
+        if advertiser_id is not None:
+            fixed["advertisers"] = [advertiser_id]
+        if sitemap_id is not None:
+            fixed["sitemaps"] = [sitemap_id]
+        if only_stale:
+            if sitemap_id is None:
+                raise ValueError("only_stale needs a sitemap_id")
+            stale = set(stale_placements(sitemap_id=sitemap_id).values_list("id", flat=True))
+            placement_ids = stale if placement_ids is None else stale & set(placement_ids)
+        scopes: list[dict[str, list[int]]] = [fixed]
+        if placement_ids is not None:
+            scopes = [{**fixed, "placements": chunk} for chunk in _chunks(placement_ids)]
+        if asset_ids is not None:
+            scopes = [{**scope, "assets": chunk} for scope in scopes for chunk in _chunks(asset_ids)]
+        if not scopes or not ordered:
+            return 0
+        heads = active_heads()
+        written = 0
+        listings: set[int] = set()
+        for scope in scopes:
+            for task in ordered:
+                changed = _upsert(task, heads, scope)
+                listings.update(listing_id for listing_id in changed if listing_id is not None)
+                written += len(changed)
+        _listing_checks_write(listings)
+        return written
 
-
-def _refresh(
-    *,
-    placement_ids: Iterable[int] | None = None,
-    asset_ids: Iterable[int] | None = None,
-    advertiser_id: int | None = None,
-    sitemap_id: int | None = None,
-    tasks: Iterable[str] | None = None,
-    only_stale: bool = False,
-) -> int:
-    """effective_tags_refresh, for a caller that holds the store's lock already."""
-    ordered = tasks_reading(Task.values if tasks is None else tasks)
-    fixed: dict[str, list[int]] = {}
-    if advertiser_id is not None:
-        fixed["advertisers"] = [advertiser_id]
-    if sitemap_id is not None:
-        fixed["sitemaps"] = [sitemap_id]
-    if only_stale:
-        if sitemap_id is None:
-            raise ValueError("only_stale needs a sitemap_id")
-        stale = set(stale_placements(sitemap_id=sitemap_id).values_list("id", flat=True))
-        placement_ids = stale if placement_ids is None else stale & set(placement_ids)
-    scopes: list[dict[str, list[int]]] = [fixed]
-    if placement_ids is not None:
-        scopes = [{**fixed, "placements": chunk} for chunk in _chunks(placement_ids)]
-    if asset_ids is not None:
-        scopes = [{**scope, "assets": chunk} for scope in scopes for chunk in _chunks(asset_ids)]
-    if not scopes or not ordered:
-        return 0
-    heads = active_heads()
-    written = 0
-    listings: set[int] = set()
-    for scope in scopes:
-        for task in ordered:
-            changed = _upsert(task, heads, scope)
-            listings.update(listing_id for listing_id in changed if listing_id is not None)
-            written += len(changed)
-    _listing_checks_write(listings)
-    return written
-
-
-# Receivers (connected in reviews.apps.ReviewsConfig.ready) --------------------------------------------------------
+    # Receivers (connected in reviews.apps.ReviewsConfig.ready) --------------------------------------------------------
 
 
 def on_placements_changed(
@@ -329,7 +308,7 @@ def on_placements_changed(
             showing = Placement.objects.filter(asset_id__in=asset_ids).values_list("id", flat=True)
             placement_ids = sorted({*placement_ids, *showing})
         if placement_ids:
-            _refresh(placement_ids=placement_ids)
+            effective_tags_refresh(placement_ids=placement_ids)  # the lock, taken again, returns at once
 
 
 def on_listings_synced(sender: object, *, sitemap_id: int, **kwargs: object) -> None:
@@ -344,7 +323,7 @@ def on_clusters_changed(sender: object, *, asset_ids: list[int], cluster_ids: li
         showing = Placement.objects.filter(Q(asset_id__in=asset_ids) | Q(asset__cluster_id__in=cluster_ids))
         placement_ids = list(showing.values_list("id", flat=True))
         if placement_ids:
-            _refresh(placement_ids=placement_ids)
+            effective_tags_refresh(placement_ids=placement_ids)  # the lock, taken again, returns at once
 
 
 def on_classifications_written(sender: object, *, asset_ids: list[int], **kwargs: object) -> None:

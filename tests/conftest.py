@@ -12,6 +12,17 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture
+def eager_celery():
+    """Celery runs a task in-process when it is sent, as a worker would run it."""
+    from config.celery_app import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
+@pytest.fixture
 def tiny_model(tmp_path):
     """A real ONNX classifier whose `color` head is the argmax of the channel means (red, green, blue)."""
     model, spec = tmp_path / "tiny.onnx", tmp_path / "tiny.json"

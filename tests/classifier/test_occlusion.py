@@ -22,7 +22,6 @@ from classifier.services.occlusion import (
     occlusion_request_for_placement,
 )
 from classifier.services.registry import model_register
-from config.celery_app import app
 from tests.classifier.onnx_builders import IMAGE_TYPE_LABELS, region_classifier, region_contract
 from tests.factories import PlacementFactory
 
@@ -142,15 +141,6 @@ def region_model():
     forget_sessions()  # sessions are cached per version id, per process
     yield model_register(data=region_classifier(), contract=region_contract(), activate=True)
     forget_sessions()
-
-
-@pytest.fixture
-def eager_celery():
-    """Celery runs a task in-process when it is sent, as a worker would run it."""
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
 
 
 @pytest.fixture

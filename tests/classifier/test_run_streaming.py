@@ -12,7 +12,6 @@ from catalog.inventory_server import InventoryServer
 from catalog.models import ImageAsset, Placement, Run
 from catalog.services.runs import run_execute, run_start
 from classifier.models import Classification
-from config.celery_app import app
 from tests.factories import SitemapFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,15 +90,6 @@ def test_an_inline_run_classifies_each_new_image_in_the_fetch_on_the_decode_that
     expected = ["red", "green", "blue", "red", "green", "red", "red", "red"]  # the channel with the highest mean
     assert labels == {server.image_url(i): label for i, label in enumerate(expected)}
     assert hooks["finish"] == [{"run": run.pk, "status": "succeeded"}]
-
-
-@pytest.fixture
-def eager_celery():
-    """Tasks run where they are sent, at once: a batch sent during the fetch classifies then and there."""
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
 
 
 def test_a_worker_run_sends_batches_during_the_fetch_and_only_the_classify_step_finishes_it(

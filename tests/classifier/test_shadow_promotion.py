@@ -189,16 +189,11 @@ def test_a_pass_whose_worker_died_is_resumed_by_starting_it_again(world, django_
     assert ShadowPass.objects.count() == 1
 
 
-def test_the_task_runs_on_the_training_queue(world, django_capture_on_commit_callbacks):
+def test_the_task_runs_on_the_training_queue(world, eager_celery, django_capture_on_commit_callbacks):
     _, candidate = world["models"]
     assert app.amqp.router.route({}, "classifier.shadow_pass")["queue"].name == "training"
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            shadow = shadow_start(version=candidate)
-    finally:
-        app.conf.task_always_eager = before
+    with django_capture_on_commit_callbacks(execute=True):
+        shadow = shadow_start(version=candidate)
     shadow.refresh_from_db()
     assert (shadow.status, shadow.done) == ("succeeded", 5)
 

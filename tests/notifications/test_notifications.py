@@ -25,7 +25,6 @@ from catalog.fetching import FetchError, SafeFetcher
 from catalog.models import Run
 from catalog.services.runs import run_finish
 from catalog.sources import fetch_policy
-from config.celery_app import app
 from notifications.models import Notification, NotificationSetting
 from notifications.services import (
     run_notify,
@@ -83,14 +82,6 @@ def receiver() -> Iterator[Receiver]:
     yield state
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def eager_celery():
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
 
 
 def flagged_run(*flags, advertiser=None):

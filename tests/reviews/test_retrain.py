@@ -96,18 +96,8 @@ def test_an_unknown_task_is_refused_in_one_line():
         retrain_from_reviews(task="colour")
 
 
-@pytest.fixture
-def eager_tasks():
-    from config.celery_app import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
-
-
 def test_retrain_from_reviews_is_one_click_for_both_tasks(
-    labelled_world, client, eager_tasks, django_capture_on_commit_callbacks
+    labelled_world, client, eager_celery, django_capture_on_commit_callbacks
 ):
     staff = UserFactory(is_staff=True)
     client.force_login(staff)
