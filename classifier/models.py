@@ -42,6 +42,11 @@ class ModelVersion(TimeStampedModel):
         "TrainingJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="candidates"
     )
     params = models.JSONField(default=dict, blank=True, help_text="The training settings of a candidate.")
+    # A head trained for one advertiser (the global head as its prior): it never becomes the active model of its task;
+    # promoted, it serves that advertiser's placements only (ScopedHead).
+    advertiser = models.ForeignKey(
+        "catalog.Advertiser", on_delete=models.CASCADE, null=True, blank=True, related_name="scoped_models"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -197,6 +202,14 @@ class TrainingJob(Job):
 
     task = models.CharField(max_length=20, choices=Task.choices)
     parent = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="training_jobs")
+    advertiser = models.ForeignKey(
+        "catalog.Advertiser",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Train a head for this advertiser only, on its reviewed labels, with the parent's head as its prior.",
+    )
     export_id = models.PositiveIntegerField(help_text="reviews.DatasetExport id.")
     manifest = models.JSONField(default=dict, help_text="What training reads: items, labels, splits, retained rows.")
     candidates_wanted = models.PositiveSmallIntegerField(default=4)
@@ -285,6 +298,14 @@ class Promotion(models.Model):
         ROLLBACK = "rollback", "Rollback"
 
     task = models.CharField(max_length=20, choices=Task.choices)
+    advertiser = models.ForeignKey(
+        "catalog.Advertiser",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="A scoped head's promotion or rollback: the advertiser it serves. Empty: the global model.",
+    )
     from_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PROMOTE)
@@ -304,3 +325,27 @@ class Promotion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.task}: {self.from_version_id} -> {self.to_version_id}"
+
+
+class ScopedHead(models.Model):
+    """The head that answers a task for one advertiser's placements instead of the active model's (DESIGN.md: where
+    one global head cannot serve a drifted advertiser without costing others).
+
+    A row exists while the scoped head serves; promotion writes it and rollback deletes it, both recorded as a
+    Promotion with the advertiser. Its results are Classification rows of its own version, like any model's, so a
+    picture two advertisers share keeps each advertiser's own answer; where it has no result yet for an asset, the
+    active model's answers (classifier.services.scoped)."""
+
+    advertiser = models.ForeignKey("catalog.Advertiser", on_delete=models.CASCADE, related_name="scoped_heads")
+    task = models.CharField(max_length=20, choices=Task.choices)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="scoped_heads")
+    activated_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["advertiser_id", "task"]
+        constraints = [
+            models.UniqueConstraint(fields=["advertiser", "task"], name="scoped_head_one_per_advertiser_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} of advertiser {self.advertiser_id} <- {self.model_version_id}"

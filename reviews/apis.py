@@ -121,6 +121,11 @@ class ImageTagSerializer(serializers.Serializer):
     )
     confidence = serializers.FloatField(allow_null=True)
     margin = serializers.FloatField(allow_null=True)
+    model_version = serializers.IntegerField(
+        source="model_version_id",
+        allow_null=True,
+        help_text="The model version that answered (source model): the active model, or the advertiser's scoped head.",
+    )
     fixed_by = serializers.CharField(help_text="Who recorded the fix in effect (source fix).")
     fix_source = serializers.CharField(help_text="staff, advertiser, api or carried (source fix).")
     fix_id = serializers.IntegerField(allow_null=True)

@@ -77,6 +77,14 @@ def _live_placements() -> QuerySet[Placement]:
     )
 
 
+def served_by(placements: QuerySet[Placement], version: ModelVersion) -> QuerySet[Placement]:
+    """The placements the version would answer for: every one, or its advertiser's for a scoped head (a picture
+    another advertiser shares is not that advertiser's flip)."""
+    if version.advertiser_id is None:
+        return placements
+    return placements.filter(**{PLACEMENT_ADVERTISER: version.advertiser_id})
+
+
 def confident_model_tags(*, task: str, heads: Mapping[str, int] | None = None) -> QuerySet[Placement]:
     """Live placements whose effective tag of `task` is the active model's, at a confidence of CONFIDENT or more
     (`<task>_label` and `<task>_model_confidence` annotated): tags that no human reviewed and everybody relies on.
@@ -124,7 +132,7 @@ def confident_flips(*, version: ModelVersion, task: str, samples: int = 6) -> li
     promotion guard refuses on (`promotion_regressions`) and the confirmation page shows; four queries."""
     column = ColumnNames(task)
     tags = (
-        confident_model_tags(task=task)
+        served_by(confident_model_tags(task=task), version)
         .annotate(candidate_label=_candidate_result(version, task, "label"))
         .filter(candidate_label__isnull=False)
     )
@@ -196,7 +204,9 @@ def candidate_flips(*, version: ModelVersion, task: str, samples: int = 6) -> li
     """
     heads = active_heads()
     column = ColumnNames(task)
-    with_candidate = _live_placements().annotate(candidate_label=_candidate_result(version, task, "label"))
+    with_candidate = served_by(_live_placements(), version).annotate(
+        candidate_label=_candidate_result(version, task, "label")
+    )
     with_candidate = with_candidate.filter(candidate_label__isnull=False)
 
     images = {
@@ -254,7 +264,7 @@ def _fix_agreement(version: ModelVersion, task: str) -> dict[int, tuple[int, int
     live = _live_placements().filter(asset_id=OuterRef("asset_id"), **{PLACEMENT_ADVERTISER: OuterRef("advertiser_id")})
     rows = (
         latest_human_fixes()
-        .filter(task=task)
+        .filter(task=task, **({"advertiser_id": version.advertiser_id} if version.advertiser_id else {}))
         .filter(Exists(live))
         .annotate(candidate_label=_candidate_result(version, task, "label"))
         .filter(candidate_label__isnull=False)

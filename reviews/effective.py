@@ -19,8 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
-from django.db.models import Case, CharField, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    F,
+    FilteredRelation,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Lower, NullIf, Trim
 from django.db.models.lookups import Exact
@@ -224,13 +237,22 @@ def source_expression(task: str) -> Case:
     return Case(*whens, default=Value(OTHERWISE), output_field=CharField())
 
 
+def scoped_versions(heads: Mapping[str, int], task: str) -> dict[int, int]:
+    """{advertiser id: version} of the task's scoped heads in `heads` (reviews.expressions.ActiveHeads), if any."""
+    return dict(getattr(heads, "scoped", {}).get(task, {}))
+
+
 def annotate_inputs(
     queryset: QuerySet[Placement], task: str, heads: Mapping[str, int], *, advertiser_ref: str = PLACEMENT_ADVERTISER
 ) -> QuerySet[Placement]:
-    """Annotates a Placement queryset with the task's inputs (and the active result's confidence and margin).
+    """Annotates a Placement queryset with the task's inputs (and the answering result's model version, confidence,
+    margin and crop source).
 
-    The active model's result is one LEFT JOIN on its unique key (asset, model version, task), not one correlated
-    subquery per field and row. For color, the image type's answer must be annotated first (`annotate_effective`
+    The model's result is one LEFT JOIN on its unique key (asset, model version, task), not one correlated subquery
+    per field and row. Where advertisers have a scoped head for the task (`heads.scoped`), a second join reads the
+    scoped head's result for the placement's advertiser, and it answers wherever it has a result: the active model
+    answers the rest (no scoped head, or an image it has not classified yet). Without scoped heads the query is the
+    one-join query it always was. For color, the image type's answer must be annotated first (`annotate_effective`
     does it in that order).
     """
     column = ColumnNames(task)
@@ -244,14 +266,47 @@ def annotate_inputs(
         }
     )
     none = Value(None, output_field=CharField())
+    fields = {
+        "model_status": "status",
+        "model_label": "label",
+        "model_confidence": "confidence",
+        "model_margin": "margin",
+        "model_version": "model_version_id",
+        "crop_source": "crop_source",
+    }
+    answer: dict[str, Any] = {name: F(f"{column.result}__{field}") for name, field in fields.items()}
+    scoped = scoped_versions(heads, task)
+    if scoped:
+        # The scoped head of the placement's advertiser, as a value of the row: NULL where it has none.
+        scoped_result = column("scoped_result")
+        queryset = queryset.annotate(
+            **{
+                column("scoped_version"): Case(
+                    *(When(**{advertiser_ref: by}, then=Value(version)) for by, version in scoped.items()),
+                    default=Value(None),
+                    output_field=IntegerField(),
+                )
+            }
+        ).annotate(
+            **{
+                scoped_result: FilteredRelation(
+                    relation,
+                    condition=Q(
+                        **{f"{relation}__model_version_id": F(column("scoped_version")), f"{relation}__task": task}
+                    ),
+                )
+            }
+        )
+        has_scoped = Q(**{f"{scoped_result}__id__isnull": False})
+        answer = {
+            name: Case(When(has_scoped, then=F(f"{scoped_result}__{fields[name]}")), default=expression)
+            for name, expression in answer.items()
+        }
     return queryset.annotate(
         **{
             column("fix_label"): latest_fix_label(task, advertiser_ref=advertiser_ref),
             column("scrape_color"): scrape_color() if task == Task.COLOR else none,
-            column("model_status"): F(f"{column.result}__status"),
-            column("model_label"): F(f"{column.result}__label"),
-            column("model_confidence"): F(f"{column.result}__confidence"),
-            column("model_margin"): F(f"{column.result}__margin"),
+            **{column(name): expression for name, expression in answer.items()},
             column("placement_status"): F("status"),
             column("type_label"): F(ColumnNames(Task.IMAGE_TYPE).label) if task == Task.COLOR else none,
         }

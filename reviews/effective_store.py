@@ -62,15 +62,15 @@ from catalog.services.deadlocks import advisory_xact_lock
 from classifier.models import Classification
 
 from .crosscheck import listing_check
-from .effective import ColumnNames, annotate_effective, scrape_color, tasks_needed
-from .expressions import InArray, Slot, active_heads, fill_slots, picture
+from .effective import ColumnNames, annotate_effective, scoped_versions, scrape_color, tasks_needed
+from .expressions import ActiveHeads, InArray, Slot, active_heads, fill_slots, picture
 from .models import EffectiveTag
 
 # The store's columns as the refresh writes them; the first two are the row's key.
 KEY = ("placement_id", "task")
 COPIED = (
     "sitemap_id", "listing_id", "position", "asset_id", "picture", "live", "label", "source", "model_label",
-    "model_confidence", "model_margin", "crop_source", "scrape_color",
+    "model_confidence", "model_margin", "model_version_id", "crop_source", "scrape_color",
 )  # fmt: skip
 COLUMNS = KEY + COPIED
 # Ids per statement: bounds each statement's work (they go as one parameter, whatever their number).
@@ -114,7 +114,8 @@ def fresh_rows(placements: QuerySet[Placement], task: str, heads: Mapping[str, i
             ),
             model_confidence=F(column("model_confidence")),
             model_margin=F(column("model_margin")),
-            crop_source=F(f"{column.result}__crop_source"),  # the active result annotate_effective joins
+            model_version_id=F(column("model_version")),
+            crop_source=F(column("crop_source")),
             scrape_color=F(column("scrape_color")),
         )
         .order_by()
@@ -138,19 +139,29 @@ SCOPES = {
 }
 
 
+HeadsKey = tuple[tuple[tuple[str, int], ...], tuple[tuple[int, int], ...]]
+
+
+def _heads_key(task: str, heads: Mapping[str, int]) -> HeadsKey:
+    """What the task's statement depends on, hashable: the active heads, and the task's scoped heads."""
+    return tuple(sorted(heads.items())), tuple(sorted(scoped_versions(heads, task).items()))
+
+
 @functools.lru_cache(maxsize=256)
-def _upsert_statement(alias: str, task: str, heads: tuple[tuple[str, int], ...], scope: frozenset[str]) -> Compiled:
+def _upsert_statement(alias: str, task: str, heads_key: HeadsKey, scope: frozenset[str]) -> Compiled:
     """One statement: the scope's rows for the task, inserted or rewritten where they differ; RETURNING, for each
     row written, its listing and whether the listing's check may have changed (a color row, or a new row: it has no
     check yet; telling a new row needs PostgreSQL's xmax, elsewhere every row written names its listing).
 
-    Compiled once per (task, active heads, scope): the rule's SQL costs ~20 ms of Python to build, more than the
-    statement takes to run on a batch of a Run, which refreshes every few hundred milliseconds."""
+    Compiled once per (task, active and scoped heads, scope): the rule's SQL costs ~20 ms of Python to build, more than
+    the statement takes to run on a batch of a Run, which refreshes every few hundred milliseconds."""
     connection = connections[alias]
     placements = Placement.objects.all()
     for name in sorted(scope):
         placements = placements.filter(InArray(F(SCOPES[name]), Slot(name)))
-    sql, params = fresh_rows(placements, task, dict(heads)).query.sql_with_params()
+    active, scoped = heads_key
+    heads = ActiveHeads(dict(active), {task: dict(scoped)})
+    sql, params = fresh_rows(placements, task, heads).query.sql_with_params()
     quote = connection.ops.quote_name
     table = quote(EffectiveTag._meta.db_table)
     names = ", ".join(quote(name) for name in COLUMNS)
@@ -171,7 +182,7 @@ def _upsert_statement(alias: str, task: str, heads: tuple[tuple[str, int], ...],
 def _upsert(task: str, heads: Mapping[str, int], scope: Mapping[str, Sequence[int]]) -> list[int | None]:
     """Writes the scope's rows for the task where they differ (_upsert_statement). Returns, for each row written,
     its listing when the listing's check may have changed, else None."""
-    statement, params = _upsert_statement(connection.alias, task, tuple(sorted(heads.items())), frozenset(scope))
+    statement, params = _upsert_statement(connection.alias, task, _heads_key(task, heads), frozenset(scope))
     with connection.cursor() as cursor:
         cursor.execute(statement, fill_slots(params, scope, connection.vendor))
         return [listing_id if checked else None for listing_id, checked in cursor.fetchall()]
@@ -330,5 +341,6 @@ def on_classifications_written(sender: object, *, asset_ids: list[int], **kwargs
     effective_tags_refresh(asset_ids=asset_ids)
 
 
-def on_heads_switched(sender: object, *, tasks: list[str], **kwargs: object) -> None:
-    effective_tags_refresh(tasks=tasks)
+def on_heads_switched(sender: object, *, tasks: list[str], advertiser_id: int | None = None, **kwargs: object) -> None:
+    """Every placement of the tasks; a scoped head's switch (`advertiser_id`), that advertiser's placements."""
+    effective_tags_refresh(tasks=tasks, advertiser_id=advertiser_id)

@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import Lookup
 
 from catalog.models import Placement
-from classifier.models import Classification, ModelHead
+from classifier.models import Classification, ModelHead, ScopedHead
 from reviews.effective import ColumnNames, annotate_effective
 from reviews.models import ManualFix, label_in_effect, on_side
 
@@ -70,9 +70,26 @@ def fill_slots(params: Sequence[Any], values: Mapping[str, Sequence[int]], vendo
     return [array_param(values[p.name], vendor) if isinstance(p, Slot) else p for p in params]
 
 
-def active_heads() -> dict[str, int]:
-    """The model version of the active head of each task (one query)."""
-    return dict(ModelHead.objects.filter(is_active=True).values_list("task", "model_version_id"))
+class ActiveHeads(dict[str, int]):
+    """Task -> the model version of its active head; and `scoped`: task -> {advertiser id: version} of the heads that
+    answer for one advertiser instead (classifier.models.ScopedHead). Read as a plain mapping, it is the active
+    models; reviews.effective.annotate_inputs reads `scoped` too."""
+
+    def __init__(self, active: Mapping[str, int], scoped: Mapping[str, Mapping[int, int]] | None = None) -> None:
+        super().__init__(active)
+        self.scoped: dict[str, dict[int, int]] = {task: dict(by) for task, by in (scoped or {}).items()}
+
+    def for_advertiser(self, task: str, advertiser_id: int | None) -> int | None:
+        """The version that answers the task for this advertiser's placements where it has a result."""
+        return self.scoped.get(task, {}).get(advertiser_id or 0) or self.get(task)
+
+
+def active_heads() -> ActiveHeads:
+    """The model version of the active head of each task, and the advertisers' scoped heads (two queries)."""
+    scoped: dict[str, dict[int, int]] = {}
+    for advertiser, task, version in ScopedHead.objects.values_list("advertiser_id", "task", "model_version_id"):
+        scoped.setdefault(task, {})[advertiser] = version
+    return ActiveHeads(dict(ModelHead.objects.filter(is_active=True).values_list("task", "model_version_id")), scoped)
 
 
 def live_placements() -> QuerySet[Placement]:

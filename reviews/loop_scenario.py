@@ -26,7 +26,7 @@ from catalog.inventory_server import InventoryServer
 from catalog.models import Placement, Sitemap, Task
 from catalog.services import advertiser_get_or_create
 from catalog.services.runs import run_execute, run_start
-from classifier.models import Classification, ModelHead, ModelVersion, TrainingJob
+from classifier.models import Classification, ModelHead, ModelVersion, ScopedHead, TrainingJob
 from classifier.services.inference import classify_assets
 from classifier.services.shadow import shadow_models
 from classifier.synth import drifted_sample, vehicle_sample
@@ -204,16 +204,18 @@ class LoopScenario:
 
     def accuracy(self, task: str = TASK) -> dict[str, float]:
         """Per shop: the share of its live images that no human labelled (so never trained on), and that have a true
-        label for `task` (a placeholder has no color), whose tag from the ACTIVE model is the true one: what the model
-        gives a new image of that shop. One query per shop."""
+        label for `task` (a placeholder has no color), whose tag from the model answering for the shop (its scoped head,
+        else the ACTIVE model) is the true one: what the model gives a new image of that shop. One query per shop."""
         head = ModelHead.objects.get(task=task, is_active=True)
+        scoped = dict(ScopedHead.objects.filter(task=task).values_list("advertiser__slug", "model_version_id"))
         out = {}
         for slug, shop in self.shops.items():
             truth = shop.truth_of(task)
             placements = [p for p in self.placements(shop) if p.asset_id not in self.labelled and truth[p.url]]
+            answering = scoped.get(slug, head.model_version_id)  # the shop's scoped head answers for it, if any
             labels = dict(
                 Classification.objects.filter(
-                    asset_id__in={p.asset_id for p in placements}, model_version_id=head.model_version_id, task=task
+                    asset_id__in={p.asset_id for p in placements}, model_version_id=answering, task=task
                 ).values_list("asset_id", "label")
             )
             right = sum(labels.get(p.asset_id or 0) == truth[p.url] for p in placements)

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from catalog.models import TASK_LABELS, Advertiser, ImageAsset, Task
-from classifier.models import ModelHead, ModelVersion, Promotion, ShadowPass, TrainingJob
+from classifier.models import ModelHead, ModelVersion, Promotion, ScopedHead, ShadowPass, TrainingJob
 from classifier.services.features import FeatureError
 from classifier.services.promotion import (
     PromotionError,
@@ -39,6 +39,7 @@ from classifier.services.promotion import (
     promotion_tasks,
     rollback_plan,
 )
+from classifier.services.scoped import ScopedError, scoped_rollback
 from classifier.services.shadow import ShadowError, shadow_start
 from classifier.services.training import (
     TrainingError,
@@ -287,6 +288,10 @@ def staff_export(request: HttpRequest, export_id: int) -> HttpResponse:
         "busy": export_busy(export),
         "jobs": jobs,
         "training": any(job.is_active for job in jobs),
+        # Whose reviewed labels are in it: each may get a head of its own (a scoped head).
+        "advertisers": Advertiser.objects.filter(
+            pk__in=ExportItem.objects.filter(export=export).values("advertiser_id")
+        ).order_by("name"),
     }
     return render(request, "reviews/export.html", context)
 
@@ -343,19 +348,28 @@ def staff_export_train(request: HttpRequest, export_id: int) -> HttpResponse:
     export = get_object_or_404(DatasetExport, pk=export_id)
     try:
         manifest = training_manifest(export=export)
+        scope = None
+        if request.POST.get("advertiser"):  # a head scoped to one advertiser (classifier.services.scoped)
+            scope = Advertiser.objects.filter(pk=_int(request.POST.get("advertiser"), 0)).first()
+            if scope is None:
+                raise TrainingError("no such advertiser: choose one of the export's")
         job = training_start(
             task=export.task,
             export_id=export.pk,
             manifest=manifest,
             candidates=_int(request.POST.get("candidates"), 4),
             user=_user(request),
+            advertiser=scope,
             enqueue=True,
         )
         export_mark_used(export=export)
     except (ExportError, TrainingError) as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Training job {job.pk}: {job.candidates_wanted} candidates from export {export.pk}")
+        scoped = f" scoped to {job.advertiser}" if job.advertiser_id else ""
+        messages.success(
+            request, f"Training job {job.pk}: {job.candidates_wanted} candidates{scoped} from export {export.pk}"
+        )
     return redirect(f"{reverse('reviews:staff-export', args=[export.pk])}#training")
 
 
@@ -552,7 +566,9 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
     columns = _comparison(job, active_id, task) if job and job.status == TrainingJob.Status.SUCCEEDED else []
     local_table = _local_table(columns)
     promotions = list(
-        Promotion.objects.filter(task=task)
+        Promotion.objects.filter(
+            task=task, advertiser__isnull=True
+        )  # the active model's; scoped heads: their own table
         .select_related("user", "to_version", "from_version")
         .order_by("-created_at", "-id")[:5]
     )
@@ -566,6 +582,9 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
         "task": task,
         "tasks": Task.choices,
         "active": active.model_version if active else None,
+        "scoped_heads": list(
+            ScopedHead.objects.filter(task=task).select_related("advertiser", "model_version").order_by("advertiser")
+        ),
         "jobs": jobs,
         "running": [j for j in jobs if j.is_active],
         "job": job,
@@ -755,7 +774,12 @@ def staff_model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
         forced = " (forced before its shadow pass finished)" if promotion.forced else ""
         if regressions:
             forced += f" (regressions accepted, recorded: {'; '.join(r.describe() for r in regressions)})"
-        messages.success(request, f"{version.name} is now the active model for {', '.join(tasks)}{forced}")
+        serves = (
+            f"answers {tasks[0]} for {version.advertiser}" if version.advertiser_id else "is now the active model for"
+        )
+        if not version.advertiser_id:
+            serves += f" {', '.join(tasks)}"
+        messages.success(request, f"{version.name} {serves}{forced}")
     return redirect(_models_url(task, request.POST.get("job")))
 
 
@@ -789,6 +813,23 @@ def staff_model_rollback(request: HttpRequest, task: str) -> HttpResponse:
         switched = ", ".join(plan.tasks)
         messages.success(request, f"Rolled back: {promotion.to_version.name} is the active model again for {switched}")
     return redirect(_models_url(task, request.POST.get("job")))
+
+
+@staff_only
+@require_POST
+def staff_scoped_rollback(request: HttpRequest, task: str, advertiser_id: int) -> HttpResponse:
+    """Retire an advertiser's scoped head: the active model answers its placements again (instant: its results are
+    cached), recorded as a rollback with the advertiser."""
+    if task not in Task.values:
+        raise Http404
+    advertiser = get_object_or_404(Advertiser, pk=advertiser_id)
+    try:
+        record = scoped_rollback(advertiser=advertiser, task=task, user=_user(request))
+    except ScopedError as exc:
+        messages.error(request, f"Not rolled back: {exc}")
+    else:
+        messages.success(request, f"Rolled back: {record.to_version.name} answers {task} for {advertiser} again")
+    return redirect(_models_url(task))
 
 
 @staff_only

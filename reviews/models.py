@@ -348,6 +348,17 @@ class EffectiveTag(models.Model):
     )
     model_confidence = models.FloatField(null=True, blank=True)
     model_margin = models.FloatField(null=True, blank=True)
+    # Which model answered (the active model, or the advertiser's scoped head): a copy, without a constraint, so
+    # that retiring a model never scans this table.
+    model_version = models.ForeignKey(
+        "classifier.ModelVersion",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     crop_source = models.CharField(  # noqa: DJ001
         max_length=20, null=True, blank=True, help_text="What the active model looked at."
     )

@@ -14,10 +14,10 @@ from django.db.models import Q, QuerySet
 
 from catalog.models import Placement, Task
 from catalog.selectors import AnyUser, advertisers_visible_to, placements_visible_to, user_can_edit
-from classifier.models import Classification, ModelHead, OcclusionMap
+from classifier.models import Classification, OcclusionMap
 
 from .effective import Inputs, Source, decide, scrape_color_of, tasks_needed
-from .expressions import latest_fixes, picture
+from .expressions import ActiveHeads, active_heads, latest_fixes, picture
 from .models import ManualFix
 
 __all__ = ["EffectiveTag", "Source", "effective_tags"]
@@ -79,14 +79,20 @@ def effective_tags(
     """
     tasks = list(tasks or Task.values)
     needed = tasks_needed(tasks)
-    heads = {head.task: head.model_version_id for head in ModelHead.objects.filter(is_active=True, task__in=needed)}
+    heads = active_heads()
+    heads = ActiveHeads({task: heads[task] for task in needed if task in heads}, heads.scoped)
+    versions = set(heads.values()) | {version for task in needed for version in heads.scoped.get(task, {}).values()}
     asset_ids = {p.asset_id for p in placements if p.asset_id}
+    # Every answer of the versions that may answer (the active models; the advertisers' scoped heads), by asset, task
+    # and version: each placement then reads the one that answers for its advertiser (as annotate_inputs does in SQL).
+    answers = {
+        (c.asset_id, c.task, c.model_version_id): c
+        for c in Classification.objects.filter(
+            asset_id__in=asset_ids, task__in=needed, model_version_id__in=versions
+        ).only("asset_id", "task", "model_version_id", "status", "label", "confidence", "margin", "error", "crop_box")
+    }
     results = {
-        (c.asset_id, c.task): c
-        for c in Classification.objects.filter(asset_id__in=asset_ids, task__in=list(heads)).only(
-            "asset_id", "task", "model_version_id", "status", "label", "confidence", "margin", "error", "crop_box"
-        )
-        if heads.get(c.task) == c.model_version_id
+        (asset, task): answer for (asset, task, version), answer in answers.items() if heads.get(task) == version
     }
     fixes = fixes_for(placements, needed)
     out: dict[int, dict[str, EffectiveTag]] = {}
@@ -95,7 +101,13 @@ def effective_tags(
         tags: dict[str, EffectiveTag] = {}
         for task in needed:  # the image type first: the color's rule reads it
             fix = fixes.get((advertiser_id, placement.asset_id or 0, task))
-            result = results.get((placement.asset_id, task)) if placement.asset_id else None
+            scoped = heads.scoped.get(task, {}).get(advertiser_id)
+            result = (
+                (answers.get((placement.asset_id, task, scoped)) if scoped else None)
+                or results.get((placement.asset_id, task))
+                if placement.asset_id
+                else None
+            )
             inputs = Inputs(
                 fix_label=fix.label if fix else None,
                 scrape_color=scrape_color_of(placement.listing.attributes) if task == Task.COLOR else None,
@@ -164,9 +176,12 @@ def image_history(*, placement: Placement, all_advertisers: bool = False) -> Ima
         return ImageHistory(tags, [], [], [placement], None)
     classifications = list(
         Classification.objects.filter(asset_id=placement.asset_id)
-        .select_related("model_version")
+        .select_related("model_version__advertiser")
         .order_by("task", "-created_at")
     )
+    for result in classifications:  # which model answers this placement's tag (the active one, or a scoped head)
+        tag = tags.get(result.task)
+        result.answers = tag is not None and tag.model_version_id == result.model_version_id  # type: ignore[attr-defined]
     fixes = list(
         ManualFix.objects.filter(advertiser_id=advertiser_id, asset_id=placement.asset_id).select_related(
             "user", "origin", "reverts"

@@ -35,6 +35,11 @@ urlpatterns = [
     path("staff/models/<str:task>/", loop_views.staff_models, name="staff-models"),
     path("staff/models/<str:task>/accuracy/", loop_views.staff_accuracy, name="staff-accuracy"),
     path("staff/models/<str:task>/rollback/", loop_views.staff_model_rollback, name="staff-model-rollback"),
+    path(
+        "staff/models/<str:task>/scoped/<int:advertiser_id>/rollback/",
+        loop_views.staff_scoped_rollback,
+        name="staff-scoped-rollback",
+    ),
     path("staff/versions/<int:version_id>/shadow/", loop_views.staff_model_shadow, name="staff-model-shadow"),
     path("staff/versions/<int:version_id>/promote/", loop_views.staff_model_promote, name="staff-model-promote"),
     path("portal/sitemaps/", views.portal_sitemaps, name="portal-sitemaps"),

@@ -21,10 +21,11 @@ from typing import Any
 from django.db import transaction
 
 from catalog.models import Task
-from classifier.models import ModelHead, ModelVersion, Promotion, ShadowPass
+from classifier.models import ModelHead, ModelVersion, Promotion, ScopedHead, ShadowPass
 from core.errors import ApplicationError
 
 from .registry import RegistryError, model_activate
+from .scoped import ScopedError, scoped_promote, scoped_task
 from .shadow import live_asset_count, shadow_latest, shadow_pending_ids
 from .training import drop_tolerance
 
@@ -136,15 +137,19 @@ def promotion_blocker(*, version: ModelVersion) -> str | None:
             " run it again, or force"
         )
     return (
-        f"{version.name} has had no shadow pass: {lacking:,} of {live_asset_count():,} live images have no result of"
-        f" it: run `manage.py shadow_pass {version.pk}` and wait for it, or force"
+        f"{version.name} has had no shadow pass: {lacking:,} of {live_asset_count(version):,} live images have no"
+        f" result of it: run `manage.py shadow_pass {version.pk}` and wait for it, or force"
     )
 
 
 def promotion_tasks(*, version: ModelVersion, tasks: list[str] | None = None) -> list[str]:
     """The tasks promoting the version would switch (in Task order): those it has a head for (or only `tasks`) that
     another version serves now. What the promotion's confirmation names; model_promote switches exactly these.
-    PromotionError for a detector or a task without a head."""
+    PromotionError for a detector or a task without a head. A scoped head switches its one task, for its advertiser."""
+    if version.advertiser_id is not None:
+        task = scoped_task(version)
+        serving = ScopedHead.objects.filter(advertiser_id=version.advertiser_id, task=task, model_version=version)
+        return [] if task is None or serving.exists() else [task]
     return _switching(version, tasks, lock=False)[0]
 
 
@@ -180,6 +185,8 @@ def model_promote(
     switched (from the version that served it, forced when promoted before the pass finished, by `user`; an
     override with who made it, `user` or else `by`, and the regressions accepted) and returns the first one.
     """
+    if version.advertiser_id is not None:
+        return _promote_scoped(version, user=user, force=force, override_regressions=override_regressions, by=by)
     switching, previous = _switching(version, tasks, lock=True)
     if not switching:
         raise PromotionError(f"{version.name} is already the active model for {', '.join(sorted(previous))}")
@@ -213,6 +220,26 @@ def model_promote(
     return promotions[0]
 
 
+def _promote_scoped(version: ModelVersion, *, user: Any, force: bool, override_regressions: bool, by: str) -> Promotion:
+    """model_promote of a scoped head (classifier.services.scoped): the same shadow-pass and evidence checks, over its
+    own advertiser's images; it then answers its task for that advertiser only."""
+    task = scoped_task(version)
+    if task is None:
+        raise PromotionError(f"{version.name} has no training job: its task is unknown")
+    blocker = promotion_blocker(version=version)
+    if blocker is not None and not force:
+        raise PromotionError(blocker)
+    regressions = promotion_regressions(version=version, tasks=[task])
+    if regressions and not override_regressions:
+        raise PromotionError(regressions_refusal(version, regressions))
+    who = (user.get_username() if user is not None else "") or by or "unknown"
+    overrode = {"by": who, "regressions": [_record(r) for r in regressions]} if regressions else None
+    try:
+        return scoped_promote(version=version, user=user, forced=blocker is not None, overrode=overrode)
+    except ScopedError as exc:
+        raise PromotionError(str(exc)) from exc
+
+
 @dataclass(frozen=True)
 class RollbackPlan:
     """What a rollback of a task would do: undo `undoes` (the task's latest standing promotion), making the version it
@@ -241,7 +268,7 @@ def rollback_plan(*, task: str, lock: bool = False) -> RollbackPlan:
     standing = _standing_promotions()
     latest = standing.get(task)
     if latest is None:
-        if not Promotion.objects.filter(task=task).exists():
+        if not Promotion.objects.filter(task=task, advertiser__isnull=True).exists():
             raise PromotionError(f"no model was ever promoted for {task}: there is nothing to roll back")
         raise PromotionError(
             f"every promotion of {task} was rolled back already: there is nothing to roll back to"
@@ -266,7 +293,11 @@ def rollback_plan(*, task: str, lock: bool = False) -> RollbackPlan:
 def _standing_promotions() -> dict[str, Promotion]:
     """Per task, the latest promotion that no rollback undid yet (none when every one was rolled back)."""
     stacks: dict[str, list[Promotion]] = {}
-    records = Promotion.objects.select_related("from_version", "to_version").order_by("created_at", "id")
+    records = (
+        Promotion.objects.filter(advertiser__isnull=True)  # scoped heads are rolled back per advertiser
+        .select_related("from_version", "to_version")
+        .order_by("created_at", "id")
+    )
     for record in records:
         stack = stacks.setdefault(record.task, [])
         if record.kind == Promotion.Kind.PROMOTE:

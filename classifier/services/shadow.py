@@ -26,6 +26,7 @@ from classifier.models import ModelVersion, ShadowPass
 from core.errors import ApplicationError
 
 from .inference import ActiveModels, classify_assets, needs_classification
+from .scoped import advertiser_live_asset_ids, scoped_models
 
 logger = logging.getLogger(__name__)
 
@@ -41,27 +42,33 @@ class ShadowError(ApplicationError):
     code = "shadow_refused"
 
 
-def live_asset_ids() -> QuerySet[Placement, Any]:
-    """The assets production tags: those of placements still listed and fetched (a subquery of asset ids)."""
+def live_asset_ids(version: ModelVersion | None = None) -> QuerySet[Placement, Any]:
+    """The assets production tags: those of placements still listed and fetched (a subquery of asset ids); for a
+    scoped version (classifier.services.scoped), those of its advertiser only."""
+    if version is not None and version.advertiser_id is not None:
+        return advertiser_live_asset_ids(version.advertiser_id)
     return Placement.objects.filter(
         is_gone=False, listing__is_gone=False, status=Placement.Status.OK, asset__isnull=False
     ).values("asset_id")
 
 
 def shadow_models(version: ModelVersion) -> ActiveModels:
-    """The model set a shadow pass runs: every head of the version, and the active detector for its crops."""
+    """The model set a shadow pass runs: every head of the version (a scoped version's trained head only), and the
+    active detector for its crops."""
+    if version.advertiser_id is not None:
+        return scoped_models(version)
     heads = {head.task: head for head in version.heads.select_related("model_version")}
     detector = ModelVersion.objects.filter(kind=ModelVersion.Kind.DETECTOR, status=ModelVersion.Status.ACTIVE).first()
     return ActiveModels(heads=heads, detector=detector)
 
 
-def live_asset_count() -> int:
-    return ImageAsset.objects.filter(id__in=live_asset_ids()).count()
+def live_asset_count(version: ModelVersion | None = None) -> int:
+    return ImageAsset.objects.filter(id__in=live_asset_ids(version)).count()
 
 
 def shadow_pending_ids(*, version: ModelVersion, since: object = None) -> list[int]:
     """Live assets still lacking a result of some head of the version (failures before `since` count as lacking)."""
-    missing = needs_classification(live_asset_ids(), shadow_models(version), since=since)
+    missing = needs_classification(live_asset_ids(version), shadow_models(version), since=since)
     return list(ImageAsset.objects.filter(missing).order_by("id").values_list("id", flat=True))
 
 
@@ -90,7 +97,7 @@ def shadow_start(*, version: ModelVersion, enqueue: bool = True) -> ShadowPass:
         raise ShadowError(_already_running(version, running))
     try:
         with transaction.atomic():
-            shadow = ShadowPass.objects.create(model_version=version, total=live_asset_count(), stage="queued")
+            shadow = ShadowPass.objects.create(model_version=version, total=live_asset_count(version), stage="queued")
             if enqueue:
                 from classifier.tasks import shadow_pass_task
 
@@ -125,7 +132,7 @@ def shadow_run(*, pass_id: int, progress: Callable[[ShadowPass], None] | None = 
     version = shadow.model_version
     try:
         pending = shadow_pending_ids(version=version, since=shadow.created_at)
-        total = live_asset_count()
+        total = live_asset_count(version)
         now = timezone.now()
         shadow.status, shadow.started_at = ShadowPass.Status.RUNNING, shadow.started_at or now
         _save_progress(shadow, total=total, done=total - len(pending), stage="classifying")

@@ -35,6 +35,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from catalog.models import Advertiser
 from classifier.models import Classification, ModelHead, ModelVersion, TrainingJob
 from classifier.services.features import FeatureError, asset_features
 from classifier.services.registry import RegistryError, model_register
@@ -70,6 +71,17 @@ def _active_version(task: str) -> ModelVersion:
     if head is None:
         raise TrainingError(f"no model is active for {task}: nothing to refit")
     return head.model_version
+
+
+def scope_manifest(manifest: dict[str, Any], slug: str) -> dict[str, Any]:
+    """The manifest narrowed to one advertiser's rows (items, retained and guard rows): what a scoped head trains
+    and is judged on. The rest of the inventory is not its business: it answers for this advertiser only."""
+    scoped = dict(manifest)
+    for key in ("items", "retain", "guard"):
+        if key in manifest:
+            scoped[key] = [row for row in manifest[key] if str(row.get("advertiser", "")) == slug]
+    scoped["advertiser"] = slug
+    return scoped
 
 
 def _check_manifest(*, task: str, export_id: int, manifest: dict[str, Any], labels: list[str]) -> None:
@@ -115,6 +127,7 @@ def training_start(
     candidates: int = 4,
     user: AbstractBaseUser | None = None,
     parent: ModelVersion | None = None,
+    advertiser: Advertiser | None = None,
     enqueue: bool = True,
 ) -> TrainingJob:
     """Creates a queued TrainingJob for `candidates` candidates refitted from `parent` (by default the active
@@ -124,11 +137,18 @@ def training_start(
     train or no test items or labels the head does not know, the number of candidates is out of range, or
     another job of this export is queued or running (a running job silent for settings.TRAINING_LEASE_SECONDS,
     900 by default, lost its worker: it is failed and no longer stands in the way).
+
+    With `advertiser`, the candidates are scoped heads (classifier.services.scoped): the manifest is narrowed to that
+    advertiser's rows (`scope_manifest`), which must hold train and test items, and the parent's head is their prior.
     """
     parent = parent or _active_version(task)
     head = ModelHead.objects.filter(model_version=parent, task=task).first()
     if head is None:
         raise TrainingError(f"model {parent.name} does not tag {task}")
+    if parent.advertiser_id is not None:
+        raise TrainingError(f"model {parent.name} is a scoped head: refit from the global model")
+    if advertiser is not None:
+        manifest = scope_manifest(manifest, advertiser.slug)
     _check_manifest(task=task, export_id=export_id, manifest=manifest, labels=list(head.labels))
     try:
         default_grid(candidates)
@@ -146,6 +166,7 @@ def training_start(
                 export_id=export_id,
                 manifest=manifest,
                 candidates_wanted=candidates,
+                advertiser=advertiser,
                 created_by=user,  # type: ignore[misc]
                 stage="queued",
             )
@@ -222,6 +243,7 @@ def _candidate_bytes(parent_data: bytes, head: HeadLayer, candidate: _Candidate,
     model = onnx.load_from_string(write_refit_model(parent_data, head.output, candidate.weight, candidate.bias))
     for key, value in (
         ("imagetagger.parent_sha256", job.parent.sha256),
+        ("imagetagger.advertiser", str(job.manifest.get("advertiser", ""))),
         ("imagetagger.export", str(job.export_id)),
         ("imagetagger.training_job", str(job.pk)),
         ("imagetagger.candidate", str(k)),
@@ -243,7 +265,8 @@ def _register(
     files = [_candidate_bytes(parent_data, head, c, job, k) for k, c in enumerate(candidates, start=1)]
     versions = []
     for k, (candidate, data) in enumerate(zip(candidates, files, strict=True), start=1):
-        name = f"{job.parent.name} refit e{job.export_id} #{k}"
+        scope = f" for {job.manifest['advertiser']}" if job.advertiser_id else ""
+        name = f"{job.parent.name} refit{scope} e{job.export_id} #{k}"
         contract = {**job.parent.contract, "name": name}
         metrics: dict[str, object] = {
             "test": candidate.test,
@@ -260,7 +283,10 @@ def _register(
         version.training_job = job
         version.params = dataclasses.asdict(candidate.settings)
         version.metrics = metrics
-        version.notes = f"Head {job.task} refitted from {job.parent.name} on export {job.export_id} (job {job.pk})."
+        version.advertiser_id = job.advertiser_id
+        version.notes = (
+            f"Head {job.task} refitted from {job.parent.name}{scope} on export {job.export_id} (job {job.pk})."
+        )
         version.save()
         versions.append(version)
     return versions

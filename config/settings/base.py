@@ -352,7 +352,10 @@ RUN_AFTER_FETCH = ["catalog.services.run_assets_cluster", "reviews.services.fixe
 RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.run_notify"]
 # Called with run=run when nothing is left to classify, just before the Run finishes and outside its transaction:
 # slow advisory work (the drift measure's features) done there holds no lock; failures are logged, never fatal.
-RUN_BEFORE_FINISH = ["classifier.services.drift.run_drift_features"]
+RUN_BEFORE_FINISH = [
+    "classifier.services.scoped.run_scoped_heads",  # the advertiser's scoped heads answer its new images too
+    "classifier.services.drift.run_drift_features",
+]
 # Drift (classifier.services.drift): the new images of a Run against the model's reference (up to
 # DRIFT_REFERENCE_SIZE live images of other advertisers that the active image_type version classified; no measure
 # under DRIFT_REFERENCE_MIN), by the mean cosine distance to their DRIFT_NEIGHBOURS nearest reference images on the

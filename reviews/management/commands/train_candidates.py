@@ -4,6 +4,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
+from catalog.models import Advertiser
 from classifier.models import ModelVersion, TrainingJob
 from classifier.services.training import training_run, training_start
 from config.commands import BaseCommand
@@ -39,10 +40,18 @@ class Command(BaseCommand):
         parser.add_argument("--export", type=int, required=True, help="The DatasetExport id (frozen).")
         parser.add_argument("--candidates", type=int, default=4, help="How many settings to try (1 to 8).")
         parser.add_argument(
+            "--advertiser",
+            metavar="SLUG",
+            help="Train heads scoped to this advertiser: its reviewed labels only, the active head as their prior; "
+            "promoted, one answers for its placements only.",
+        )
+        parser.add_argument(
             "--json", action="store_true", dest="as_json", help="Print one JSON object instead of the table."
         )
 
-    def handle(self, *args: object, export: int, candidates: int, as_json: bool, **options: Any) -> None:
+    def handle(
+        self, *args: object, export: int, candidates: int, as_json: bool, advertiser: str | None, **options: Any
+    ) -> None:
         from reviews.exports.services import export_mark_used, training_manifest
 
         dataset = DatasetExport.objects.filter(pk=export).first()
@@ -50,9 +59,19 @@ class Command(BaseCommand):
             raise CommandError(f"export {export} does not exist")
         if not dataset.is_frozen:
             raise CommandError(f"export {export} is {dataset.status}: freeze it before training on it")
+        scope = None
+        if advertiser is not None:
+            scope = Advertiser.objects.filter(slug=advertiser).first()
+            if scope is None:
+                raise CommandError(f"advertiser {advertiser!r} does not exist")
         manifest = training_manifest(export=dataset)
         job = training_start(
-            task=dataset.task, export_id=dataset.pk, manifest=manifest, candidates=candidates, enqueue=False
+            task=dataset.task,
+            export_id=dataset.pk,
+            manifest=manifest,
+            candidates=candidates,
+            advertiser=scope,
+            enqueue=False,
         )
         with tqdm(total=1000, file=self.stderr, unit="‰", desc="training", leave=False) as bar:
 
@@ -79,7 +98,10 @@ class Command(BaseCommand):
         slugs = sorted(result["baseline"].get("local_accuracy", {}))
         header = f"{'':2}{'model':>6}  {'name':<32} {'settings':<34} {'acc':>6} {'F1':>6}"
         header += "".join(f" {slug[:14]:>14}" for slug in slugs)
-        self.stdout.write(f"export {result['export']}, task {job.task}, test items: {result['baseline']['test']['n']}")
+        scope = f", scoped to {job.manifest['advertiser']}" if job.advertiser_id else ""
+        self.stdout.write(
+            f"export {result['export']}, task {job.task}{scope}, test items: {result['baseline']['test']['n']}"
+        )
         self.stdout.write(header)
         rows = [("baseline", result["baseline"], "")] + [
             ("candidate", c, "anchor {anchor:g} l2 {l2:g} {class_weight} pseudo {pseudo_label_weight:g}".format(
