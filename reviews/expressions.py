@@ -17,10 +17,12 @@ from django.db.models import (
     Count,
     Exists,
     F,
+    IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Value,
 )
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Lookup
@@ -85,11 +87,22 @@ class ActiveHeads(dict[str, int]):
 
 
 def active_heads() -> ActiveHeads:
-    """The model version of the active head of each task, and the advertisers' scoped heads (two queries)."""
+    """The model version of the active head of each task, and the advertisers' scoped heads (one query)."""
+    active = (
+        ModelHead.objects.filter(is_active=True)
+        .values_list("task", "model_version_id", Value(None, output_field=IntegerField()))
+        .order_by()
+    )
+    scoped_rows = ScopedHead.objects.values_list("task", "model_version_id", "advertiser_id").order_by()
+    rows = active.union(scoped_rows, all=True)
     scoped: dict[str, dict[int, int]] = {}
-    for advertiser, task, version in ScopedHead.objects.values_list("advertiser_id", "task", "model_version_id"):
-        scoped.setdefault(task, {})[advertiser] = version
-    return ActiveHeads(dict(ModelHead.objects.filter(is_active=True).values_list("task", "model_version_id")), scoped)
+    heads: dict[str, int] = {}
+    for task, version, advertiser in rows:
+        if advertiser is None:
+            heads[task] = version
+        else:
+            scoped.setdefault(task, {})[advertiser] = version
+    return ActiveHeads(heads, scoped)
 
 
 def live_placements() -> QuerySet[Placement]:

@@ -6,12 +6,15 @@ model tags a candidate would flip). Accuracy is asserted, never time."""
 import pytest
 from django.core.management import call_command
 
+from catalog.models import Advertiser, Run, Task
 from classifier.models import Classification, ModelHead
 from classifier.services.promotion import model_promote, model_rollback, promotion_regressions
+from classifier.services.scoped import scoped_rollback
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import drop_tolerance, flips_over_tolerance, training_run, training_start
 from reviews.exports.services import export_build, export_create, export_freeze, export_mark_used, training_manifest
-from reviews.loop_scenario import DRIFTED, TASK, LoopScenario, best_candidate
+from reviews.loop_scenario import DRIFTED, TASK, TASKS, LoopScenario, best_candidate
+from reviews.models import EffectiveTag
 
 pytestmark = pytest.mark.django_db(transaction=True)
 UNLABELLED = "gamma-lot"  # live images, no human label: the test split never holds it
@@ -82,3 +85,61 @@ def test_a_drifted_advertiser_recovers_and_nobody_else_pays(scenario):
 
     model_rollback(task=TASK)
     assert scenario.accuracy() == before
+
+
+def test_both_tasks_with_heads_scoped_to_the_drifted_advertiser_leave_everyone_else_exactly_as_they_were():
+    """The drift is flagged on the drifted advertiser's first Run (not on a usual one); its labels of both tasks train
+    heads scoped to it (the global heads as their prior); promoted, they lift it on both tasks, while every other
+    advertiser's tags stay exactly what the active model says (the scoped heads answer for the drifted one alone);
+    a rollback per advertiser puts everything back."""
+    call_command("register_starter_models")
+    scenario = LoopScenario(sizes={"alpha-cars": 320, "beta-auto": 120, DRIFTED: 240}, tasks=TASKS)
+    scenario.generate()
+    with scenario.serving():
+        scenario.run_all()
+        flags = {
+            slug: [flag["code"] for flag in Run.objects.get(pk=shop.runs[0]).health_flags]
+            for slug, shop in scenario.shops.items()
+        }
+        assert "drift" in flags[DRIFTED], flags
+        assert "drift" not in flags["beta-auto"], flags  # measured against alpha's images: the usual style
+        scenario.label(fixes={DRIFTED: 160, "alpha-cars": 80})
+        before = {task: scenario.accuracy(task) for task in TASKS}
+        stored_before = dict(EffectiveTag.objects.exclude(sitemap__advertiser__slug=DRIFTED).values_list("pk", "label"))
+        drifted = Advertiser.objects.get(slug=DRIFTED)
+
+        for task in TASKS:
+            export = export_create(task=task, enqueue=False)
+            export_build(export_id=export.pk)
+            export.refresh_from_db()
+            export = export_freeze(export=export, keep_pending=True)
+            manifest = training_manifest(export=export)
+            job = training_start(
+                task=task, export_id=export.pk, manifest=manifest, candidates=4, advertiser=drifted, enqueue=False
+            )
+            job = training_run(job_id=job.pk)
+            assert job.status == "succeeded", job.error
+            assert job.result["trained_for"] == [DRIFTED]  # its labels alone
+            candidate = best_candidate(job)
+            assert candidate.advertiser == drifted
+            shadow = shadow_run(pass_id=shadow_start(version=candidate, enqueue=False).pk)
+            assert shadow.total == len(scenario.placements(scenario.shops[DRIFTED]))  # its images only
+            assert promotion_regressions(version=candidate) == []
+            model_promote(version=candidate)
+
+        after = {task: scenario.accuracy(task) for task in TASKS}
+        assert after[TASK][DRIFTED] >= before[TASK][DRIFTED] + 0.1, (before, after)
+        assert after[Task.COLOR][DRIFTED] >= before[Task.COLOR][DRIFTED] + 0.05, (before, after)
+        for task in TASKS:
+            for slug in ("alpha-cars", "beta-auto"):
+                assert after[task][slug] == before[task][slug], (task, slug, before, after)
+        # Not a point, not one tag: every other advertiser's stored tags are what they were.
+        assert (
+            dict(EffectiveTag.objects.exclude(sitemap__advertiser__slug=DRIFTED).values_list("pk", "label"))
+            == stored_before
+        )
+        assert ModelHead.objects.filter(is_active=True, model_version__advertiser__isnull=False).count() == 0
+
+        for task in TASKS:
+            scoped_rollback(advertiser=drifted, task=task)
+        assert {task: scenario.accuracy(task) for task in TASKS} == before

@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Membership, Run
-from classifier.models import ModelHead, ModelVersion
+from classifier.models import ModelHead, ModelVersion, ScopedHead
 from reviews.models import ChangeSet, ManualFix
 from tests.factories import (
     ImageAssetFactory,
@@ -86,6 +86,11 @@ def viewer_world():
         contract={}, status="active",
     )  # fmt: skip
     ModelHead.objects.create(model_version=version, task="color", output="color", labels=[], is_active=True)
+    scoped = ModelVersion.objects.create(
+        name="starter for one", kind="classifier", file="models/t.onnx", sha256=hashlib.sha256(b"t").hexdigest(),
+        contract={}, advertiser=advertiser,
+    )  # fmt: skip
+    ScopedHead.objects.create(advertiser=advertiser, task="color", model_version=scoped)
     values = {
         "sitemap_id": sitemap.pk,
         "placement_id": placement.pk,
@@ -94,6 +99,7 @@ def viewer_world():
         "change_set_id": change_set.pk,
         "run_id": run.pk,
         "version_id": version.pk,
+        "advertiser_id": advertiser.pk,  # its scoped head: only staff roll it back
         "export_id": 1,
         "job_id": 1,
         "kind": "training",

@@ -23,6 +23,7 @@ from classifier.contract import ClassifierContract, DetectorContract, parse_cont
 from classifier.models import Classification, Detection, FeatureVector, ModelHead, ModelVersion
 from classifier.preprocess import Decoded, decode
 from classifier.runtime import CropBox
+from classifier.training.adapter import SUFFIX, with_input_adapter
 from classifier.training.refit import BATCH, FeatureExtractor, find_head
 from core.errors import ApplicationError
 
@@ -66,18 +67,24 @@ def _contract(version: ModelVersion) -> ClassifierContract:
     return contract
 
 
-def extractor_for(*, version: ModelVersion, output: str) -> FeatureExtractor:
-    """The process's FeatureExtractor for this version's head `output` (one session per version and tensor)."""
+def extractor_for(*, version: ModelVersion, output: str, adapter: bool = False) -> FeatureExtractor:
+    """The process's FeatureExtractor for this version's head `output` (one session per version and tensor); with
+    `adapter`, of the version with that head on the input adapter (classifier.training.adapter): its features are the
+    embedding and the input's cell means."""
     pid = os.getpid()
     model = (version.pk, version.sha256)
     with _lock:
-        tensor = _tensor_of_output.get((model, output))
+        tensor = _tensor_of_output.get((model, output + SUFFIX if adapter else output))
         if tensor is not None and (pid, model, tensor) in _extractors:
             return _extractors[(pid, model, tensor)]
         with version.file.open("rb") as handle:
             data = handle.read()
+        if adapter:
+            spec = _contract(version).input
+            adapted = with_input_adapter(data, output, layout=spec.layout, size=(spec.height, spec.width))
+            data = adapted.SerializeToString()
         tensor = find_head(onnx.load_from_string(data), output).features
-        _tensor_of_output[(model, output)] = tensor
+        _tensor_of_output[(model, output + SUFFIX if adapter else output)] = tensor
         extractor = _extractors.get((pid, model, tensor))
         if extractor is None:
             extractor = FeatureExtractor(data, output)
@@ -202,7 +209,12 @@ def _compute(
 
 
 def asset_features(
-    *, version: ModelVersion, task: str, asset_ids: list[int], progress: Progress | None = None
+    *,
+    version: ModelVersion,
+    task: str,
+    asset_ids: list[int],
+    progress: Progress | None = None,
+    adapter: bool = False,
 ) -> np.ndarray:
     """Penultimate features [len(asset_ids), D] (float32) of the tensor that `version`'s `task` head reads, one
     row per asset id in the given order (repeats allowed).
@@ -214,7 +226,7 @@ def asset_features(
     """
     head = _head(version, task)
     contract = _contract(version)
-    extractor = extractor_for(version=version, output=head.output)
+    extractor = extractor_for(version=version, output=head.output, adapter=adapter)
     tensor = extractor.head.features
     distinct = list(dict.fromkeys(asset_ids))
     vectors = _cached(version, tensor, distinct)

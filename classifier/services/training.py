@@ -36,9 +36,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.models import Advertiser
+from classifier.contract import parse_contract
 from classifier.models import Classification, ModelHead, ModelVersion, TrainingJob
 from classifier.services.features import FeatureError, asset_features
 from classifier.services.registry import RegistryError, model_register
+from classifier.training.adapter import GRID, adapter_features_name, with_input_adapter
 from classifier.training.metrics import LocalAccuracy
 from classifier.training.refit import (
     CandidateSettings,
@@ -275,6 +277,8 @@ def _register(
             "confident_flips": candidate.confident_flips,
             "trained_for": trained_for,
         }
+        if head.features == adapter_features_name(head.output):
+            metrics["adapter"] = {"cells": GRID * GRID, "features": head.n_features}
         version = model_register(data=data, contract=contract, activate=False, metrics=metrics)
         version.name = name
         version.status = ModelVersion.Status.CANDIDATE
@@ -387,7 +391,10 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     def features_progress(done: int, total: int) -> None:
         report(_FEATURES * done / max(total, 1), f"features {done}/{total}")
 
-    features = asset_features(version=parent, task=job.task, asset_ids=ids, progress=features_progress)
+    # A scoped head also reads the input's coarse colors (classifier.training.adapter): one advertiser's style may be
+    # one the embedding keeps too little of (settings.SCOPED_HEAD_ADAPTER).
+    adapter = job.advertiser_id is not None and settings.SCOPED_HEAD_ADAPTER
+    features = asset_features(version=parent, task=job.task, asset_ids=ids, progress=features_progress, adapter=adapter)
     n_fit = len(train) + len(retain)
     x_fit, x_test, x_guard = features[:n_fit], features[n_fit : len(rows)], features[len(rows) :]
     y_fit = np.array([index[row["label"]] for row in [*train, *retain]], dtype=np.int64)
@@ -397,6 +404,12 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
 
     with parent.file.open("rb") as handle:
         parent_data = handle.read()
+    if adapter:  # the parent with its head on the adapter, the added weights zero: it answers as the parent does
+        spec = parse_contract(parent.contract).input
+        size = (spec.height, spec.width)
+        parent_data = with_input_adapter(
+            parent_data, model_head.output, layout=spec.layout, size=size
+        ).SerializeToString()
     head = find_head(onnx.load_from_string(parent_data), model_head.output)
 
     fitted = []
@@ -592,9 +605,12 @@ def predictions_on_test_split(*, job: TrainingJob, version: ModelVersion) -> lis
     test = [item for item in job.manifest.get("items", []) if item.get("split") == "test"]
     if not test:
         return []
-    features = asset_features(version=job.parent, task=job.task, asset_ids=[int(item["asset"]) for item in test])
     with version.file.open("rb") as handle:
         head = find_head(onnx.load_from_string(handle.read()), model_head.output)
+    adapted = head.features == adapter_features_name(model_head.output)  # a scoped candidate on the adapter
+    features = asset_features(
+        version=job.parent, task=job.task, asset_ids=[int(item["asset"]) for item in test], adapter=adapted
+    )
     probabilities = predict(features, head.weight, head.bias)
     labels = list(model_head.labels)
     return [(item, labels[int(row.argmax())], float(row.max())) for item, row in zip(test, probabilities, strict=True)]

@@ -352,6 +352,9 @@ RUN_AFTER_FETCH = ["catalog.services.run_assets_cluster", "reviews.services.fixe
 RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.run_notify"]
 # Called with run=run when nothing is left to classify, just before the Run finishes and outside its transaction:
 # slow advisory work (the drift measure's features) done there holds no lock; failures are logged, never fatal.
+# A head scoped to one advertiser (classifier.services.scoped) also reads the mean colors of a 4x4 grid of its input
+# (classifier.training.adapter): on the drifted style, the embedding alone held 0.82 color at best.
+SCOPED_HEAD_ADAPTER = os.environ.get("SCOPED_HEAD_ADAPTER", "1") == "1"
 RUN_BEFORE_FINISH = [
     "classifier.services.scoped.run_scoped_heads",  # the advertiser's scoped heads answer its new images too
     "classifier.services.drift.run_drift_features",

@@ -127,7 +127,7 @@ def test_images_carry_every_tag_with_where_it_came_from(editor, shop):
     assert model["asset"]["original"].startswith("http://testserver/media/originals/")
     assert model["tags"]["image_type"] == {
         "label": "Dealer", "source": "model", "confidence": 0.93, "margin": 0.8, "fixed_by": "", "fix_source": "",
-        "fix_id": None, "reason": "",
+        "fix_id": None, "reason": "", "model_version": shop["version"].pk,
     }  # fmt: skip
     assert model["tags"]["intent"]["source"] == "unknown"
     assert model["tags"]["intent"]["reason"] == "no active model"
