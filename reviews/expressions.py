@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import (
     BigIntegerField,
+    Case,
     CharField,
     Count,
     Exists,
@@ -23,13 +24,14 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Value,
+    When,
 )
 from django.db.models.functions import Coalesce
-from django.db.models.lookups import Lookup
+from django.db.models.lookups import Exact, Lookup
 
 from catalog.models import Placement
 from classifier.models import Classification, ModelHead, ScopedHead
-from reviews.effective import ColumnNames, annotate_effective
+from reviews.effective import PLACEMENT_ADVERTISER, ColumnNames, annotate_effective, scoped_versions
 from reviews.models import ManualFix, label_in_effect, on_side
 
 
@@ -110,9 +112,22 @@ def live_placements() -> QuerySet[Placement]:
     return Placement.objects.filter(is_gone=False, listing__is_gone=False)
 
 
-def model_result(task: str, heads: Mapping[str, int]) -> QuerySet[Classification]:
-    """The active model's result for the outer row's asset (none when the task has no active head)."""
-    return Classification.objects.filter(asset_id=OuterRef("asset_id"), model_version_id=heads.get(task), task=task)
+def model_result(
+    task: str, heads: Mapping[str, int], *, advertiser_ref: str = PLACEMENT_ADVERTISER
+) -> QuerySet[Classification]:
+    """The answering model's result for the outer placement's asset, first (none when the task has no active head):
+    the scoped head of the placement's advertiser where it has one (`heads.scoped`), else the active model's."""
+    results = Classification.objects.filter(asset_id=OuterRef("asset_id"), task=task)
+    scoped = scoped_versions(heads, task)
+    if not scoped:
+        return results.filter(model_version_id=heads.get(task))
+    answering = Case(
+        *(When(Exact(OuterRef(advertiser_ref), by), then=Value(version)) for by, version in scoped.items()),
+        default=Value(None),
+        output_field=IntegerField(),
+    )
+    active_last = Case(When(model_version_id=heads.get(task), then=Value(1)), default=Value(0))
+    return results.filter(Q(model_version_id=heads.get(task)) | Q(model_version_id=answering)).order_by(active_last)
 
 
 def model_label(task: str, heads: Mapping[str, int]) -> Subquery:

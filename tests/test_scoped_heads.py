@@ -3,6 +3,8 @@ placements only, in the one rule (SQL and Python), the stored tags, the API and 
 advertisers share keeps each advertiser's own answer; its shadow pass, promotion and rollback are its advertiser's;
 new images of its advertiser's Runs get its answer; nothing changes for anyone else."""
 
+import re
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
@@ -22,6 +24,7 @@ from classifier.services.promotion import (
 from classifier.services.scoped import ScopedError, scoped_rollback
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import scope_manifest
+from reviews.health import review_queue
 from reviews.models import EffectiveTag
 from tests.factories import AdvertiserFactory, MembershipFactory, SitemapFactory, UserFactory
 from tests.reviews.test_effective_store import run_sync, store_mismatches
@@ -190,3 +193,39 @@ def test_a_scoped_head_is_not_a_parent_and_a_head_refitted_from_another_model_is
         model_promote(version=scoped, force=True)
     assert not ScopedHead.objects.exists()
     assert model.status == "active"
+
+
+def test_the_review_queue_asks_about_the_answer_that_stands(shared, register_tiny):
+    ours, theirs, model = shared["ours"], shared["theirs"], shared["model"]
+    scoped = scoped_version(register_tiny, parent=model, advertiser=ours.advertiser)
+    model_promote(version=scoped, force=True)
+    answers = {
+        version: dict(
+            Classification.objects.filter(model_version=version, task=Task.COLOR).values_list("asset_id", "label")
+        )
+        for version in (model.pk, scoped.pk)
+    }
+    for sitemap, version in ((ours, scoped.pk), (theirs, model.pk)):
+        items = review_queue(user_advertiser_ids=[sitemap.advertiser_id], task=Task.COLOR, limit=100)
+        assert items, "the tiny model's colors are unsure: every image is a question"
+        assert {item.model_label for item in items} <= set(answers[version].values())
+        assert all(item.model_label == answers[version][item.asset_id] for item in items)
+
+
+def test_promoting_a_scoped_head_from_the_models_screen_asks_first_and_names_its_advertiser(
+    shared, register_tiny, client
+):
+    ours, model = shared["ours"], shared["model"]
+    scoped = scoped_version(register_tiny, parent=model, advertiser=ours.advertiser, name="tiny for ours")
+    shadow_run(pass_id=shadow_start(version=scoped, enqueue=False).pk)
+    client.force_login(UserFactory(is_staff=True))
+    url = reverse("reviews:staff-model-promote", args=[scoped.pk])
+
+    page = client.post(url, {"task": "color"}).content.decode()
+    assert f"This changes what <strong>{ours.advertiser}</strong> sees, and no one else" in page
+    assert not ScopedHead.objects.exists()  # nothing changes until confirmed
+    signature = re.search(r'name="confirmed" value="([^"]*)"', page).group(1)
+    answer = client.post(url, {"task": "color", "confirmed": signature}, follow=True)
+    assert f"tiny for ours answers color for {ours.advertiser}" in answer.content.decode()
+    assert ScopedHead.objects.get().model_version == scoped
+    assert Promotion.objects.get(advertiser=ours.advertiser).user is not None
