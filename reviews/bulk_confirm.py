@@ -76,7 +76,7 @@ class BulkRequest:
             "label": self.label.strip().lower(),
             "count": self.count,
         }
-        if self.filters.similar_to is not None:
+        if self.filters.similar_to:
             # "The images most like X" can change with the same count (more images indexed): bind the very images.
             assert self.matching is not None  # noqa: S101 - check() sets it first
             ids = sorted(self.matching.values_list("pk", flat=True))

@@ -33,6 +33,7 @@ from .paging import PageNumbers
 from .selectors import EffectiveTag, effective_tags
 from .similar import DEFAULT_LIMIT as SIMILAR_LIMIT
 from .similar import MAX_LIMIT as SIMILAR_MAX
+from .similar import MAX_QUERIES as SIMILAR_QUERIES
 from .similar import SimilarImages, similar_in_sitemap
 
 # The sort keys over the stored row; every sort ends with the placement id, so a key is unique. Each has its index.
@@ -77,8 +78,9 @@ class GridFilters:
     reason: str = ""  # ... and why it failed (Placement.failure_reason)
     # Conditions on any task's tag: "<task>:<label>", "<task>:!<label>"; label "none" is no label.
     tags: tuple[str, ...] = ()
-    # The sitemap's images most like this one (reviews.similar): the `similar_count` best, in the chosen sort's order.
-    similar_to: int | None = None
+    # The sitemap's images most like these (reviews.similar; one image, or a selection): the `similar_count` best, in
+    # the chosen sort's order. Empty: no such condition.
+    similar_to: tuple[int, ...] = ()
     similar_count: int = SIMILAR_LIMIT
     sort: str = "position"
     # What similar_to found, once per filter object (see similar_of): not a parameter.
@@ -125,7 +127,11 @@ class GridFilters:
             value = getattr(self, item.name)
             if item.name in ("tags", "found") or (item.name == "sort" and value == "position"):
                 continue
-            if item.name == "similar_count" and (self.similar_to is None or value == SIMILAR_LIMIT):
+            if item.name == "similar_count" and (not self.similar_to or value == SIMILAR_LIMIT):
+                continue
+            if item.name == "similar_to":
+                if value:
+                    out[item.name] = ",".join(map(str, value))
                 continue
             if value not in (None, "", False):
                 out[item.name] = "1" if value is True else str(value)
@@ -150,16 +156,21 @@ class GridFilters:
         ) or (self.sort in ("confidence", "margin"))
 
 
-def similar_param(value: object) -> int | None:
-    """The `similar_to` parameter: an image id, or None when absent. Malformed, it is refused (GridFilterError)
-    instead of falling back to no filter as the others do: a bulk retag of "the images like X" must never become a
-    retag of the whole sitemap."""
+def similar_param(value: object) -> tuple[int, ...]:
+    """The `similar_to` parameter: image ids, comma-separated (one, or a grid selection of up to SIMILAR_QUERIES);
+    empty when absent. Malformed, it is refused (GridFilterError) instead of falling back to no filter as the others
+    do: a bulk retag of "the images like X" must never become a retag of the whole sitemap."""
     if value in (None, ""):
-        return None
-    text = str(value).strip()
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 2**63:
-        raise GridFilterError(f"similar_to must be an image id (a positive whole number), not {str(value)[:40]!r}")
-    return int(text)
+        return ()
+    parts = [part.strip() for part in str(value).split(",")]
+    if len(parts) > SIMILAR_QUERIES or not all(
+        part.isascii() and part.isdigit() and 0 < int(part) < 2**63 for part in parts
+    ):
+        raise GridFilterError(
+            f"similar_to must be up to {SIMILAR_QUERIES} image ids (positive whole numbers, comma-separated),"
+            f" not {str(value)[:40]!r}"
+        )
+    return tuple(dict.fromkeys(int(part) for part in parts))
 
 
 def similar_count_param(value: object) -> int:
@@ -384,10 +395,10 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
 def similar_of(sitemap: Sitemap, filters: GridFilters) -> SimilarImages | None:
     """The images `similar_to` names (reviews.similar), found once per filter object: a page's counts, its rows and
     its banner, or a bulk step's count, sample and token, all read the very same images."""
-    if filters.similar_to is None:
+    if not filters.similar_to:
         return None
     if filters.found is None or filters.found[0] != sitemap.pk:
-        found = similar_in_sitemap(sitemap=sitemap, placement_id=filters.similar_to, limit=filters.similar_count)
+        found = similar_in_sitemap(sitemap=sitemap, placement_ids=filters.similar_to, limit=filters.similar_count)
         filters.found = (sitemap.pk, found)
     return filters.found[1]
 

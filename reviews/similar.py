@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ from .models import EffectiveTag
 SCOPES = ("sitemap", "advertiser")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_QUERIES = 50  # images of one query: a grid selection's "more like these"
 TASK = Task.IMAGE_TYPE  # the features of the model that tells a dealer's photo from stock: its embedding
 CACHED_SCOPES = 4  # matrices kept per process (at 100,000 images, 200 MB each)
 
@@ -47,14 +49,16 @@ class SimilarNotFound(SimilarError):
 
 @dataclass(frozen=True)
 class SimilarImages:
-    """The `matches` (placement id, cosine similarity), most similar first, the image itself included (1.0); the
-    scope's `total` live images of which `indexed` have cached features (the only candidates)."""
+    """The `matches` (placement id, cosine similarity to the nearest of the images asked about), most similar first,
+    the images asked about included (1.0); the scope's `total` live images of which `indexed` have cached features
+    (the only candidates). `placement_id`: the first image asked about; `asked`: all of them."""
 
     placement_id: int
     scope: str
     matches: list[tuple[int, float]]
     indexed: int
     total: int
+    asked: tuple[int, ...] = ()
 
     @property
     def placement_ids(self) -> list[int]:
@@ -87,9 +91,10 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def top_matches(matrix: np.ndarray, query: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row indexes, cosines) of the `limit` rows of the normalised `matrix` most like the normalised `query`, best
-    first; ties by row order. Brute force: one matrix-vector product and a partial sort."""
-    scores = matrix @ query
+    """(row indexes, cosines) of the `limit` rows of the normalised `matrix` most like the normalised `query` (one
+    vector, or several rows: a row's score is then its cosine to the nearest of them), best first; ties by row
+    order. Brute force: one matrix product and a partial sort."""
+    scores = matrix @ query if query.ndim == 1 else (matrix @ query.T).max(axis=1)
     candidates = np.argpartition(-scores, limit - 1)[:limit] if limit < len(scores) else np.arange(len(scores))
     order = candidates[np.lexsort((candidates, -scores[candidates]))]
     return order, scores[order]
@@ -162,45 +167,56 @@ def _index(rows: QuerySet[EffectiveTag], key: tuple[str, int, int, str], version
     return index
 
 
-def similar_images(*, placement: Placement, scope: str = "sitemap", limit: int = DEFAULT_LIMIT) -> SimilarImages:
-    """The `limit` live images of the placement's sitemap (or advertiser) most like it by the cosine of the active
-    image_type version's cached features, itself first. Images without cached features are not candidates; the
-    placement's own features are computed (and cached) when missing. Raises SimilarError (no active model, a scope
-    or limit out of range, an image whose original cannot be read) or SimilarNotFound (the image is not live)."""
+def similar_images(
+    *, placement: Placement, scope: str = "sitemap", limit: int = DEFAULT_LIMIT, also: Sequence[Placement] = ()
+) -> SimilarImages:
+    """The `limit` live images of the placement's sitemap (or advertiser) most like it (or, with `also`, most like
+    the nearest of it and those: a grid selection) by the cosine of the active image_type version's cached features,
+    the images asked about first. Images without cached features are not candidates; the features of the images
+    asked about are computed (and cached) when missing. Raises SimilarError (no active model, a scope, limit or
+    number of images out of range, an image whose original cannot be read) or SimilarNotFound (an image is not
+    live in the scope)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise SimilarError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    asked = list(dict.fromkeys([placement, *also]))
+    if len(asked) > MAX_QUERIES:
+        raise SimilarError(f"at most {MAX_QUERIES} images at once, not {len(asked)}")
     head = similarity_head()
     version = head.model_version
     tensor = _feature_tensor(version, head)
     name, scope_id, rows = scope_rows(placement=placement, scope=scope)
-    if placement.asset_id is None or not rows.filter(placement_id=placement.pk).exists():
-        raise SimilarNotFound(f"image {placement.pk} is not a live image of its sitemap: nothing is like it")
+    live = set(rows.filter(placement_id__in=[each.pk for each in asked]).values_list("placement_id", flat=True))
+    for each in asked:
+        if each.asset_id is None or each.pk not in live:
+            raise SimilarNotFound(f"image {each.pk} is not a live image of its sitemap: nothing is like it")
     from classifier.services.features import FeatureError, asset_features
 
     try:
-        query = normalise(asset_features(version=version, task=TASK, asset_ids=[placement.asset_id]))[0]
+        query = normalise(asset_features(version=version, task=TASK, asset_ids=[each.asset_id or 0 for each in asked]))
     except FeatureError as exc:
         raise SimilarError(f"image {placement.pk}: {exc}") from exc
+    ids = tuple(each.pk for each in asked)
     index = _index(rows, (name, scope_id, version.pk, tensor), version, tensor)
     if not len(index.placement_ids):
-        return SimilarImages(placement_id=placement.pk, scope=name, matches=[], indexed=0, total=index.total)
-    order, scores = top_matches(index.matrix, query, limit)
+        return SimilarImages(placement.pk, name, [], indexed=0, total=index.total, asked=ids)
+    order, scores = top_matches(index.matrix, query[0] if len(query) == 1 else query, limit)
     matches = [
         (int(index.placement_ids[row]), round(float(score), 4)) for row, score in zip(order, scores, strict=True)
     ]
-    # The image itself first, whatever rounding says of its twins (the same picture in other listings).
-    matches.sort(key=lambda match: (match[0] != placement.pk, -match[1]))
-    return SimilarImages(
-        placement_id=placement.pk, scope=name, matches=matches, indexed=len(index.placement_ids), total=index.total
-    )
+    # The images asked about first, whatever rounding says of their twins (the same picture in other listings).
+    first = {placement_id: k for k, placement_id in enumerate(ids)}
+    matches.sort(key=lambda match: (first.get(match[0], len(ids)), -match[1]))
+    return SimilarImages(placement.pk, name, matches, indexed=len(index.placement_ids), total=index.total, asked=ids)
 
 
-def similar_in_sitemap(*, sitemap: Sitemap, placement_id: int, limit: int = DEFAULT_LIMIT) -> SimilarImages:
-    """`similar_images` of the sitemap's placement `placement_id` (the grid's filter): SimilarNotFound when the id is
+def similar_in_sitemap(*, sitemap: Sitemap, placement_ids: Sequence[int], limit: int = DEFAULT_LIMIT) -> SimilarImages:
+    """`similar_images` of the sitemap's placements `placement_ids` (the grid's filter): SimilarNotFound when an id is
     not one of this sitemap's images, so a filter never reaches another sitemap's or advertiser's images."""
-    placement = (
-        Placement.objects.select_related("listing__sitemap").filter(pk=placement_id, listing__sitemap=sitemap).first()
-    )
-    if placement is None:
-        raise SimilarNotFound(f"image {placement_id} is not an image of this sitemap")
-    return similar_images(placement=placement, scope="sitemap", limit=limit)
+    found = Placement.objects.select_related("listing__sitemap").in_bulk(list(placement_ids))
+    for placement_id in placement_ids:
+        if placement_id not in found or found[placement_id].listing.sitemap_id != sitemap.pk:
+            raise SimilarNotFound(f"image {placement_id} is not an image of this sitemap")
+    if not placement_ids:
+        raise SimilarError("no image asked about")
+    first, *rest = (found[placement_id] for placement_id in placement_ids)
+    return similar_images(placement=first, scope="sitemap", limit=limit, also=rest)

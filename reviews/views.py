@@ -110,7 +110,7 @@ def _grid_context(request: HtmxHttpRequest, realm: Realm, sitemap: Sitemap, filt
     similar = similar_of(sitemap, filters)
     return {
         "similar": similar,
-        "similar_url": realm.url("image", filters.similar_to) if similar else "",
+        "similar_url": realm.url("image", filters.similar_to[0]) if similar else "",
         "realm": realm,
         "sitemap": sitemap,
         "filters": filters,

@@ -96,6 +96,14 @@
     return selected.length ? selected : [current() || lastCard].filter(Boolean);
   }
 
+  // More like these: the grid of the images most like the selected ones (or the focused one), for one bulk retag.
+  function moreLikeThese() {
+    const ids = targets().map((card) => card.dataset.id).slice(0, 50);
+    if (!ids.length) return;
+    const query = new URLSearchParams({ task: "image_type", similar_to: ids.join(",") });
+    window.location.assign(`${window.location.pathname}?${query}`);
+  }
+
   // "Reviewed, no change": a confirmation of the tag in effect, pending until saved. Again on the same cards: undone.
   function markReviewed() {
     if (!editable()) return false;
@@ -298,6 +306,7 @@
       document.getElementById("bulk-label").focus();
     }
     if (id === "mark-reviewed") markReviewed();
+    if (id === "more-like-selected") moreLikeThese();
     if (id === "density-toggle") toggleDensity();
     if (id === "keys-button") showOverlay("keys-overlay", true);
     if (id === "keys-close" || id === "preview" || id === "preview-image") showOverlay(event.target.closest(".overlay").id, false);

@@ -5,6 +5,7 @@ another sitemap's or advertiser's images, and bad input is a clear 400/404."""
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from classifier.synth import vehicle_sample
 from reviews import similar
 from reviews.effective_store import effective_tags_refresh
 from reviews.models import ManualFix
-from reviews.similar import SimilarNotFound, similar_images, similarity_head
+from reviews.similar import SimilarNotFound, similar_images, similar_in_sitemap, similarity_head
 from tests.classifier.test_features import register_starter, store
 from tests.factories import MembershipFactory, UserFactory
 from tests.reviews.test_screens import make_sitemap
@@ -212,10 +213,10 @@ def test_the_portal_finds_its_own_series_and_never_another_advertisers_images(po
 @pytest.mark.parametrize(
     ("params", "status", "message"),
     [
-        ({"similar_to": "abc"}, 400, "similar_to must be an image id"),
-        ({"similar_to": "-3"}, 400, "similar_to must be an image id"),
-        ({"similar_to": "1e3"}, 400, "similar_to must be an image id"),
-        ({"similar_to": "99999999999999999999"}, 400, "similar_to must be an image id"),
+        ({"similar_to": "abc"}, 400, "similar_to must be up to 50 image ids"),
+        ({"similar_to": "-3"}, 400, "similar_to must be up to 50 image ids"),
+        ({"similar_to": "1e3"}, 400, "similar_to must be up to 50 image ids"),
+        ({"similar_to": "99999999999999999999"}, 400, "similar_to must be up to 50 image ids"),
         ({"similar_to": "99999999"}, 404, "is not an image of this sitemap"),
         ({"similar_to": "{first}", "similar_count": "0"}, 400, "similar_count must be a whole number"),
         ({"similar_to": "{first}", "similar_count": "x"}, 400, "similar_count must be a whole number"),
@@ -277,3 +278,32 @@ def test_the_benchmark_prints_its_figures():
     call_command("benchmark_similar", images=2000, queries=2, stdout=out)
     assert "2,000 images x 512 float32" in out.getvalue()
     assert "load average" in out.getvalue()
+
+
+def test_more_like_a_selection_finds_the_series_of_each_selected_image(admin_client, model):
+    rng = np.random.default_rng(11)
+    first, second = rng.standard_normal(DIM), rng.standard_normal(DIM)
+    sitemap, placements = make_sitemap(12)
+    for i, placement in enumerate(placements):
+        base = first if i < 4 else second if i < 8 else rng.standard_normal(DIM)
+        cache_features(placement, base + 0.1 * rng.standard_normal(DIM) if i < 8 else base)
+    series = {p.pk for p in placements[:8]}
+
+    found = similar_in_sitemap(sitemap=sitemap, placement_ids=[placements[0].pk, placements[4].pk], limit=8)
+    assert set(found.placement_ids) == series
+    assert found.placement_ids[:2] == [placements[0].pk, placements[4].pk]  # the images asked about first
+    assert found.asked == (placements[0].pk, placements[4].pk)
+    # One image alone finds its own series first.
+    assert set(similar_in_sitemap(sitemap=sitemap, placement_ids=[placements[0].pk], limit=4).placement_ids) == {
+        p.pk for p in placements[:4]
+    }
+
+    grid = reverse("reviews:staff-grid", args=[sitemap.pk])
+    query = {"task": "image_type", "similar_to": f"{placements[0].pk},{placements[4].pk}", "similar_count": 8}
+    page = admin_client.get(grid, query).content.decode()
+    assert set(map(int, re.findall(r'data-id="(\d+)"', page))) == series
+    assert "and 1 more selected" in page
+    assert f'value="{placements[0].pk},{placements[4].pk}"' in page  # kept for the next page and the bulk step
+    too_many = ",".join(str(p.pk) for p in placements) + "," + ",".join(str(n) for n in range(1, 40))
+    for value, status in (("1,,2", 400), (too_many, 400), (f"{placements[0].pk},{2**40}", 404)):
+        assert admin_client.get(grid, {"task": "image_type", "similar_to": value}).status_code == status

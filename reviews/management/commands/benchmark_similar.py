@@ -97,12 +97,12 @@ class Command(BaseCommand):
         first = rows.order_by("placement_id").values_list("placement_id", flat=True)[:queries]
         forget_indexes()
         started = time.perf_counter()
-        found = similar_in_sitemap(sitemap=sitemap, placement_id=first[0], limit=limit)
+        found = similar_in_sitemap(sitemap=sitemap, placement_ids=[first[0]], limit=limit)
         cold = time.perf_counter() - started
         warm = []
         for placement_id in first:
             started = time.perf_counter()
-            similar_in_sitemap(sitemap=sitemap, placement_id=placement_id, limit=limit)
+            similar_in_sitemap(sitemap=sitemap, placement_ids=[placement_id], limit=limit)
             warm.append((time.perf_counter() - started) * 1000)
         self.stdout.write(
             f"{connection.vendor}, {found.indexed:,} of {found.total:,} images indexed: first query (loads the matrix)"
