@@ -33,7 +33,7 @@ from catalog.selectors import AnyUser, placements_visible_to, runs_visible_to, s
 from classifier.models import Classification
 from config.api import NO_NUL_PATTERN
 
-from .grid import SORTS, GridFilters, sitemap_placements
+from .grid import SORTS, GridFilterError, GridFilters, similar_param, sitemap_placements
 from .models import ManualFix
 from .selectors import EffectiveTag, Source, effective_tags, fixes_visible_to, user_can_fix
 from .services import manual_fix_create, manual_fix_revert
@@ -304,9 +304,22 @@ class GridQuerySerializer(LegacyQuerySerializer):
     )
     listing = QueryTextField(help_text="A listing's external id, or part of its URL.")
     sort = serializers.ChoiceField(choices=list(SORTS), required=False, help_text="Default: position.")
+    similar_to = QueryTextField(
+        help_text="More like this: an image id, or up to 50 comma-separated; the sitemap's images most like them."
+    )
+    similar_count = serializers.IntegerField(
+        required=False, min_value=1, max_value=1000, help_text="How many of the most similar images (50)."
+    )
 
     class Meta:
         ref_name = "GridQuery"
+
+    def validate_similar_to(self, value: str) -> str:
+        try:
+            similar_param(value)
+        except GridFilterError as exc:
+            raise ValidationError(str(exc)) from exc
+        return value
 
     def validate_confidence_below(self, value: float) -> float:
         if not math.isfinite(value):

@@ -12,6 +12,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import ImageOps
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from catalog.models import Placement
 from classifier.models import FeatureVector
@@ -307,3 +309,24 @@ def test_more_like_a_selection_finds_the_series_of_each_selected_image(admin_cli
     too_many = ",".join(str(p.pk) for p in placements) + "," + ",".join(str(n) for n in range(1, 40))
     for value, status in (("1,,2", 400), (too_many, 400), (f"{placements[0].pk},{2**40}", 404)):
         assert admin_client.get(grid, {"task": "image_type", "similar_to": value}).status_code == status
+
+
+def test_the_api_pages_the_images_like_a_selection_as_the_grid_shows_them(model):
+    sitemap, _placements, booth, _ = booth_world()
+    user = UserFactory()
+    MembershipFactory(user=user, advertiser=sitemap.advertiser)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    url = f"/api/sitemaps/{sitemap.pk}/images/"
+
+    answer = api.get(url, {"task": "image_type", "similar_to": f"{booth[0]},{booth[1]}", "similar_count": 5})
+    assert answer.status_code == 200, answer.content
+    assert {item["id"] for item in answer.json()["results"]} == set(booth)
+    for query, status, text in (
+        ({"similar_to": "1;2"}, 400, "similar_to must be up to 50 image ids"),
+        ({"similar_to": str(booth[0]), "similar_count": 0}, 400, "greater than or equal to 1"),
+        ({"similar_to": str(2**40)}, 404, "is not an image of this sitemap"),
+    ):
+        answer = api.get(url, query)
+        assert answer.status_code == status, answer.content
+        assert text in answer.content.decode()
