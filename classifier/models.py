@@ -319,6 +319,10 @@ class Promotion(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The watch after it ships (reviews.services.watch): the latest comparison with the model it replaced, on the
+    # human labels given since, and its health flags (`promotion_regressed`).
+    watch = models.JSONField(default=dict, blank=True)
+    regressed_at = models.DateTimeField(null=True, blank=True, help_text="When the watch found it clearly worse.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

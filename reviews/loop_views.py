@@ -64,6 +64,8 @@ from .exports.selectors import Filters, export_candidates, training_cutoff
 from .expressions import advertiser_conflicts, disagreements
 from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 from .services.retrain import LOOP_TASKS, new_labels
+from .services.watch import FLAG as WATCH_FLAG
+from .services.watch import watch_rows
 
 View = Callable[..., HttpResponse]
 
@@ -594,6 +596,11 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
         "guard_table": _guard_table(columns, list((job.result or {}).get("trained_for", []))) if job else [],
         "promotions": promotions,
         "last_promotion": promotions[0] if promotions else None,
+        # The watch after it shipped (reviews.services.watch): its figures, and the flag of a clearly worse model.
+        "watch_rows": watch_rows(promotions[0]) if promotions else [],
+        "watch_flags": [f for f in (promotions[0].watch or {}).get("flags", []) if f.get("code") == WATCH_FLAG]
+        if promotions
+        else [],
         "rollback": rollback,  # what Roll back would do: the version it would make active again
         "no_rollback": no_rollback,  # else why there is nothing to roll back to
         "labels": TASK_LABELS.get(task, ()),

@@ -53,3 +53,12 @@ def retrain_nightly_task() -> None:
     from reviews.services.retrain import retrain_nightly
 
     retrain_nightly()
+
+
+@shared_task(name="reviews.promotions_watch")
+def promotions_watch_task() -> None:
+    """The beat job: each promotion inside its watch is compared with the model it replaced; a clearly worse one is
+    flagged `promotion_regressed` and staff are emailed (reviews.services.watch)."""
+    from reviews.services.watch import promotions_watch
+
+    promotions_watch()

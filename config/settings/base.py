@@ -352,6 +352,12 @@ RUN_AFTER_FETCH = ["catalog.services.run_assets_cluster", "reviews.services.fixe
 RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.run_notify"]
 # Called with run=run when nothing is left to classify, just before the Run finishes and outside its transaction:
 # slow advisory work (the drift measure's features) done there holds no lock; failures are logged, never fatal.
+# The watch after a promotion (reviews.services.watch): for this long, human labels compare the new model with the
+# one it replaced on the same images; clearly worse (McNemar, one-sided, at ALPHA, with at least MIN_DISAGREEMENTS
+# images where exactly one of them is right) raises `promotion_regressed`. Days in production; the demo sets minutes.
+PROMOTION_WATCH_SECONDS = int(os.environ.get("PROMOTION_WATCH_SECONDS", str(7 * 24 * 3600)))
+PROMOTION_WATCH_ALPHA = float(os.environ.get("PROMOTION_WATCH_ALPHA", "0.05"))
+PROMOTION_WATCH_MIN_DISAGREEMENTS = int(os.environ.get("PROMOTION_WATCH_MIN_DISAGREEMENTS", "8"))
 # A head scoped to one advertiser (classifier.services.scoped) also reads the mean colors of a 4x4 grid of its input
 # (classifier.training.adapter): on the drifted style, the embedding alone held 0.82 color at best.
 SCOPED_HEAD_ADAPTER = os.environ.get("SCOPED_HEAD_ADAPTER", "1") == "1"
