@@ -394,6 +394,10 @@ QUEUE_PER_CLUSTER = int(os.environ.get("QUEUE_PER_CLUSTER", "1"))
 # The loop proposes itself (reviews.services.retrain): the nightly beat job retrains a task (export, candidates,
 # the best one's shadow pass, an email to staff) once it has this many new human labels since its last training.
 RETRAIN_MIN_NEW_LABELS = int(os.environ.get("RETRAIN_MIN_NEW_LABELS", "100"))
+# An advertiser the best global candidate leaves under this accuracy on the export's test split (with at least
+# RETRAIN_SCOPED_MIN_TEST reviewed test images) also gets heads of its own from the retrain (0: never).
+RETRAIN_SCOPED_BELOW = float(os.environ.get("RETRAIN_SCOPED_BELOW", "0.95"))
+RETRAIN_SCOPED_MIN_TEST = int(os.environ.get("RETRAIN_SCOPED_MIN_TEST", "10"))
 CLASSIFY_BATCH_SIZE = int(os.environ.get("CLASSIFY_BATCH_SIZE", "32"))
 # The training guard (reviews.exports training_manifest): per advertiser with live images, up to this many of its
 # confident model tags that no human labelled, on which every candidate's flips are counted.

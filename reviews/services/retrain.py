@@ -13,7 +13,7 @@ dropped from this export, and the message says how many. A human who keeps them 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from catalog.models import Task
+from catalog.models import Advertiser, Task
 from classifier.models import ModelVersion, ShadowPass, TrainingJob
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import training_run, training_start
@@ -50,6 +50,33 @@ def new_labels(*, task: str) -> int:
 
 
 @dataclass
+class ScopedProposal:
+    """A head scoped to one advertiser that the retrain trained because the global candidates left it behind."""
+
+    advertiser: str  # slug
+    job: TrainingJob
+    best: ModelVersion | None
+    shadow: ShadowPass | None
+    before: float | None  # its accuracy on the export's test split: the active model's
+    global_after: float | None  # the best global candidate's
+    after: float | None  # the best scoped candidate's
+
+    @property
+    def summary(self) -> str:
+        if self.best is None:
+            return f"  {self.advertiser}: scoped training job {self.job.pk} {self.job.status}: {self.job.error}"
+
+        def shown(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
+        return (
+            f"  {self.advertiser}: a head of its own, {self.best.name}: test accuracy {shown(self.before)} ->"
+            f" {shown(self.after)} (the best global candidate: {shown(self.global_after)}); shadow pass"
+            f" {self.shadow.status if self.shadow else 'not run'}"
+        )
+
+
+@dataclass
 class Retrained:
     """What one retrain made: the export, the training job, its best candidate and that candidate's shadow pass."""
 
@@ -60,6 +87,7 @@ class Retrained:
     best: ModelVersion | None
     shadow: ShadowPass | None
     dropped: int  # likely label mistakes left out of the export
+    scoped: list[ScopedProposal] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -69,10 +97,12 @@ class Retrained:
         best = next(c for c in result["candidates"] if c["model_version"] == self.best.pk)
         before, after = result["baseline"]["test"]["accuracy"], best["test"]["accuracy"]
         shadow = self.shadow.status if self.shadow else "not run"
-        return (
+        lines = [
             f"{self.task}: best candidate {self.best.name} (from {self.labels} new labels, export {self.export.pk}): "
-            f"test accuracy {before:.3f} -> {after:.3f}; shadow pass {shadow}"
-        )
+            f"test accuracy {before:.3f} -> {after:.3f}; shadow pass {shadow}",
+            *(proposal.summary for proposal in self.scoped),
+        ]
+        return "\n".join(lines)
 
 
 def retrain_from_reviews(*, task: str, user: Any = None, candidates: int = 4) -> Retrained:
@@ -109,7 +139,75 @@ def retrain_from_reviews(*, task: str, user: Any = None, candidates: int = 4) ->
     shadow = None
     if best is not None:
         shadow = shadow_run(pass_id=shadow_start(version=best, enqueue=False).pk)
-    return Retrained(task=task, labels=labels, export=export, job=job, best=best, shadow=shadow, dropped=dropped)
+    scoped = scoped_proposals(export=export, job=job, user=user, candidates=candidates)
+    return Retrained(
+        task=task, labels=labels, export=export, job=job, best=best, shadow=shadow, dropped=dropped, scoped=scoped
+    )
+
+
+def left_behind(job: TrainingJob) -> list[str]:
+    """The advertisers whose accuracy on the export's test split (at least settings.RETRAIN_SCOPED_MIN_TEST reviewed
+    test images) the best global candidate leaves under settings.RETRAIN_SCOPED_BELOW: one head for everyone did not
+    serve them (0 turns this off)."""
+    below = settings.RETRAIN_SCOPED_BELOW
+    result: dict[str, Any] = job.result or {}
+    if not below or job.status != TrainingJob.Status.SUCCEEDED or "best" not in result:
+        return []
+    best = next(c for c in result["candidates"] if c["model_version"] == result["best"])
+    counts = best.get("local_counts", {})
+    return [
+        slug
+        for slug, accuracy in sorted(best.get("local_accuracy", {}).items())
+        if accuracy < below and int(counts.get(slug, {}).get("reviewed", 0)) >= settings.RETRAIN_SCOPED_MIN_TEST
+    ]
+
+
+def scoped_proposals(
+    *, export: DatasetExport, job: TrainingJob, user: Any = None, candidates: int = 4
+) -> list[ScopedProposal]:
+    """For each advertiser the global candidates left behind (`left_behind`): heads scoped to it, trained on its rows
+    of the same export with the active head as their prior, and the best one's shadow pass (classifier.services.
+    scoped). Promotion stays a human click. A scoped training refused (too few train or test items) is skipped."""
+    out = []
+    result: dict[str, Any] = job.result or {}
+    for slug in left_behind(job):
+        advertiser = Advertiser.objects.filter(slug=slug).first()
+        if advertiser is None:
+            continue
+        try:
+            scoped_job = training_start(
+                task=job.task,
+                export_id=export.pk,
+                manifest=training_manifest(export=export),
+                candidates=candidates,
+                user=user,
+                advertiser=advertiser,
+                enqueue=False,
+            )
+            scoped_job = training_run(job_id=scoped_job.pk)
+        except ApplicationError as exc:
+            logger.info("retrain %s: no head scoped to %s: %s", job.task, slug, exc)
+            continue
+        scoped_result: dict[str, Any] = scoped_job.result or {}
+        best_id = scoped_result.get("best")
+        best = ModelVersion.objects.filter(pk=best_id).first() if best_id is not None else None
+        shadow = shadow_run(pass_id=shadow_start(version=best, enqueue=False).pk) if best is not None else None
+        chosen: dict[str, Any] = next(
+            (c for c in scoped_result.get("candidates", []) if best and c["model_version"] == best.pk), {}
+        )
+        global_best = next(c for c in result["candidates"] if c["model_version"] == result["best"])
+        out.append(
+            ScopedProposal(
+                advertiser=slug,
+                job=scoped_job,
+                best=best,
+                shadow=shadow,
+                before=result.get("baseline", {}).get("local_accuracy", {}).get(slug),
+                global_after=global_best["local_accuracy"].get(slug),
+                after=chosen.get("local_accuracy", {}).get(slug),
+            )
+        )
+    return out
 
 
 def retrain_notify(done: list[Retrained], failed: list[str]) -> int:

@@ -8,10 +8,17 @@ import pytest
 from django.core import mail
 from django_celery_beat.models import PeriodicTask
 
-from classifier.models import ModelHead, ModelVersion, ShadowPass, TrainingJob
+from classifier.models import ModelHead, ModelVersion, ScopedHead, ShadowPass, TrainingJob
 from classifier.synth import drifted_sample, vehicle_sample
 from reviews.models import DatasetExport
-from reviews.services.retrain import RetrainError, new_labels, retrain_from_reviews, retrain_nightly, retrain_tasks
+from reviews.services.retrain import (
+    RetrainError,
+    left_behind,
+    new_labels,
+    retrain_from_reviews,
+    retrain_nightly,
+    retrain_tasks,
+)
 from tests.classifier.test_features import classify, register_starter, store
 from tests.factories import SitemapFactory, UserFactory
 from tests.reviews.export_helpers import label, show
@@ -129,3 +136,26 @@ def test_retrain_is_staff_only(client):
     client.force_login(UserFactory(is_staff=False))
     assert client.post("/staff/models/retrain/", {"task": "image_type"}).status_code in {403, 404}
     assert not TrainingJob.objects.exists()
+
+
+def test_an_advertiser_the_global_candidates_leave_behind_gets_heads_of_its_own(labelled_world, settings):
+    settings.RETRAIN_SCOPED_BELOW = 1.01  # whatever the global candidates reach, the drifted advertiser is "behind"
+    settings.RETRAIN_SCOPED_MIN_TEST = 1
+    drifted, _steady = labelled_world
+
+    item = retrain_from_reviews(task="image_type")
+
+    [proposal] = item.scoped
+    assert proposal.advertiser == drifted.advertiser.slug
+    assert proposal.job.advertiser == drifted.advertiser
+    assert proposal.job.result["trained_for"] == [drifted.advertiser.slug]
+    assert proposal.best is not None
+    assert proposal.best.advertiser == drifted.advertiser
+    assert proposal.shadow is not None
+    assert proposal.shadow.status == ShadowPass.Status.SUCCEEDED
+    assert proposal.after is not None
+    assert f"{drifted.advertiser.slug}: a head of its own, {proposal.best.name}" in item.summary
+    assert not ScopedHead.objects.exists()  # promotion stays a human click
+
+    settings.RETRAIN_SCOPED_BELOW = 0  # off
+    assert left_behind(item.job) == []
