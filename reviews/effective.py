@@ -291,8 +291,14 @@ def annotate_inputs(
             **{
                 scoped_result: FilteredRelation(
                     relation,
+                    # The IN list lets the database read the scoped versions' rows only (an index range), where the
+                    # CASE alone would have it hash every result of the task.
                     condition=Q(
-                        **{f"{relation}__model_version_id": F(column("scoped_version")), f"{relation}__task": task}
+                        **{
+                            f"{relation}__model_version_id": F(column("scoped_version")),
+                            f"{relation}__model_version_id__in": sorted(set(scoped.values())),
+                            f"{relation}__task": task,
+                        }
                     ),
                 )
             }

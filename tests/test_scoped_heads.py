@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -24,12 +25,16 @@ from classifier.services.promotion import (
 from classifier.services.scoped import ScopedError, scoped_rollback
 from classifier.services.shadow import shadow_run, shadow_start
 from classifier.services.training import scope_manifest
+from reviews.effective_store import fresh_rows
+from reviews.expressions import active_heads
 from reviews.health import review_queue
 from reviews.models import EffectiveTag
 from tests.factories import AdvertiserFactory, MembershipFactory, SitemapFactory, UserFactory
+from tests.reviews import test_effective_store
 from tests.reviews.test_effective_store import run_sync, store_mismatches
 
 pytestmark = pytest.mark.django_db(transaction=True)
+among_many = test_effective_store.among_many  # a sitemap of 3,000 images among 10,000 others (PostgreSQL only)
 
 
 def scoped_version(register_tiny, *, parent: ModelVersion, advertiser, name: str = "tiny for one") -> ModelVersion:
@@ -229,3 +234,31 @@ def test_promoting_a_scoped_head_from_the_models_screen_asks_first_and_names_its
     assert f"tiny for ours answers color for {ours.advertiser}" in answer.content.decode()
     assert ScopedHead.objects.get().model_version == scoped
     assert Promotion.objects.get(advertiser=ours.advertiser).user is not None
+
+
+def test_the_scoped_join_reads_the_scoped_heads_results_by_index(among_many, register_tiny):
+    """PostgreSQL: with a scoped head, the rule's second join reads that version's results through an index, not by
+    hashing every result of the task (20,000 other results here)."""
+    model = ModelHead.objects.get(task=Task.COLOR, is_active=True).model_version
+    scoped = scoped_version(register_tiny, parent=model, advertiser=among_many.advertiser)
+    ScopedHead.objects.create(advertiser=among_many.advertiser, task=Task.COLOR, model_version=scoped)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    heads = active_heads()
+    assert heads.scoped == {Task.COLOR: {among_many.advertiser_id: scoped.pk}}
+    placements = Placement.objects.filter(listing__sitemap=among_many)
+
+    def plan(heads):
+        sql, params = fresh_rows(placements, Task.COLOR, heads).query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {sql}", params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+
+    scans = "Seq Scan on classifier_classification"
+    with_scoped, without = plan(heads), plan(dict(heads))
+    assert with_scoped != without
+    # The scoped join adds an index scan on its version's rows, never another pass over every result.
+    assert with_scoped.count(scans) == without.count(scans), with_scoped
+    reads = " on classifier_classification "
+    assert with_scoped.count(reads) == without.count(reads) + 1, with_scoped
+    assert re.search(r"Index Scan using \S+ on classifier_classification", with_scoped), with_scoped
