@@ -91,6 +91,18 @@ class ClassifierContract:
         return tuple(head.task for head in self.heads)
 
 
+# The kinds of vehicle a crop can hold (issue 20): what exports, evaluations and the guard slice by. A detector's
+# classes map onto them by name (a COCO detector says car, motorcycle, bus and truck), or by the contract's `kinds`.
+VEHICLE_KINDS = ("car", "van_suv", "truck", "bus_rv", "motorcycle")
+KIND_OF_CLASS = {
+    "car": "car", "sedan": "car", "hatchback": "car", "coupe": "car",
+    "van": "van_suv", "suv": "van_suv", "minivan": "van_suv",
+    "truck": "truck", "pickup": "truck", "pickup truck": "truck", "lorry": "truck",
+    "bus": "bus_rv", "rv": "bus_rv", "caravan": "bus_rv", "motorhome": "bus_rv", "camper": "bus_rv",
+    "motorcycle": "motorcycle", "motorbike": "motorcycle", "scooter": "motorcycle",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DetectorContract:
     name: str
@@ -103,6 +115,13 @@ class DetectorContract:
     iou: float
     margin: float
     kind: Literal["detector"] = "detector"
+    # (class id, vehicle kind) of the vehicle classes whose kind is known: given as `kinds` ({class name: kind}) or
+    # read from the class names (KIND_OF_CLASS). A class without one ("vehicle") says no kind.
+    kinds: tuple[tuple[int, str], ...] = ()
+
+    def kind_of(self, class_id: int) -> str:
+        """The vehicle kind of a detected class ("" when the contract does not say)."""
+        return dict(self.kinds).get(class_id, "")
 
 
 Contract = ClassifierContract | DetectorContract
@@ -261,7 +280,7 @@ def _parse_detector(obj: Mapping[str, Any], name: str) -> DetectorContract:
         obj,
         "contract",
         required=("name", "kind", "input", "output", "vehicle_classes"),
-        optional=("classes", "confidence", "iou", "margin"),
+        optional=("classes", "confidence", "iou", "margin", "kinds"),
     )
     output = _object(obj["output"], "output")
     _check_keys(output, "output", required=("name",), optional=("format",))
@@ -290,6 +309,20 @@ def _parse_detector(obj: Mapping[str, Any], name: str) -> DetectorContract:
     margin = _number(obj.get("margin", 0.0), "margin")
     if not 0 <= margin <= 1:
         raise ContractError(f"margin must be in [0, 1] (a fraction of the box size), got {margin!r}")
+    kinds_raw = obj.get("kinds", {})
+    if not isinstance(kinds_raw, Mapping):
+        raise ContractError(f"kinds must map class names to vehicle kinds, got {_type_name(kinds_raw)}")
+    for class_name, kind in kinds_raw.items():
+        if class_name not in classes:
+            raise ContractError(f"kinds: {class_name!r} is not one of the classes")
+        if kind not in VEHICLE_KINDS:
+            raise ContractError(f"kinds: {kind!r} is not a vehicle kind ({', '.join(VEHICLE_KINDS)})")
+    kinds = []
+    for class_id in vehicle_classes:
+        class_name = classes[class_id] if class_id < len(classes) else ""
+        kind = kinds_raw.get(class_name) or KIND_OF_CLASS.get(class_name.strip().lower(), "")
+        if kind:
+            kinds.append((class_id, kind))
     return DetectorContract(
         name=name,
         input=_parse_input(obj["input"]),
@@ -300,6 +333,7 @@ def _parse_detector(obj: Mapping[str, Any], name: str) -> DetectorContract:
         confidence=confidence,
         iou=iou,
         margin=margin,
+        kinds=tuple(kinds),
     )
 
 
@@ -342,6 +376,7 @@ def contract_to_json(contract: Contract) -> dict[str, Any]:
             "confidence": contract.confidence,
             "iou": contract.iou,
             "margin": contract.margin,
+            **({"kinds": {contract.classes[i]: kind for i, kind in contract.kinds}} if contract.kinds else {}),
         }
     return {
         "name": contract.name,

@@ -126,6 +126,12 @@ class Detection(TimeStampedModel):
     asset = models.ForeignKey(ImageAsset, on_delete=models.CASCADE, related_name="detections")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="detections")
     box = models.JSONField(null=True, blank=True, help_text="[x0, y0, x1, y1] in original image pixels, or null.")
+    kind = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="The kind of vehicle in the box, by the detector's contract (classifier.contract.VEHICLE_KINDS); "
+        "empty when its classes do not say.",
+    )
 
     class Meta:
         constraints = [

@@ -18,7 +18,7 @@ from PIL import Image
 from classifier.contract import ClassifierContract, DetectorContract, check_contract_against_model
 from classifier.heads import HeadResult, head_results
 from classifier.preprocess import Decoded, batch, decode, flatten_to_rgb, to_tensor
-from classifier.yolo import Box, decode_yolov8, to_image_coords, vehicle_crop
+from classifier.yolo import Box, biggest, decode_yolov8, to_image_coords, vehicle_crop
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,14 @@ class DetectorModel:
 
     def crop_box(self, image: Image.Image) -> CropBox | None:
         """The biggest vehicle with the contract's margin, in image pixels, or None when there is none."""
-        return vehicle_crop(self.boxes(image), image_size=image.size, margin=self.contract.margin)
+        return self.crop(image)[0]
+
+    def crop(self, image: Image.Image) -> tuple[CropBox | None, str]:
+        """The biggest vehicle's crop (crop_box) and its kind by the contract ("" when it does not say, or no box)."""
+        boxes = self.boxes(image)
+        box = vehicle_crop(boxes, image_size=image.size, margin=self.contract.margin)
+        best = biggest(boxes)
+        return box, self.contract.kind_of(best.class_id) if box is not None and best is not None else ""
 
 
 @dataclass
@@ -145,6 +152,7 @@ class ImageTags:
     tags: dict[str, HeadResult] = field(default_factory=dict)
     crop: CropBox | None = None
     crop_source: CropSource = "none"  # "none": no wanted model uses the vehicle crop
+    crop_kind: str = ""  # the kind of vehicle the detector saw in the crop (contract.VEHICLE_KINDS), "" unknown
     errors: dict[str, str] = field(default_factory=dict)  # task -> one-line reason it has no tag
 
 
@@ -230,7 +238,7 @@ class Pipeline:
             result.crop_source = "no_detector"
             return
         try:
-            result.crop = self.detector.crop_box(picture)
+            result.crop, result.crop_kind = self.detector.crop(picture)
         except Exception as error:
             logger.warning("detector %s failed", self.detector.name, exc_info=True)
             reason = f"detector {self.detector.name}: {_one_line(error)}"

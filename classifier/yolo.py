@@ -149,6 +149,12 @@ def to_image_coords(
     ]
 
 
+def biggest(boxes: Iterable[Box]) -> Box | None:
+    """The box the crop is made of: the biggest (ties: the higher score), or None with no usable box."""
+    candidates = [box for box in boxes if box.area > 0]
+    return max(candidates, key=lambda box: (box.area, box.score)) if candidates else None
+
+
 def vehicle_crop(
     boxes: Iterable[Box], *, image_size: tuple[int, int], margin: float
 ) -> tuple[int, int, int, int] | None:
@@ -156,10 +162,9 @@ def vehicle_crop(
 
     Returns integer (x0, y0, x1, y1) in image pixels (floor/ceil outwards), or None with no usable box.
     """
-    candidates = [box for box in boxes if box.area > 0]
-    if not candidates:
+    best = biggest(boxes)
+    if best is None:
         return None
-    best = max(candidates, key=lambda box: (box.area, box.score))
     image_w, image_h = image_size
     grow_x, grow_y = margin * best.width, margin * best.height
     x0 = max(0, math.floor(best.x0 - grow_x))

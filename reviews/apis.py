@@ -30,12 +30,13 @@ from rest_framework.views import APIView
 from catalog.apis import RunOutputSerializer
 from catalog.models import TASK_LABELS, Placement, Run, Sitemap, Task
 from catalog.selectors import AnyUser, placements_visible_to, runs_visible_to, sitemaps_visible_to
+from classifier.contract import VEHICLE_KINDS
 from classifier.models import Classification
 from config.api import NO_NUL_PATTERN
 
 from .grid import SORTS, GridFilterError, GridFilters, similar_param, sitemap_placements
 from .models import ManualFix
-from .selectors import EffectiveTag, Source, effective_tags, fixes_visible_to, user_can_fix
+from .selectors import EffectiveTag, Source, effective_tags, fixes_visible_to, user_can_fix, vehicle_kinds
 from .services import manual_fix_create, manual_fix_revert
 
 # A fix's note is kept forever (fixes are never deleted): a sentence or a paragraph, not a document.
@@ -171,7 +172,18 @@ class ImageSerializer(serializers.Serializer):
     asset = ImageAssetSerializer(allow_null=True, help_text="Null until the image is downloaded.")
     status = serializers.ChoiceField(choices=Placement.Status.choices)
     failure_reason = serializers.CharField()
+    vehicle_kind = serializers.SerializerMethodField()
     tags = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=list(VEHICLE_KINDS),
+            allow_null=True,
+            help_text="The kind of vehicle the detector saw in the crop; null when its classes do not say.",
+        )
+    )
+    def get_vehicle_kind(self, placement: Placement) -> str | None:
+        return self.context.get("kinds", {}).get(placement.asset_id) or None
 
     @extend_schema_field(serializers.DictField(child=ImageTagSerializer(), help_text="Effective tag per task."))
     def get_tags(self, placement: Placement) -> dict[str, Any]:
@@ -281,6 +293,10 @@ class LegacyQuerySerializer(serializers.Serializer):
         return bool(self.validated_data.get("legacy"))
 
 
+# Up to 50 ids of 1 to 18 digits (under 2**63), comma-separated: what reviews.grid.similar_param accepts.
+SIMILAR_TO_PATTERN = r"^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,49}$"
+
+
 class GridQuerySerializer(LegacyQuerySerializer):
     """The review grid's filters as the API takes them: a value that is none of the declared ones is a 400 that says
     so (the grid's screen falls back to its default instead)."""
@@ -304,8 +320,14 @@ class GridQuerySerializer(LegacyQuerySerializer):
     )
     listing = QueryTextField(help_text="A listing's external id, or part of its URL.")
     sort = serializers.ChoiceField(choices=list(SORTS), required=False, help_text="Default: position.")
-    similar_to = QueryTextField(
-        help_text="More like this: an image id, or up to 50 comma-separated; the sitemap's images most like them."
+    kind = serializers.ChoiceField(
+        choices=list(VEHICLE_KINDS), required=False, help_text="The kind of vehicle the detector saw in the crop."
+    )
+    similar_to = serializers.RegexField(
+        SIMILAR_TO_PATTERN,
+        required=False,
+        help_text="More like this: an image id, or up to 50 comma-separated; the sitemap's images most like them.",
+        error_messages={"invalid": "similar_to must be up to 50 image ids (positive whole numbers, comma-separated)"},
     )
     similar_count = serializers.IntegerField(
         required=False, min_value=1, max_value=1000, help_text="How many of the most similar images (50)."
@@ -343,7 +365,12 @@ class SitemapImageListApi(PaginatedApi):
         query.is_valid(raise_exception=True)
         placements = sitemap_placements(sitemap=sitemap, filters=query.as_filters())
         page = self.paginate(placements.select_related("asset", "listing__sitemap").defer("failure_detail"), request)
-        context = {"request": request, "tags": effective_tags(page), "legacy": query.as_legacy()}
+        context = {
+            "request": request,
+            "tags": effective_tags(page),
+            "kinds": vehicle_kinds(p.asset_id for p in page if p.asset_id),
+            "legacy": query.as_legacy(),
+        }
         return self.paginated_response(ImageSerializer(page, many=True, context=context).data)
 
 
@@ -355,7 +382,12 @@ class ImageDetailApi(APIView):
         placement = get_object_or_404(placements_visible_to(request.user), pk=image_id)
         query = LegacyQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        context = {"request": request, "tags": effective_tags([placement]), "legacy": query.as_legacy()}
+        context = {
+            "request": request,
+            "tags": effective_tags([placement]),
+            "kinds": vehicle_kinds([placement.asset_id] if placement.asset_id else []),
+            "legacy": query.as_legacy(),
+        }
         return Response(ImageSerializer(placement, context=context).data)
 
 

@@ -22,6 +22,8 @@ from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, IsN
 from django.utils.http import urlencode
 
 from catalog.models import TASK_LABELS, Outcome, Placement, Sitemap, Task
+from classifier.contract import VEHICLE_KINDS
+from classifier.models import Detection, ModelVersion
 from core.errors import ApplicationError
 
 from .crosscheck import page_cluster_sizes, reused_filter
@@ -76,6 +78,8 @@ class GridFilters:
     run: int | None = None  # the health flags' links: what that Run did with the image ...
     outcome: str = ""  # ... (catalog.models.Outcome) ...
     reason: str = ""  # ... and why it failed (Placement.failure_reason)
+    # The kind of vehicle the active detector saw in the crop (classifier.contract.VEHICLE_KINDS).
+    kind: str = ""
     # Conditions on any task's tag: "<task>:<label>", "<task>:!<label>"; label "none" is no label.
     tags: tuple[str, ...] = ()
     # The sitemap's images most like these (reviews.similar; one image, or a selection): the `similar_count` best, in
@@ -116,6 +120,7 @@ class GridFilters:
             run=run if run is None or 0 < run < 2**63 else None,
             outcome=params.get("outcome", "") if params.get("outcome") in Outcome.values else "",
             reason=params.get("reason", "").strip()[:40],
+            kind=params.get("kind", "") if params.get("kind") in VEHICLE_KINDS else "",
             tags=tuple(dict.fromkeys(tag for tag in map(tag_condition, _listed(tags)) if tag)),
             sort=params.get("sort", "position") if params.get("sort") in SORTS else "position",
         )
@@ -372,6 +377,8 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
         condition &= q(placement__failure_reason=filters.reason)
     if filters.listing_disagrees:
         condition &= q(listing_check__isnull=False)
+    if filters.kind:
+        condition &= Q(Exists(detections_of_kind(filters.kind)))
     similar = similar_of(sitemap, filters)
     if similar is not None:
         condition &= Q(**{f"{placement}__in": similar.placement_ids})
@@ -390,6 +397,16 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
         )
         condition &= ~Q(Exists(other)) if negate else Q(Exists(other))
     return condition
+
+
+def detections_of_kind(kind: str) -> QuerySet[Detection]:
+    """The active detector's box of the outer row's asset, when it holds a vehicle of this kind."""
+    return Detection.objects.filter(
+        asset_id=OuterRef("asset_id"),
+        model_version__kind=ModelVersion.Kind.DETECTOR,
+        model_version__status=ModelVersion.Status.ACTIVE,
+        kind=kind,
+    )
 
 
 def similar_of(sitemap: Sitemap, filters: GridFilters) -> SimilarImages | None:

@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 
 from catalog.models import Placement, Task
 from catalog.selectors import AnyUser, advertisers_visible_to, placements_visible_to, user_can_edit
-from classifier.models import Classification, OcclusionMap
+from classifier.models import Classification, Detection, ModelVersion, OcclusionMap
 
 from .effective import Inputs, Source, decide, scrape_color_of, tasks_needed
 from .expressions import ActiveHeads, active_heads, latest_fixes, picture
@@ -165,6 +165,21 @@ class ImageHistory:
     conflicts: list[ManualFix] = field(default_factory=list)
     # The fix in effect per task (the latest row of its scope): the only ones a revert may undo.
     revertible: set[int] = field(default_factory=set)
+    vehicle_kind: str = ""  # what the active detector saw in the crop, when its contract says
+
+
+def vehicle_kinds(asset_ids: Iterable[int]) -> dict[int, str]:
+    """Asset -> the kind of vehicle the active detector saw in its crop (assets without one are left out): one
+    query."""
+    return dict(
+        Detection.objects.filter(
+            asset_id__in=list(asset_ids),
+            model_version__kind=ModelVersion.Kind.DETECTOR,
+            model_version__status=ModelVersion.Status.ACTIVE,
+        )
+        .exclude(kind="")
+        .values_list("asset_id", "kind")
+    )
 
 
 def image_history(*, placement: Placement, all_advertisers: bool = False) -> ImageHistory:
@@ -197,7 +212,7 @@ def image_history(*, placement: Placement, all_advertisers: bool = False) -> Ima
         latest.setdefault(fix.task, fix.pk)
     return ImageHistory(
         tags, classifications, fixes, list(others.order_by("-last_checked_at")[:200]), crop, conflicts,
-        set(latest.values()),
+        set(latest.values()), vehicle_kinds([placement.asset_id]).get(placement.asset_id, ""),
     )  # fmt: skip
 
 

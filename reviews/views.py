@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
 from catalog.models import TASK_LABELS, Placement, Sitemap, Task
+from classifier.contract import VEHICLE_KINDS
 
 from .bulk_confirm import SAMPLE as BULK_SAMPLE
 from .bulk_confirm import BulkRequest
@@ -127,6 +128,7 @@ def _grid_context(request: HtmxHttpRequest, realm: Realm, sitemap: Sitemap, filt
         "low_confidence": LOW_CONFIDENCE,
         "sources": ["fix", "scrape", "model", "failed", "unknown"],
         "sorts": ["position", "confidence", "margin", "newest"],
+        "vehicle_kinds": VEHICLE_KINDS,
     }
 
 

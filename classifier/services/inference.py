@@ -176,6 +176,7 @@ class ImageResult:
     errors: dict[str, str] = field(default_factory=dict)
     crop: list[int] | None = None  # [x0, y0, x1, y1] in original pixels
     crop_source: str = Classification.CropSource.NONE
+    crop_kind: str = ""  # the vehicle's kind, when the detector ran and its contract says
 
 
 def decode_all(datas: list[bytes], loaded: LoadedModels) -> list[Decoded | Exception]:
@@ -247,6 +248,7 @@ def infer(
         out[i].results = dict(tags.tags)
         out[i].errors.update(tags.errors)
         out[i].crop, out[i].crop_source = _to_original(tags.crop, image), tags.crop_source
+        out[i].crop_kind = tags.crop_kind
     return out
 
 
@@ -301,7 +303,11 @@ def classifications_store(
         detected = result.crop_source in (Classification.CropSource.DETECTOR, Classification.CropSource.NO_VEHICLE)
         if detector_version_id is not None and asset_id not in cached_boxes and detected:
             # a detector failure is not "no vehicle": only what it found is cached
-            detections.append(Detection(asset_id=asset_id, model_version_id=detector_version_id, box=result.crop))
+            detections.append(
+                Detection(
+                    asset_id=asset_id, model_version_id=detector_version_id, box=result.crop, kind=result.crop_kind
+                )
+            )
         for task, head in active.heads.items():
             vehicle = head.model_version.contract.get("crop") == "vehicle"
             if task in result.results:

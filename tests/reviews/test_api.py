@@ -313,12 +313,12 @@ def test_a_page_costs_the_same_queries_whatever_its_size(editor, django_assert_m
     effective_tags_refresh(sitemap_id=sitemap.pk)
     client = token_client(editor)
 
-    # token, sitemap, count, page, active heads, classifications, fixes (+ the filter's active head)
+    # token, sitemap, count, page, active heads, classifications, fixes, vehicle kinds (+ the filter's active head)
     for limit in (5, 50):
-        with django_assert_max_num_queries(8):
+        with django_assert_max_num_queries(9):
             response = client.get(f"/api/sitemaps/{sitemap.pk}/images/?limit={limit}&source=fix")
         assert len(response.json()["results"]) == min(limit, 25)
-        with django_assert_max_num_queries(7):
+        with django_assert_max_num_queries(8):
             response = client.get(f"/api/sitemaps/{sitemap.pk}/images/?limit={limit}")
         assert len(response.json()["results"]) == limit
 
