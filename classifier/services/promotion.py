@@ -92,6 +92,17 @@ def _measured_regressions(version: ModelVersion, tasks: list[str]) -> list[Regre
         reviewed = int(counts.get(slug, {}).get("reviewed", 0))
         if slug in baseline and baseline[slug] - after > drop_tolerance(reviewed):
             out.append(Regression(job.task, slug, "local_accuracy", reviewed, before=baseline[slug], after=after))
+    # Vehicle kinds are treated like advertisers: a candidate that costs motorcycles is a likely regression.
+    baseline_kinds = (job.result or {}).get("baseline", {}).get("kind_accuracy", {})
+    kind_counts = version.metrics.get("kind_counts", {})
+    for kind, after in sorted(version.metrics.get("kind_accuracy", {}).items()):
+        reviewed = int(kind_counts.get(kind, {}).get("reviewed", 0))
+        if kind in baseline_kinds and baseline_kinds[kind] - after > drop_tolerance(reviewed):
+            out.append(
+                Regression(
+                    job.task, f"{kind} vehicles", "local_accuracy", reviewed, before=baseline_kinds[kind], after=after
+                )
+            )
     return out
 
 

@@ -50,6 +50,7 @@ from classifier.training.refit import (
     evaluate,
     find_head,
     fit_with_settings,
+    kind_weights,
     predict,
     write_refit_model,
 )
@@ -225,6 +226,17 @@ def _test_result(
     return test, accuracy, {slug: value.as_dict() for slug, value in local.items()}
 
 
+def _by_kind(
+    probabilities: np.ndarray, y_true: np.ndarray, kinds: list[str], labels: list[str]
+) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """{kind: accuracy}, {kind: LocalAccuracy.as_dict()} on the test items whose vehicle kind is known."""
+    known = [i for i, kind in enumerate(kinds) if kind]
+    if not known:
+        return {}, {}
+    _, accuracy, counts = _test_result(probabilities[known], y_true[known], [kinds[i] for i in known], labels)
+    return accuracy, counts
+
+
 @dataclasses.dataclass
 class _Candidate:
     settings: CandidateSettings
@@ -234,6 +246,8 @@ class _Candidate:
     local_accuracy: dict[str, float]
     local_counts: dict[str, dict[str, Any]]
     confident_flips: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    kind_accuracy: dict[str, float] = dataclasses.field(default_factory=dict)  # per vehicle kind, on the test split
+    kind_counts: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def _candidate_bytes(parent_data: bytes, head: HeadLayer, candidate: _Candidate, job: TrainingJob, k: int) -> bytes:
@@ -276,6 +290,8 @@ def _register(
             "local_counts": candidate.local_counts,
             "confident_flips": candidate.confident_flips,
             "trained_for": trained_for,
+            "kind_accuracy": candidate.kind_accuracy,
+            "kind_counts": candidate.kind_counts,
         }
         if head.features == adapter_features_name(head.output):
             metrics["adapter"] = {"cells": GRID * GRID, "features": head.n_features}
@@ -343,10 +359,15 @@ def _confident_flips(probabilities: np.ndarray, guard: _Guard, labels: list[str]
 
 
 def _fit(
-    features: np.ndarray, labels: np.ndarray, head: HeadLayer, setting: CandidateSettings, pseudo: np.ndarray
+    features: np.ndarray,
+    labels: np.ndarray,
+    head: HeadLayer,
+    setting: CandidateSettings,
+    pseudo: np.ndarray,
+    row_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One candidate head (a seam: tests make it fail to play a worker that dies mid-training)."""
-    return fit_with_settings(features, labels, head, setting, pseudo=pseudo)
+    return fit_with_settings(features, labels, head, setting, pseudo=pseudo, row_weight=row_weight)
 
 
 def _train(job: TrainingJob, report: _Reporter) -> None:
@@ -401,6 +422,12 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     pseudo = np.r_[np.zeros(len(train), dtype=bool), np.ones(len(retain), dtype=bool)]
     y_test = np.array([index[item["label"]] for item in test], dtype=np.int64)
     advertisers = [str(item.get("advertiser", "")) for item in test]
+    # Vehicle kinds (the active detector's, in the manifest): the test split is judged per kind as per advertiser,
+    # and, with settings.TRAINING_BALANCE_KINDS, each kind weighs the same in the fit, so that a kind few labels
+    # show does not fade from one retrain to the next.
+    kinds_test = [str(item.get("kind", "")) for item in test]
+    kinds_fit = [str(row.get("kind", "")) for row in [*train, *retain]]
+    row_weight = kind_weights(kinds_fit) if settings.TRAINING_BALANCE_KINDS else None
 
     with parent.file.open("rb") as handle:
         parent_data = handle.read()
@@ -415,7 +442,7 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     fitted = []
     for k, setting in enumerate(grid, start=1):
         report(_FEATURES + _FITTING * (k - 1) / len(grid), f"candidate {k} of {len(grid)}")
-        fitted.append((setting, *_fit(x_fit, y_fit, head, setting, pseudo)))
+        fitted.append((setting, *_fit(x_fit, y_fit, head, setting, pseudo, row_weight)))
 
     report(_FEATURES + _FITTING, "evaluating")
     baseline_test, baseline_local, baseline_counts = _test_result(
@@ -424,11 +451,16 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
     # Stored tags the parent's own head no longer gives on the computed features (a crop or decode that differs
     # from the one classified): the floor under every candidate's flips, shown beside them.
     baseline_flips = _confident_flips(predict(x_guard, head.weight, head.bias), guard, labels)
+    baseline_kinds, baseline_kind_counts = _by_kind(predict(x_test, head.weight, head.bias), y_test, kinds_test, labels)
     candidates = []
     for setting, weight, bias in fitted:
-        test_result, local, counts = _test_result(predict(x_test, weight, bias), y_test, advertisers, labels)
+        probabilities = predict(x_test, weight, bias)
+        test_result, local, counts = _test_result(probabilities, y_test, advertisers, labels)
         flips = _confident_flips(predict(x_guard, weight, bias), guard, labels)
-        candidates.append(_Candidate(setting, weight, bias, test_result, local, counts, flips))
+        kind_accuracy, kind_counts = _by_kind(probabilities, y_test, kinds_test, labels)
+        candidates.append(
+            _Candidate(setting, weight, bias, test_result, local, counts, flips, kind_accuracy, kind_counts)
+        )
     trained_for = sorted({str(item.get("advertiser", "")) for item in items})
 
     report(_FEATURES + _FITTING + _EVALUATING, "registering")
@@ -438,7 +470,7 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
         versions = _register(
             job=job, parent_data=parent_data, head=head, candidates=candidates, trained_for=trained_for
         )
-        best = _best(versions, candidates, baseline_local, trained_for=trained_for)
+        best = _best(versions, candidates, baseline_local, trained_for=trained_for, baseline_kinds=baseline_kinds)
         job.result = {
             "export": job.export_id,
             "baseline": {
@@ -447,6 +479,8 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
                 "local_accuracy": baseline_local,
                 "local_counts": baseline_counts,
                 "confident_flips": baseline_flips,
+                "kind_accuracy": baseline_kinds,
+                "kind_counts": baseline_kind_counts,
             },
             "candidates": [
                 {
@@ -456,6 +490,8 @@ def _train(job: TrainingJob, report: _Reporter) -> None:
                     "local_accuracy": candidate.local_accuracy,
                     "local_counts": candidate.local_counts,
                     "confident_flips": candidate.confident_flips,
+                    "kind_accuracy": candidate.kind_accuracy,
+                    "kind_counts": candidate.kind_counts,
                 }
                 for version, candidate in zip(versions, candidates, strict=True)
             ],
@@ -531,16 +567,20 @@ def _best(
     baseline_local: dict[str, float],
     *,
     trained_for: Iterable[str] = (),
+    baseline_kinds: dict[str, float] | None = None,
 ) -> ModelVersion:
-    """The best candidate: the highest macro F1 (then accuracy) among those that keep every advertiser, both within
-    its measured-accuracy tolerance on the test split and, for the advertisers not in the export, within its
-    confident-flip tolerance (flips_over_tolerance); if none does, the one that oversteps either least."""
+    """The best candidate: the highest macro F1 (then accuracy) among those that keep every advertiser and every
+    vehicle kind, both within its measured-accuracy tolerance on the test split and, for the advertisers not in the
+    export, within its confident-flip tolerance (flips_over_tolerance); if none does, the one that oversteps least."""
     trained_for = list(trained_for)
     pairs = list(zip(versions, candidates, strict=True))
     drops = {
         version.pk: max(
             [
                 over_tolerance(candidate.local_accuracy, baseline_local, candidate.local_counts),
+                over_tolerance(
+                    getattr(candidate, "kind_accuracy", {}), baseline_kinds or {}, getattr(candidate, "kind_counts", {})
+                ),
                 *flips_over_tolerance(candidate.confident_flips, trained_for).values(),
             ]
         )

@@ -421,6 +421,21 @@ def default_grid(n: int = 4) -> list[CandidateSettings]:
     return sorted(_GRID[:n], key=lambda settings: settings.anchor)
 
 
+def kind_weights(kinds: Sequence[str]) -> np.ndarray:
+    """Row weights that give each vehicle kind present the same total weight (rows without a kind keep 1, and the
+    kinds' rows keep their total): a kind that few labels show is not outweighed by the cars, retrain after
+    retrain."""
+    weights = np.ones(len(kinds))
+    known = [kind for kind in kinds if kind]
+    if not known:
+        return weights
+    counts = {kind: known.count(kind) for kind in set(known)}
+    for i, kind in enumerate(kinds):
+        if kind:
+            weights[i] = len(known) / (len(counts) * counts[kind])
+    return weights
+
+
 def fit_with_settings(
     features: np.ndarray,
     labels: np.ndarray,
@@ -428,12 +443,17 @@ def fit_with_settings(
     settings: CandidateSettings,
     *,
     pseudo: np.ndarray | None = None,
+    row_weight: np.ndarray | None = None,
     max_iter: int = 200,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`fit_head` from the parent `head` with one candidate's settings; `pseudo` marks retained-knowledge rows."""
+    """`fit_head` from the parent `head` with one candidate's settings; `pseudo` marks retained-knowledge rows, and
+    `row_weight` (if given) multiplies each row's weight (the vehicle kinds' rebalancing: kind_weights)."""
     sample_weight = None
     if pseudo is not None:
         sample_weight = np.where(np.asarray(pseudo, dtype=bool), settings.pseudo_label_weight, 1.0)
+    if row_weight is not None:
+        base = np.ones(len(labels)) if sample_weight is None else sample_weight
+        sample_weight = base * np.asarray(row_weight, dtype=np.float64)
     return fit_head(
         features,
         labels,

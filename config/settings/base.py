@@ -358,6 +358,9 @@ RUN_AFTER_FINISH = ["reviews.health.run_health_record", "notifications.services.
 PROMOTION_WATCH_SECONDS = int(os.environ.get("PROMOTION_WATCH_SECONDS", str(7 * 24 * 3600)))
 PROMOTION_WATCH_ALPHA = float(os.environ.get("PROMOTION_WATCH_ALPHA", "0.05"))
 PROMOTION_WATCH_MIN_DISAGREEMENTS = int(os.environ.get("PROMOTION_WATCH_MIN_DISAGREEMENTS", "8"))
+# Training gives each vehicle kind of the export (the active detector's) the same total weight, so that a kind few
+# labels show does not fade from one retrain to the next (issue 20); 0 weighs every label alike.
+TRAINING_BALANCE_KINDS = os.environ.get("TRAINING_BALANCE_KINDS", "1") == "1"
 # A head scoped to one advertiser (classifier.services.scoped) also reads the mean colors of a 4x4 grid of its input
 # (classifier.training.adapter): on the drifted style, the embedding alone held 0.82 color at best.
 SCOPED_HEAD_ADAPTER = os.environ.get("SCOPED_HEAD_ADAPTER", "1") == "1"

@@ -38,6 +38,7 @@ from reviews.accuracy import local_accuracies
 from reviews.comparison import confident_model_tags
 from reviews.expressions import active_heads, live_placements, picture
 from reviews.models import DatasetExport, ExportExclusion, ExportItem, ManualFix
+from reviews.selectors import vehicle_kinds
 
 from .files import DatasetWriter, ManifestRow, crop_jpeg, sha256_of
 from .selectors import (
@@ -679,12 +680,18 @@ def training_manifest(*, export: DatasetExport) -> dict[str, Any]:
         .order_by("id")
         .values_list("asset_id", "label", "split", "advertiser__slug", "group")
     ]
+    retain = _retain(export, limit=max(RETAIN_MIN, 2 * len(items)))
+    # The vehicle kind of each row, where the active detector's contract says one: training judges and weighs by it.
+    kinds = vehicle_kinds(row["asset"] for row in [*items, *retain])
+    for row in [*items, *retain]:
+        if row["asset"] in kinds:
+            row["kind"] = kinds[row["asset"]]
     return {
         "export": export.pk,
         "task": export.task,
         "labels": list(TASK_LABELS.get(export.task, ())),
         "items": items,
-        "retain": _retain(export, limit=max(RETAIN_MIN, 2 * len(items))),
+        "retain": retain,
         "guard": _guard(export, per_advertiser=int(getattr(settings, "LOOP_GUARD_SAMPLE", 300))),
     }
 

@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 
+import numpy as np
 import pytest
 from django.core.files.storage import default_storage
 from django.db import connection
@@ -461,3 +462,24 @@ def test_the_build_costs_the_same_queries_whatever_the_number_of_items():
         return len(captured)
 
     assert queries(40, 0) == queries(5, 1000)
+
+
+def test_training_manifest_rows_carry_the_vehicle_kind_the_active_detector_saw(
+    sitemap, register_tiny, register_detector
+):
+    from classifier.models import Detection
+
+    register_tiny()
+    detector = register_detector(np.zeros((1, 5, 1), dtype=np.float32))
+    placements = []
+    for i in range(4):
+        placement = show(sitemap, stored_asset(i))
+        label(placement, "Red", task="color")
+        placements.append(placement)
+    Detection.objects.create(asset=placements[0].asset, model_version=detector, box=[0, 0, 8, 8], kind="motorcycle")
+    Detection.objects.create(asset=placements[1].asset, model_version=detector, box=[0, 0, 8, 8], kind="")
+
+    manifest = training_manifest(export=export_freeze(export=build(task="color"), keep_pending=True))
+
+    kinds = {item["asset"]: item.get("kind") for item in manifest["items"]}
+    assert kinds == {placements[0].asset_id: "motorcycle", **{p.asset_id: None for p in placements[1:]}}
