@@ -23,13 +23,25 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import CharField, Count, DateField, Exists, F, FloatField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    CharField,
+    Count,
+    DateField,
+    Exists,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.expressions import Window
-from django.db.models.functions import RowNumber, TruncWeek
+from django.db.models.functions import Coalesce, RowNumber, TruncWeek
 from django.utils import timezone
 
 from catalog.models import Advertiser, Placement
-from classifier.models import Classification, ModelVersion, Promotion
+from classifier.models import Classification, Detection, ModelVersion, Promotion
 from classifier.services.promotion import Regression
 from classifier.services.training import CONFIDENT, flips_over_tolerance
 
@@ -278,7 +290,9 @@ def _fix_agreement(version: ModelVersion, task: str) -> dict[int, tuple[int, int
     return {row["advertiser_id"]: (row["agree"], row["disagree"]) for row in rows}
 
 
-def accuracy_over_time(*, task: str, weeks: int = 26, now: datetime | None = None) -> dict[str, Any]:
+def accuracy_over_time(
+    *, task: str, weeks: int = 26, now: datetime | None = None, by: str = "advertiser"
+) -> dict[str, Any]:
     """Per ISO week (its Monday) of the last `weeks`, the share of model tags that human fixes made that week
     overturned, overall and per advertiser, with the task's promotions and rollbacks as markers. Two queries.
 
@@ -299,25 +313,39 @@ def accuracy_over_time(*, task: str, weeks: int = 26, now: datetime | None = Non
     start = timezone.make_aware(datetime.combine(mondays[0], time.min))
     week = TruncWeek("created_at", output_field=DateField())
 
-    rows = (
+    looked = (
         ManualFix.objects.filter(task=task, source__in=ManualFix.HUMAN, created_at__gte=start, created_at__lte=now)
         .exclude(old_label="")
         .exclude(withdraws=True)  # an undo back to the model's tag: no one looked at the tag again
         .exclude(reverted_by__withdraws=True)  # the mistake that undo took back: no judgement on the model's tag
-        .values("advertiser_id", "advertiser__slug", "advertiser__name", week=week)
-        .annotate(reviewed=Count("id"), overturned=Count("id", filter=~Q(old_label=F("new_label"))))
-        .order_by()
     )
+    counted = {"reviewed": Count("id"), "overturned": Count("id", filter=~Q(old_label=F("new_label")))}
+    rows: list[Any]
+    if by == "kind":  # the series per vehicle kind (the active detector's), in the advertisers' places
+        detected = Detection.objects.filter(
+            asset_id=OuterRef("asset_id"),
+            model_version__kind=ModelVersion.Kind.DETECTOR,
+            model_version__status=ModelVersion.Status.ACTIVE,
+        ).exclude(kind="")
+        vehicle = Coalesce(Subquery(detected.values("kind")[:1]), Value(""))
+        rows = list(looked.annotate(vehicle=vehicle).values("vehicle", week=week).annotate(**counted).order_by())
+    else:
+        grouped = looked.values("advertiser_id", "advertiser__slug", "advertiser__name", week=week)
+        rows = list(grouped.annotate(**counted).order_by())
     overall: dict[date, list[int]] = {monday: [0, 0] for monday in mondays}
-    per_advertiser: dict[int, dict[str, Any]] = {}
+    per_advertiser: dict[int | str, dict[str, Any]] = {}
     for row in rows:
         counts = overall.setdefault(row["week"], [0, 0])
         counts[0] += row["reviewed"]
         counts[1] += row["overturned"]
-        entry = per_advertiser.setdefault(
-            row["advertiser_id"],
-            {"slug": row["advertiser__slug"], "name": row["advertiser__name"], "weeks": {}},
-        )
+        if by == "kind":
+            name = row["vehicle"] or "no kind said"
+            entry = per_advertiser.setdefault(name, {"slug": name, "name": name, "weeks": {}})
+        else:
+            entry = per_advertiser.setdefault(
+                row["advertiser_id"],
+                {"slug": row["advertiser__slug"], "name": row["advertiser__name"], "weeks": {}},
+            )
         entry["weeks"][row["week"]] = (row["reviewed"], row["overturned"])
 
     promotions = [
@@ -352,6 +380,7 @@ def accuracy_over_time(*, task: str, weeks: int = 26, now: datetime | None = Non
     advertisers.sort(key=lambda item: (-item["reviewed"], item["name"]))
     return {
         "task": task,
+        "by": by,
         "weeks": [monday.isoformat() for monday in mondays],
         "overall": [{"week": monday.isoformat(), **_point(*overall[monday])} for monday in mondays],
         "advertisers": advertisers,

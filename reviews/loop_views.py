@@ -60,7 +60,7 @@ from .exports import (
     export_summary,
     training_manifest,
 )
-from .exports.selectors import Filters, export_candidates, training_cutoff
+from .exports.selectors import Filters, export_candidates, kind_shares, training_cutoff
 from .expressions import advertiser_conflicts, disagreements
 from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 from .services.retrain import LOOP_TASKS, new_labels
@@ -290,6 +290,7 @@ def staff_export(request: HttpRequest, export_id: int) -> HttpResponse:
         "busy": export_busy(export),
         "jobs": jobs,
         "training": any(job.is_active for job in jobs),
+        "kind_shares": kind_shares(export=export),
         # Whose reviewed labels are in it: each may get a head of its own (a scoped head).
         "advertisers": Advertiser.objects.filter(
             pk__in=ExportItem.objects.filter(export=export).values("advertiser_id")
@@ -846,5 +847,7 @@ def staff_accuracy(request: HttpRequest, task: str) -> HttpResponse:
     if task not in Task.values:
         raise Http404
     weeks = min(max(_int(request.GET.get("weeks"), 26), 4), 104)
-    data = accuracy_over_time(task=task, weeks=weeks)
-    return render(request, "reviews/accuracy.html", {"task": task, "tasks": Task.choices, "data": data, "weeks": weeks})
+    by = "kind" if request.GET.get("by") == "kind" else "advertiser"  # the series per advertiser or per vehicle kind
+    data = accuracy_over_time(task=task, weeks=weeks, by=by)
+    context = {"task": task, "tasks": Task.choices, "data": data, "weeks": weeks, "by": by}
+    return render(request, "reviews/accuracy.html", context)

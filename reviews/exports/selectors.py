@@ -251,3 +251,47 @@ def export_label_issues(*, export: DatasetExport, decisions: Sequence[str] = ())
 def export_exclusions(*, export: DatasetExport) -> QuerySet[ExportExclusion]:
     """What the export left out, by reason, with asset and advertiser loaded."""
     return export.exclusions.select_related("asset", "advertiser").order_by("reason", "id")
+
+
+@dataclass(frozen=True)
+class KindShare:
+    """One vehicle kind's share of an export's items beside its share of the live inventory (distinct pictures)."""
+
+    kind: str
+    items: int
+    items_share: float
+    live: int
+    live_share: float
+
+
+def kind_shares(*, export: DatasetExport) -> list[KindShare]:
+    """Each vehicle kind the active detector saw (classifier.contract.VEHICLE_KINDS; images without one are "none
+    said") in the export's items and in the live inventory, with their shares: a kind whose share of the dataset
+    falls below its share of the inventory is the one retrains let fade (issue 20). Two queries; empty when the
+    active detector names no kind."""
+    from classifier.models import Detection, ModelVersion
+
+    detections = Detection.objects.filter(
+        model_version__kind=ModelVersion.Kind.DETECTOR, model_version__status=ModelVersion.Status.ACTIVE
+    ).exclude(kind="")
+    live_assets = live_placements().filter(status=Placement.Status.OK).values("asset_id")
+    in_inventory = detections.filter(asset_id__in=live_assets).order_by().values("kind")
+    live = dict(in_inventory.annotate(n=Count("asset_id", distinct=True)).values_list("kind", "n"))
+    if not live:
+        return []
+    kept = ExportItem.objects.filter(export=export).exclude(decision=ExportItem.Decision.DROP).values("asset_id")
+    items = dict(
+        detections.filter(asset_id__in=kept).values("kind").annotate(n=Count("asset_id")).values_list("kind", "n")
+    )
+    total_items, total_live = sum(items.values()), sum(live.values())
+    kinds = sorted(set(live) | set(items), key=lambda kind: -live.get(kind, 0))
+    return [
+        KindShare(
+            kind,
+            items.get(kind, 0),
+            round(items.get(kind, 0) / total_items, 4) if total_items else 0.0,
+            live.get(kind, 0),
+            round(live.get(kind, 0) / total_live, 4) if total_live else 0.0,
+        )
+        for kind in kinds
+    ]

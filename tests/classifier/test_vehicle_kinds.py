@@ -71,3 +71,47 @@ def test_a_run_records_the_biggest_vehicles_kind_and_the_screens_and_api_show_it
     assert api.get(f"/api/sitemaps/{sitemap.pk}/images/", {"kind": "car"}).json()["results"] == []
     assert api.get(f"/api/sitemaps/{sitemap.pk}/images/", {"kind": "boat"}).status_code == 400
     assert api.get(f"/api/images/{placements[0].pk}/").json()["vehicle_kind"] == "motorcycle"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exports_show_each_kinds_share_and_the_accuracy_chart_is_drawn_per_kind(register_tiny, client):
+    from classifier.models import Classification
+    from reviews.comparison import accuracy_over_time
+    from reviews.exports.selectors import kind_shares
+    from reviews.exports.services import export_build, export_create, export_freeze
+    from reviews.models import ManualFix
+
+    boxes = [(16, 16, 20, 20, 3, 0.8)]  # a motorcycle in every picture
+    contract = detector_contract(classes=COCO, vehicle_classes=[2, 3, 5, 7])
+    model_register(data=constant_detector(yolo_output(boxes, classes=len(COCO))), contract=contract, activate=True)
+    register_tiny(crop="vehicle")
+    with InventoryServer(images=list(make_inventory_images(6, seed=4)), images_per_listing=2) as server:
+        sitemap = SitemapFactory(url=server.sitemap_url)
+        run_sync(sitemap)
+    staff = UserFactory(is_staff=True)
+    labels = dict(Classification.objects.filter(task="color").values_list("asset_id", "label"))
+    for placement in Placement.objects.filter(listing__sitemap=sitemap).order_by("pk")[:4]:
+        other = "Red" if labels[placement.asset_id] != "red" else "Blue"
+        ManualFix.objects.create(
+            advertiser=sitemap.advertiser, asset=placement.asset, task="color", old_label=labels[placement.asset_id],
+            new_label=other, source="staff", user=staff,
+        )  # fmt: skip
+
+    chart = accuracy_over_time(task="color", by="kind")
+    [series] = chart["advertisers"]
+    assert (series["name"], series["reviewed"], series["overturned"]) == ("motorcycle", 4, 4)
+    assert accuracy_over_time(task="color")["advertisers"][0]["slug"] == sitemap.advertiser.slug
+
+    export = export_create(task="color", enqueue=False)
+    export_build(export_id=export.pk)
+    export.refresh_from_db()
+    export = export_freeze(export=export, keep_pending=True)
+    [share] = kind_shares(export=export)
+    assert (share.kind, share.items, share.items_share, share.live, share.live_share) == ("motorcycle", 4, 1.0, 6, 1.0)
+
+    client.force_login(staff)
+    page = client.get(reverse("reviews:staff-export", args=[export.pk])).content.decode()
+    assert 'id="kind-shares"' in page
+    assert 'data-kind="motorcycle"' in page
+    page = client.get(reverse("reviews:staff-accuracy", args=["color"]), {"by": "kind"}).content.decode()
+    assert "motorcycle" in page
