@@ -14,7 +14,7 @@ are emailed with the figures, and the Models screen shows them beside the rollba
 queue's and the grid's, so the images are biased toward those the new model was unsure of; both models are judged
 on the same ones.
 
-Vehicle kinds (issue 20 §1) are not recorded yet: the watch is per advertiser and overall.
+The same comparison runs per vehicle kind, where the active detector's contract names kinds (Detection.kind).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import Advertiser
-from classifier.models import Classification, ModelHead, Promotion, ScopedHead
+from classifier.models import Classification, Detection, ModelHead, ModelVersion, Promotion, ScopedHead
 from classifier.training.metrics import wilson_interval
 
 from ..accuracy import latest_human_fixes
@@ -95,12 +95,22 @@ class Watch:
     until: Any
     overall: Verdicts = field(default_factory=Verdicts)
     advertisers: dict[str, Verdicts] = field(default_factory=dict)  # slug -> its verdicts
+    kinds: dict[str, Verdicts] = field(default_factory=dict)  # vehicle kind (the active detector's) -> its verdicts
 
     @property
     def regressed(self) -> list[str]:
-        """Where the new model does clearly worse: "all" (every advertiser together) and each advertiser's slug."""
+        """Where the new model does clearly worse: "all" (every advertiser together), each advertiser's slug, and
+        each vehicle kind ("<kind> vehicles")."""
         out = ["all"] if self.overall.clearly_worse else []
-        return out + [slug for slug, verdicts in sorted(self.advertisers.items()) if verdicts.clearly_worse]
+        out += [slug for slug, verdicts in sorted(self.advertisers.items()) if verdicts.clearly_worse]
+        return out + [f"{kind} vehicles" for kind, verdicts in sorted(self.kinds.items()) if verdicts.clearly_worse]
+
+    def verdicts_of(self, where: str) -> Verdicts:
+        if where == "all":
+            return self.overall
+        if where.endswith(" vehicles") and where.removesuffix(" vehicles") in self.kinds:
+            return self.kinds[where.removesuffix(" vehicles")]
+        return self.advertisers[where]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +118,7 @@ class Watch:
             "until": self.until.isoformat(),
             "overall": self.overall.as_dict(),
             "advertisers": {slug: verdicts.as_dict() for slug, verdicts in sorted(self.advertisers.items())},
+            "kinds": {kind: verdicts.as_dict() for kind, verdicts in sorted(self.kinds.items())},
             "regressed": self.regressed,
         }
 
@@ -133,16 +144,27 @@ def promotion_watch(*, promotion: Promotion) -> Watch:
     fixes = latest_human_fixes().filter(task=task, created_at__gte=promotion.created_at, created_at__lte=watch.until)
     if promotion.advertiser_id is not None:
         fixes = fixes.filter(advertiser_id=promotion.advertiser_id)
+    detected = Detection.objects.filter(
+        asset_id=OuterRef("asset_id"),
+        model_version__kind=ModelVersion.Kind.DETECTOR,
+        model_version__status=ModelVersion.Status.ACTIVE,
+    ).exclude(kind="")
     rows = (
-        fixes.annotate(new=label_of(promotion.to_version_id), old=label_of(promotion.from_version_id))
+        fixes.annotate(
+            new=label_of(promotion.to_version_id),
+            old=label_of(promotion.from_version_id),
+            vehicle=Subquery(detected.values("kind")[:1]),
+        )
         .filter(new__isnull=False, old__isnull=False)
-        .values_list("advertiser_id", "new_label", "new", "old")
+        .values_list("advertiser_id", "new_label", "new", "old", "vehicle")
     )
     slugs = dict(Advertiser.objects.values_list("pk", "slug"))
-    for advertiser_id, human, new, old in rows:
+    for advertiser_id, human, new, old, vehicle in rows:
         verdict = {"new_right": new == human, "old_right": old == human}
         watch.overall.add(**verdict)
         watch.advertisers.setdefault(slugs.get(advertiser_id, str(advertiser_id)), Verdicts()).add(**verdict)
+        if vehicle:
+            watch.kinds.setdefault(vehicle, Verdicts()).add(**verdict)
     return watch
 
 
@@ -186,7 +208,7 @@ def regressed_message(watch: Watch) -> str:
     promotion = watch.promotion
     was = promotion.from_version.name if promotion.from_version else "its predecessor"
     where = ", ".join("every advertiser" if slug == "all" else slug for slug in watch.regressed)
-    worst = watch.overall if "all" in watch.regressed else watch.advertisers[watch.regressed[0]]
+    worst = watch.verdicts_of(watch.regressed[0])
     return (
         f"{promotion.to_version.name} does clearly worse on {promotion.task} than {was}"
         f" ({where}): humans overturned {worst.new_wrong} of {worst.reviewed} of its tags against"
@@ -214,4 +236,8 @@ def watch_rows(promotion: Promotion) -> list[tuple[str, dict[str, Any]]]:
     watch = promotion.watch or {}
     if not watch:
         return []
-    return [("all advertisers", watch.get("overall", {})), *watch.get("advertisers", {}).items()]
+    return [
+        ("all advertisers", watch.get("overall", {})),
+        *watch.get("advertisers", {}).items(),
+        *((f"{kind} vehicles", row) for kind, row in watch.get("kinds", {}).items()),
+    ]

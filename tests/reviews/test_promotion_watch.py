@@ -4,6 +4,7 @@ emailed, and the Models screen shows the evidence beside the rollback."""
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from django.core import mail
 from django.core.management import call_command
@@ -137,3 +138,19 @@ def test_watch_promotions_prints_the_comparison(promoted, capsys):
     assert "all advertisers" in out
     assert "clearly worse" in out
     assert f"{FLAG}: tiny inverted does clearly worse" in out
+
+
+def test_the_watch_compares_per_vehicle_kind_too(promoted, register_detector):
+    from classifier.models import Detection
+
+    detector = register_detector(np.zeros((1, 5, 1), dtype=np.float32))
+    disagree = differing(promoted)
+    for placement in disagree:
+        Detection.objects.create(asset=placement.asset, model_version=detector, box=[0, 0, 8, 8], kind="motorcycle")
+    label_like(promoted["before"], disagree, 12)
+
+    [watch] = color_watches()
+    assert watch.kinds["motorcycle"].worse == 12
+    assert "motorcycle vehicles" in watch.regressed
+    promotion = Promotion.objects.get(pk=promoted["promotion"].pk)
+    assert promotion.watch["kinds"]["motorcycle"]["clearly_worse"] is True

@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from config.commands import BaseCommand
-from reviews.services.watch import FLAG, promotions_watch
+from reviews.services.watch import FLAG, promotions_watch, watch_rows
 
 
 def _rate(figures: dict[str, Any]) -> str:
@@ -42,7 +42,7 @@ class Command(BaseCommand):
                 f" watched until {watch.until:%Y-%m-%d %H:%M}"
             )
             self.stdout.write(f"  {'':<20} {'labels':>6} {'new model overturned':>22} {'predecessor':>22} {'p':>6}")
-            rows = [("all advertisers", figures["overall"]), *figures["advertisers"].items()]
+            rows = watch_rows(promotion)
             for name, row in rows:
                 self.stdout.write(
                     f"  {name[:20]:<20} {row['reviewed']:>6} {_rate(row['new_overturned']):>22}"
