@@ -120,6 +120,14 @@ class Classification(TimeStampedModel):
         return f"{self.task}: {self.label} ({self.confidence:.2f})"
 
 
+class DetectionQuerySet(models.QuerySet["Detection"]):
+    def of_active_detector(self) -> DetectionQuerySet:
+        """The boxes of the active detector: the ones that say which vehicle, and which kind, an image shows."""
+        return self.filter(
+            model_version__kind=ModelVersion.Kind.DETECTOR, model_version__status=ModelVersion.Status.ACTIVE
+        )
+
+
 class Detection(TimeStampedModel):
     """The biggest vehicle of an asset per detector version (None when there is none): cached like any result."""
 
@@ -132,6 +140,8 @@ class Detection(TimeStampedModel):
         help_text="The kind of vehicle in the box, by the detector's contract (classifier.contract.VEHICLE_KINDS); "
         "empty when its classes do not say.",
     )
+
+    objects = DetectionQuerySet.as_manager()
 
     class Meta:
         constraints = [

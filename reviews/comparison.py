@@ -322,11 +322,7 @@ def accuracy_over_time(
     counted = {"reviewed": Count("id"), "overturned": Count("id", filter=~Q(old_label=F("new_label")))}
     rows: list[Any]
     if by == "kind":  # the series per vehicle kind (the active detector's), in the advertisers' places
-        detected = Detection.objects.filter(
-            asset_id=OuterRef("asset_id"),
-            model_version__kind=ModelVersion.Kind.DETECTOR,
-            model_version__status=ModelVersion.Status.ACTIVE,
-        ).exclude(kind="")
+        detected = Detection.objects.of_active_detector().filter(asset_id=OuterRef("asset_id")).exclude(kind="")
         vehicle = Coalesce(Subquery(detected.values("kind")[:1]), Value(""))
         rows = list(looked.annotate(vehicle=vehicle).values("vehicle", week=week).annotate(**counted).order_by())
     else:

@@ -23,7 +23,7 @@ from django.utils.http import urlencode
 
 from catalog.models import TASK_LABELS, Outcome, Placement, Sitemap, Task
 from classifier.contract import VEHICLE_KINDS
-from classifier.models import Detection, ModelVersion
+from classifier.models import Detection
 from core.errors import ApplicationError
 
 from .crosscheck import page_cluster_sizes, reused_filter
@@ -401,12 +401,7 @@ def _conditions(sitemap: Sitemap, filters: GridFilters, *, prefix: str, placemen
 
 def detections_of_kind(kind: str) -> QuerySet[Detection]:
     """The active detector's box of the outer row's asset, when it holds a vehicle of this kind."""
-    return Detection.objects.filter(
-        asset_id=OuterRef("asset_id"),
-        model_version__kind=ModelVersion.Kind.DETECTOR,
-        model_version__status=ModelVersion.Status.ACTIVE,
-        kind=kind,
-    )
+    return Detection.objects.of_active_detector().filter(asset_id=OuterRef("asset_id"), kind=kind)
 
 
 def similar_of(sitemap: Sitemap, filters: GridFilters) -> SimilarImages | None:

@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 
 from catalog.models import Placement, Task
 from catalog.selectors import AnyUser, advertisers_visible_to, placements_visible_to, user_can_edit
-from classifier.models import Classification, Detection, ModelVersion, OcclusionMap
+from classifier.models import Classification, Detection, OcclusionMap
 
 from .effective import Inputs, Source, decide, scrape_color_of, tasks_needed
 from .expressions import ActiveHeads, active_heads, latest_fixes, picture
@@ -172,11 +172,8 @@ def vehicle_kinds(asset_ids: Iterable[int]) -> dict[int, str]:
     """Asset -> the kind of vehicle the active detector saw in its crop (assets without one are left out): one
     query."""
     return dict(
-        Detection.objects.filter(
-            asset_id__in=list(asset_ids),
-            model_version__kind=ModelVersion.Kind.DETECTOR,
-            model_version__status=ModelVersion.Status.ACTIVE,
-        )
+        Detection.objects.of_active_detector()
+        .filter(asset_id__in=list(asset_ids))
         .exclude(kind="")
         .values_list("asset_id", "kind")
     )

@@ -269,11 +269,9 @@ def kind_shares(*, export: DatasetExport) -> list[KindShare]:
     said") in the export's items and in the live inventory, with their shares: a kind whose share of the dataset
     falls below its share of the inventory is the one retrains let fade (issue 20). Two queries; empty when the
     active detector names no kind."""
-    from classifier.models import Detection, ModelVersion
+    from classifier.models import Detection
 
-    detections = Detection.objects.filter(
-        model_version__kind=ModelVersion.Kind.DETECTOR, model_version__status=ModelVersion.Status.ACTIVE
-    ).exclude(kind="")
+    detections = Detection.objects.of_active_detector().exclude(kind="")
     live_assets = live_placements().filter(status=Placement.Status.OK).values("asset_id")
     in_inventory = detections.filter(asset_id__in=live_assets).order_by().values("kind")
     live = dict(in_inventory.annotate(n=Count("asset_id", distinct=True)).values_list("kind", "n"))

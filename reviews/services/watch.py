@@ -33,7 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import Advertiser
-from classifier.models import Classification, Detection, ModelHead, ModelVersion, Promotion, ScopedHead
+from classifier.models import Classification, Detection, ModelHead, Promotion, ScopedHead
 from classifier.training.metrics import wilson_interval
 
 from ..accuracy import latest_human_fixes
@@ -144,11 +144,7 @@ def promotion_watch(*, promotion: Promotion) -> Watch:
     fixes = latest_human_fixes().filter(task=task, created_at__gte=promotion.created_at, created_at__lte=watch.until)
     if promotion.advertiser_id is not None:
         fixes = fixes.filter(advertiser_id=promotion.advertiser_id)
-    detected = Detection.objects.filter(
-        asset_id=OuterRef("asset_id"),
-        model_version__kind=ModelVersion.Kind.DETECTOR,
-        model_version__status=ModelVersion.Status.ACTIVE,
-    ).exclude(kind="")
+    detected = Detection.objects.of_active_detector().filter(asset_id=OuterRef("asset_id")).exclude(kind="")
     rows = (
         fixes.annotate(
             new=label_of(promotion.to_version_id),
