@@ -557,7 +557,7 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
     active_id = active.model_version_id if active else None
     jobs = list(
         TrainingJob.objects.filter(task=task)
-        .select_related("parent", "created_by")
+        .select_related("parent", "created_by", "advertiser")
         .order_by("-created_at", "-id")[:JOBS_LISTED]
     )
     chosen_id = _int(request.GET.get("job"), 0)

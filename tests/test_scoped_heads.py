@@ -152,6 +152,7 @@ def test_the_api_and_the_image_page_say_which_model_answered(shared, register_ti
     models = client.get(reverse("reviews:staff-models", args=[Task.COLOR])).content.decode()
     assert "tiny for ours" in models
     assert 'id="scoped-heads"' in models
+    assert f'its labels only">for {ours.advertiser}</span>' in models  # its training job, in the jobs' list
     answer = client.post(reverse("reviews:staff-scoped-rollback", args=[Task.COLOR, ours.advertiser_id]))
     assert answer.status_code == 302
     assert not ScopedHead.objects.exists()
