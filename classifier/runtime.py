@@ -18,7 +18,7 @@ from PIL import Image
 from classifier.contract import ClassifierContract, DetectorContract, check_contract_against_model
 from classifier.heads import HeadResult, head_results
 from classifier.preprocess import Decoded, batch, decode, flatten_to_rgb, to_tensor
-from classifier.yolo import Box, biggest, decode_yolov8, to_image_coords, vehicle_crop
+from classifier.yolo import Box, biggest, decode_yolov8, grown, to_image_coords
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +138,8 @@ class DetectorModel:
 
     def crop(self, image: Image.Image) -> tuple[CropBox | None, str]:
         """The biggest vehicle's crop (crop_box) and its kind by the contract ("" when it does not say, or no box)."""
-        boxes = self.boxes(image)
-        box = vehicle_crop(boxes, image_size=image.size, margin=self.contract.margin)
-        best = biggest(boxes)
+        best = biggest(self.boxes(image))
+        box = grown(best, image_size=image.size, margin=self.contract.margin)
         return box, self.contract.kind_of(best.class_id) if box is not None and best is not None else ""
 
 

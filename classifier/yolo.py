@@ -162,7 +162,12 @@ def vehicle_crop(
 
     Returns integer (x0, y0, x1, y1) in image pixels (floor/ceil outwards), or None with no usable box.
     """
-    best = biggest(boxes)
+    return grown(biggest(boxes), image_size=image_size, margin=margin)
+
+
+def grown(best: Box | None, *, image_size: tuple[int, int], margin: float) -> tuple[int, int, int, int] | None:
+    """The box grown by `margin` x its width/height on each side and clamped to the image, in whole pixels (floor/ceil
+    outwards); None for no box or an empty one."""
     if best is None:
         return None
     image_w, image_h = image_size

@@ -305,7 +305,8 @@ def effective_tags_refresh(
         _listing_checks_write(listings)
         return written
 
-    # Receivers (connected in reviews.apps.ReviewsConfig.ready) --------------------------------------------------------
+
+# Receivers (connected in reviews.apps.ReviewsConfig.ready) --------------------------------------------------------
 
 
 def on_placements_changed(

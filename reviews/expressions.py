@@ -83,10 +83,6 @@ class ActiveHeads(dict[str, int]):
         super().__init__(active)
         self.scoped: dict[str, dict[int, int]] = {task: dict(by) for task, by in (scoped or {}).items()}
 
-    def for_advertiser(self, task: str, advertiser_id: int | None) -> int | None:
-        """The version that answers the task for this advertiser's placements where it has a result."""
-        return self.scoped.get(task, {}).get(advertiser_id or 0) or self.get(task)
-
 
 def active_heads() -> ActiveHeads:
     """The model version of the active head of each task, and the advertisers' scoped heads (one query)."""

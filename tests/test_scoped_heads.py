@@ -24,12 +24,12 @@ from classifier.services.promotion import (
 )
 from classifier.services.scoped import ScopedError, scoped_rollback
 from classifier.services.shadow import shadow_run, shadow_start
-from classifier.services.training import scope_manifest
+from classifier.services.training import TrainingError, scope_manifest, training_start
 from reviews.effective_store import fresh_rows
 from reviews.expressions import active_heads
 from reviews.health import review_queue
 from reviews.models import EffectiveTag
-from tests.factories import AdvertiserFactory, MembershipFactory, SitemapFactory, UserFactory
+from tests.factories import MembershipFactory, SitemapFactory, UserFactory
 from tests.reviews import test_effective_store
 from tests.reviews.test_effective_store import run_sync, store_mismatches
 
@@ -192,13 +192,17 @@ def test_a_scoped_manifest_holds_its_advertisers_rows_only():
 def test_a_scoped_head_is_not_a_parent_and_a_head_refitted_from_another_model_is_refused(shared, register_tiny):
     ours, model = shared["ours"], shared["model"]
     other = register_tiny(name="tiny 2", activate=False, size=(16, 16))
-    scoped = scoped_version(register_tiny, parent=other, advertiser=AdvertiserFactory())
-    ModelVersion.objects.filter(pk=scoped.pk).update(advertiser=ours.advertiser)
-    scoped.refresh_from_db()
+    scoped = scoped_version(register_tiny, parent=other, advertiser=ours.advertiser)
     with pytest.raises(PromotionError, match="refitted from another model than the active one of color"):
         model_promote(version=scoped, force=True)
     assert not ScopedHead.objects.exists()
+    assert not Promotion.objects.exists()
+    model.refresh_from_db()
     assert model.status == "active"
+    # Nor is a scoped head a parent: candidates are refitted from the global model.
+    manifest = {"task": "color", "items": [{"asset": 1, "label": "red", "split": "train", "advertiser": "a"}]}
+    with pytest.raises(TrainingError, match="is a scoped head: refit from the global model"):
+        training_start(task="color", export_id=1, manifest=manifest, parent=scoped, enqueue=False)
 
 
 def test_the_review_queue_asks_about_the_answer_that_stands(shared, register_tiny):

@@ -73,8 +73,9 @@ def extractor_for(*, version: ModelVersion, output: str, adapter: bool = False) 
     embedding and the input's cell means."""
     pid = os.getpid()
     model = (version.pk, version.sha256)
+    key = (model, output + SUFFIX if adapter else output)
     with _lock:
-        tensor = _tensor_of_output.get((model, output + SUFFIX if adapter else output))
+        tensor = _tensor_of_output.get(key)
         if tensor is not None and (pid, model, tensor) in _extractors:
             return _extractors[(pid, model, tensor)]
         with version.file.open("rb") as handle:
@@ -84,7 +85,7 @@ def extractor_for(*, version: ModelVersion, output: str, adapter: bool = False) 
             adapted = with_input_adapter(data, output, layout=spec.layout, size=(spec.height, spec.width))
             data = adapted.SerializeToString()
         tensor = find_head(onnx.load_from_string(data), output).features
-        _tensor_of_output[(model, output + SUFFIX if adapter else output)] = tensor
+        _tensor_of_output[key] = tensor
         extractor = _extractors.get((pid, model, tensor))
         if extractor is None:
             extractor = FeatureExtractor(data, output)

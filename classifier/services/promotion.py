@@ -84,25 +84,18 @@ def _measured_regressions(version: ModelVersion, tasks: list[str]) -> list[Regre
     job = version.training_job
     if job is None or job.task not in tasks:
         return []
-    baseline = (job.result or {}).get("baseline", {}).get("local_accuracy", {})
-    local = version.metrics.get("local_accuracy", {})
-    counts = version.metrics.get("local_counts", {})
+    baseline_result = (job.result or {}).get("baseline", {})
     out = []
-    for slug, after in sorted(local.items()):
-        reviewed = int(counts.get(slug, {}).get("reviewed", 0))
-        if slug in baseline and baseline[slug] - after > drop_tolerance(reviewed):
-            out.append(Regression(job.task, slug, "local_accuracy", reviewed, before=baseline[slug], after=after))
-    # Vehicle kinds are treated like advertisers: a candidate that costs motorcycles is a likely regression.
-    baseline_kinds = (job.result or {}).get("baseline", {}).get("kind_accuracy", {})
-    kind_counts = version.metrics.get("kind_counts", {})
-    for kind, after in sorted(version.metrics.get("kind_accuracy", {}).items()):
-        reviewed = int(kind_counts.get(kind, {}).get("reviewed", 0))
-        if kind in baseline_kinds and baseline_kinds[kind] - after > drop_tolerance(reviewed):
-            out.append(
-                Regression(
-                    job.task, f"{kind} vehicles", "local_accuracy", reviewed, before=baseline_kinds[kind], after=after
-                )
-            )
+    # Each advertiser, and each vehicle kind like an advertiser: a candidate that costs motorcycles is one too.
+    slices = (("local_accuracy", "local_counts", "{}"), ("kind_accuracy", "kind_counts", "{} vehicles"))
+    for accuracy, counts, name in slices:
+        baseline = baseline_result.get(accuracy, {})
+        reviewed_of = version.metrics.get(counts, {})
+        for key, after in sorted(version.metrics.get(accuracy, {}).items()):
+            reviewed = int(reviewed_of.get(key, {}).get("reviewed", 0))
+            if key in baseline and baseline[key] - after > drop_tolerance(reviewed):
+                where = name.format(key)
+                out.append(Regression(job.task, where, "local_accuracy", reviewed, before=baseline[key], after=after))
     return out
 
 

@@ -22,7 +22,6 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
 
 from catalog.models import Advertiser, ImageAsset, Placement, Run
 from classifier.models import ModelHead, ModelVersion, Promotion, ScopedHead
@@ -59,17 +58,6 @@ def scoped_models(version: ModelVersion) -> ActiveModels:
     heads = {head.task: head for head in version.heads.select_related("model_version") if head.task == task}
     detector = ModelVersion.objects.filter(kind=ModelVersion.Kind.DETECTOR, status=ModelVersion.Status.ACTIVE).first()
     return ActiveModels(heads=heads, detector=detector)
-
-
-def advertiser_live_asset_ids(advertiser_id: int) -> QuerySet[Placement, Any]:
-    """The assets of the advertiser's placements still listed and fetched (a subquery of asset ids)."""
-    return Placement.objects.filter(
-        is_gone=False,
-        listing__is_gone=False,
-        listing__sitemap__advertiser_id=advertiser_id,
-        status=Placement.Status.OK,
-        asset__isnull=False,
-    ).values("asset_id")
 
 
 def scoped_classify(*, version: ModelVersion, asset_ids: Any, since: object = None) -> int:
@@ -121,21 +109,14 @@ def scoped_promote(*, version: ModelVersion, user: Any = None, forced: bool, ove
         raise ScopedError(
             f"{version.name} was refitted from another model than the active one of {task}: train it again"
         )
-    scoped_classify(version=version, asset_ids=advertiser_live_asset_ids(advertiser_id))
+    from .shadow import live_asset_ids  # shadow reads scoped_models from here
+
+    scoped_classify(version=version, asset_ids=live_asset_ids(version))
     previous = current.model_version_id if current is not None else active
     ScopedHead.objects.update_or_create(advertiser_id=advertiser_id, task=task, defaults={"model_version": version})
-    promotion = Promotion.objects.create(
-        task=task,
-        advertiser_id=advertiser_id,
-        from_version_id=previous,
-        to_version=version,
-        kind=Promotion.Kind.PROMOTE,
-        forced=forced,
-        overrode_regressions=overrode,
-        user=user,
+    return _switched(
+        task, advertiser_id, previous, version.pk, Promotion.Kind.PROMOTE, user=user, forced=forced, overrode=overrode
     )
-    heads_switched.send(sender=ModelVersion, tasks=[task], advertiser_id=advertiser_id)
-    return promotion
 
 
 @transaction.atomic
@@ -150,21 +131,30 @@ def scoped_rollback(*, advertiser: Advertiser, task: str, user: Any = None) -> P
         raise ScopedError(f"{task} has no active model to answer {advertiser.slug} again")
     replaced = current.model_version_id
     current.delete()
+    return _switched(task, advertiser.pk, replaced, active, Promotion.Kind.ROLLBACK, user=user)
+
+
+def _switched(
+    task: str,
+    advertiser_id: int,
+    from_version_id: int | None,
+    to_version_id: int,
+    kind: str,
+    *,
+    user: Any,
+    forced: bool = False,
+    overrode: dict | None = None,
+) -> Promotion:
+    """Records a switch of the advertiser's head (a Promotion with the advertiser) and refreshes its stored tags."""
     promotion = Promotion.objects.create(
         task=task,
-        advertiser=advertiser,
-        from_version_id=replaced,
-        to_version_id=active,
-        kind=Promotion.Kind.ROLLBACK,
+        advertiser_id=advertiser_id,
+        from_version_id=from_version_id,
+        to_version_id=to_version_id,
+        kind=kind,
+        forced=forced,
+        overrode_regressions=overrode,
         user=user,
     )
-    heads_switched.send(sender=ModelVersion, tasks=[task], advertiser_id=advertiser.pk)
+    heads_switched.send(sender=ModelVersion, tasks=[task], advertiser_id=advertiser_id)
     return promotion
-
-
-def scoped_heads_of(advertiser_id: int) -> dict[str, ModelVersion]:
-    """Task -> the scoped version answering it for the advertiser."""
-    return {
-        head.task: head.model_version
-        for head in ScopedHead.objects.filter(advertiser_id=advertiser_id).select_related("model_version")
-    }

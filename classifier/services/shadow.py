@@ -26,7 +26,7 @@ from classifier.models import ModelVersion, ShadowPass
 from core.errors import ApplicationError
 
 from .inference import ActiveModels, classify_assets, needs_classification
-from .scoped import advertiser_live_asset_ids, scoped_models
+from .scoped import scoped_models
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,12 @@ class ShadowError(ApplicationError):
 def live_asset_ids(version: ModelVersion | None = None) -> QuerySet[Placement, Any]:
     """The assets production tags: those of placements still listed and fetched (a subquery of asset ids); for a
     scoped version (classifier.services.scoped), those of its advertiser only."""
-    if version is not None and version.advertiser_id is not None:
-        return advertiser_live_asset_ids(version.advertiser_id)
-    return Placement.objects.filter(
+    live = Placement.objects.filter(
         is_gone=False, listing__is_gone=False, status=Placement.Status.OK, asset__isnull=False
-    ).values("asset_id")
+    )
+    if version is not None and version.advertiser_id is not None:
+        live = live.filter(listing__sitemap__advertiser_id=version.advertiser_id)
+    return live.values("asset_id")
 
 
 def shadow_models(version: ModelVersion) -> ActiveModels:

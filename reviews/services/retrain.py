@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.urls import reverse
 
 from catalog.models import Advertiser, Task
@@ -29,6 +27,7 @@ from core.errors import ApplicationError
 from reviews.exports.selectors import Filters, export_candidates, training_cutoff
 from reviews.exports.services import export_create, export_freeze, export_mark_used, training_manifest
 from reviews.models import DatasetExport, ExportItem
+from reviews.services.staff_mail import staff_mail
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +119,11 @@ def retrain_from_reviews(*, task: str, user: Any = None, candidates: int = 4) ->
         pending = export.items.filter(decision=ExportItem.Decision.PENDING)
         dropped = pending.update(decision=ExportItem.Decision.DROP)
         export = export_freeze(export=export)
+        manifest = training_manifest(export=export)  # the global job's, and each scoped job's (narrowed)
         job = training_start(
             task=task,
             export_id=export.pk,
-            manifest=training_manifest(export=export),
+            manifest=manifest,
             candidates=candidates,
             user=user,
             enqueue=False,
@@ -139,7 +139,7 @@ def retrain_from_reviews(*, task: str, user: Any = None, candidates: int = 4) ->
     shadow = None
     if best is not None:
         shadow = shadow_run(pass_id=shadow_start(version=best, enqueue=False).pk)
-    scoped = scoped_proposals(export=export, job=job, user=user, candidates=candidates)
+    scoped = scoped_proposals(export=export, manifest=manifest, job=job, user=user, candidates=candidates)
     return Retrained(
         task=task, labels=labels, export=export, job=job, best=best, shadow=shadow, dropped=dropped, scoped=scoped
     )
@@ -163,7 +163,7 @@ def left_behind(job: TrainingJob) -> list[str]:
 
 
 def scoped_proposals(
-    *, export: DatasetExport, job: TrainingJob, user: Any = None, candidates: int = 4
+    *, export: DatasetExport, manifest: dict[str, Any], job: TrainingJob, user: Any = None, candidates: int = 4
 ) -> list[ScopedProposal]:
     """For each advertiser the global candidates left behind (`left_behind`): heads scoped to it, trained on its rows
     of the same export with the active head as their prior, and the best one's shadow pass (classifier.services.
@@ -178,7 +178,7 @@ def scoped_proposals(
             scoped_job = training_start(
                 task=job.task,
                 export_id=export.pk,
-                manifest=training_manifest(export=export),
+                manifest=manifest,
                 candidates=candidates,
                 user=user,
                 advertiser=advertiser,
@@ -212,10 +212,7 @@ def scoped_proposals(
 
 def retrain_notify(done: list[Retrained], failed: list[str]) -> int:
     """Emails every active staff user with an address what the retrain proposes; returns how many were sent."""
-    recipients = list(
-        get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
-    )
-    if not recipients or not (done or failed):
+    if not (done or failed):
         return 0
     lines = [item.summary for item in done] + failed
     for item in done:
@@ -227,7 +224,7 @@ def retrain_notify(done: list[Retrained], failed: list[str]) -> int:
         *(settings.SITE_URL + reverse("reviews:staff-models", args=[item.task]) for item in done),
     ]
     subject = "imagetagger: new candidates from reviews (" + ", ".join(item.task for item in done) + ")"
-    return send_mail(subject, "\n".join(lines), None, recipients)
+    return staff_mail(subject, "\n".join(lines))
 
 
 def retrain_tasks(*, tasks: list[str], user: Any = None, min_labels: int = 0) -> tuple[list[Retrained], list[str]]:

@@ -26,8 +26,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -37,6 +35,7 @@ from classifier.models import Classification, Detection, ModelHead, Promotion, S
 from classifier.training.metrics import wilson_interval
 
 from ..accuracy import latest_human_fixes
+from .staff_mail import staff_mail
 
 logger = logging.getLogger(__name__)
 
@@ -214,17 +213,12 @@ def regressed_message(watch: Watch) -> str:
 
 
 def _notify(watch: Watch) -> int:
-    recipients = list(
-        get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
-    )
-    if not recipients:
-        return 0
     promotion = watch.promotion
     url = settings.SITE_URL + reverse("reviews:staff-models", args=[promotion.task])
     subject = f"[imagetagger] {FLAG}: {promotion.to_version.name} ({promotion.task})"
     body = f"{regressed_message(watch)}.\n\nThe Models screen offers the rollback: {url}"
     logger.warning("promotion %s: %s", promotion.pk, subject)
-    return send_mail(subject, body, None, recipients)
+    return staff_mail(subject, body)
 
 
 def watch_rows(promotion: Promotion) -> list[tuple[str, dict[str, Any]]]:
