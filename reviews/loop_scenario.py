@@ -26,10 +26,11 @@ from catalog.inventory_server import InventoryServer
 from catalog.models import Placement, Sitemap, Task
 from catalog.services import advertiser_get_or_create
 from catalog.services.runs import run_execute, run_start
+from classifier.contract import VEHICLE_KINDS
 from classifier.models import Classification, ModelHead, ModelVersion, ScopedHead, TrainingJob
 from classifier.services.inference import classify_assets
 from classifier.services.shadow import shadow_models
-from classifier.synth import drifted_sample, vehicle_sample
+from classifier.synth import Sample, drifted_sample, vehicle_sample
 from reviews.health.queue import teaching_order
 from reviews.models import ChangeSet
 from reviews.services.change_sets import change_set_apply, change_set_undo
@@ -47,32 +48,57 @@ Stage = Callable[[str], None]
 PICKS = ("queue", "random", "first")
 
 
-def _jpeg(kind: str, seed: int) -> tuple[bytes, str, str]:
-    sample = drifted_sample(seed, size=IMAGE_SIZE) if kind == "drifted" else vehicle_sample(seed, size=IMAGE_SIZE)
+# The styles a shop's inventory is drawn in: the drifted advertiser's white booth, an ordinary dealer's photos, stock
+# renders and placeholders (mostly cars, vans and pickups; now and then a motorcycle, a bus or RV or a heavy truck),
+# and a dealer of mostly other vehicles than cars (NON_CAR_SHARE of its listings a motorcycle, a bus or RV or a heavy
+# truck, in the ordinary dealer's photos).
+STYLES = ("drifted", "ordinary", "non_car")
+NON_CAR_KINDS = ("motorcycle", "bus_rv", "truck")
+NON_CAR_SHARE = 0.7
+
+
+def _sample(style: str, seed: int) -> Sample:
+    if style == "drifted":
+        return drifted_sample(seed, size=IMAGE_SIZE)
+    if style == "non_car":
+        pick = random.Random(seed)  # noqa: S311 - no secret
+        if pick.random() < NON_CAR_SHARE:
+            return vehicle_sample(seed, kind=pick.choice(NON_CAR_KINDS), size=IMAGE_SIZE)
+    return vehicle_sample(seed, size=IMAGE_SIZE)
+
+
+def _jpeg(style: str, seed: int) -> tuple[bytes, str, str, str]:
+    sample = _sample(style, seed)
     out = io.BytesIO()
     sample.image.convert("RGB").save(out, "JPEG", quality=88)
-    return out.getvalue(), sample.image_type, sample.color
+    return out.getvalue(), sample.image_type, sample.color, sample.kind
 
 
-def generate_labelled(kind: str, count: int, *, seed: int) -> tuple[list[bytes], list[str], list[str]]:
-    """`count` JPEGs of the style, their true image types and their true colors ("" for a placeholder, which has
-    none), made on every core."""
+@dataclass
+class Labelled:
+    """Generated JPEGs and what is true of each: image type, color ("" for a placeholder, which has none) and the
+    biggest vehicle's kind ("" where there is none)."""
+
+    images: list[bytes]
+    types: list[str]
+    colors: list[str]
+    kinds: list[str]
+
+
+def generate_labelled(style: str, count: int, *, seed: int) -> Labelled:
+    """`count` JPEGs of the style (STYLES) and their truths, made on every core."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}: one of {', '.join(STYLES)}")
     seeds = [seed + i for i in range(count)]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        made = list(pool.map(_jpeg, [kind] * count, seeds, chunksize=32))
-    return [data for data, _, _ in made], [label for _, label, _ in made], [color for _, _, color in made]
-
-
-def generate(kind: str, count: int, *, seed: int) -> tuple[list[bytes], list[str]]:
-    """`count` JPEGs of the style and their true image types, made on every core."""
-    images, types, _ = generate_labelled(kind, count, seed=seed)
-    return images, types
+        made = list(pool.map(_jpeg, [style] * count, seeds, chunksize=32))
+    return Labelled(*(list(column) for column in zip(*made, strict=True))) if made else Labelled([], [], [], [])
 
 
 @dataclass
 class Shop:
     slug: str
-    kind: str  # "drifted" or "ordinary"
+    kind: str  # its style: one of STYLES
     images: list[bytes]
     truth: list[str]
     sitemap: Sitemap | None = None
@@ -81,6 +107,8 @@ class Shop:
     runs: list[int] = field(default_factory=list)  # its Runs, oldest first
     colors: list[str] = field(default_factory=list)  # true colors, "" for a placeholder
     color_by_url: dict[str, str] = field(default_factory=dict)
+    vehicle_kinds: list[str] = field(default_factory=list)  # the biggest vehicle's true kind, "" where none
+    vehicle_kind_by_url: dict[str, str] = field(default_factory=dict)
 
     def truth_of(self, task: str) -> dict[str, str]:
         """URL -> the true label for `task` (one of TASKS); "" where the image has none (a placeholder's color)."""
@@ -93,10 +121,12 @@ class Shop:
 
 @dataclass
 class LoopScenario:
-    """`sizes`: advertiser slug -> number of images; the DRIFTED slug gets the drifted style. `tasks`: what label()
-    gives each chosen image (its true label for each task, see TASKS)."""
+    """`sizes`: advertiser slug -> number of images; the DRIFTED slug gets the drifted style, a slug in `styles` the
+    style named there (STYLES), the others the ordinary one. `tasks`: what label() gives each chosen image (its true
+    label for each task, see TASKS)."""
 
     sizes: dict[str, int]
+    styles: dict[str, str] = field(default_factory=dict)
     tasks: tuple[str, ...] = (TASK,)
     seed: int = 7_000_000  # far from the seeds the starter models were trained and measured on
     shops: dict[str, Shop] = field(default_factory=dict)
@@ -106,9 +136,9 @@ class LoopScenario:
 
     def generate(self) -> None:
         for k, (slug, count) in enumerate(self.sizes.items()):
-            kind = "drifted" if slug == DRIFTED else "ordinary"
-            images, truth, colors = generate_labelled(kind, count, seed=self.seed + 100_000 * k)
-            self.shops[slug] = Shop(slug, kind, images, truth, colors=colors)
+            style = "drifted" if slug == DRIFTED else self.styles.get(slug, "ordinary")
+            made = generate_labelled(style, count, seed=self.seed + 100_000 * k)
+            self.shops[slug] = Shop(slug, style, made.images, made.types, colors=made.colors, vehicle_kinds=made.kinds)
 
     @contextmanager
     def serving(self) -> Iterator[LoopScenario]:
@@ -120,6 +150,7 @@ class LoopScenario:
                 )
                 shop.truth_by_url = {shop.server.image_url(i): label for i, label in enumerate(shop.truth)}
                 shop.color_by_url = {shop.server.image_url(i): color for i, color in enumerate(shop.colors)}
+                shop.vehicle_kind_by_url = {shop.server.image_url(i): kind for i, kind in enumerate(shop.vehicle_kinds)}
             yield self
 
     def run_all(self, progress: Stage | None = None) -> None:
@@ -230,23 +261,46 @@ class LoopScenario:
         placements = [placement for placement in placements if truth[placement.url]]
         if not placements:
             return 0.0
+        labels = self.labels_of(version, placements, task)
+        right = sum(labels.get(p.asset_id or 0) == truth[p.url] for p in placements)
+        return right / len(placements)
+
+    def labels_of(self, version: ModelVersion, placements: list[Placement], task: str) -> dict[int, str]:
+        """Asset id -> `version`'s label for `task`, classifying with its heads what it has no result for."""
         assets = {placement.asset_id for placement in placements}
         done = set(
             Classification.objects.filter(asset_id__in=assets, model_version=version, task=task).values_list(
                 "asset_id", flat=True
             )
         )
-        missing = [placement.asset for placement in placements if placement.asset_id not in done]
+        missing = list({p.asset_id: p.asset for p in placements if p.asset_id not in done and p.asset}.values())
         models = shadow_models(version)
         for start in range(0, len(missing), 64):
             classify_assets([asset for asset in missing[start : start + 64] if asset is not None], models)
-        labels = dict(
+        return dict(
             Classification.objects.filter(asset_id__in=assets, model_version=version, task=task).values_list(
                 "asset_id", "label"
             )
         )
-        right = sum(labels.get(p.asset_id or 0) == truth[p.url] for p in placements)
-        return right / len(placements)
+
+    def kind_accuracy(self, version: ModelVersion, task: str = TASK) -> dict[str, tuple[int, float]]:
+        """Per true vehicle kind of the biggest vehicle: (images, accuracy of `version`'s tags for `task`) over every
+        shop's live images that no human labelled and that have a true label for the task."""
+        right: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        for shop in self.shops.values():
+            truth = shop.truth_of(task)
+            held_out = [
+                p
+                for p in self.placements(shop)
+                if p.asset_id not in self.labelled and truth[p.url] and shop.vehicle_kind_by_url.get(p.url)
+            ]
+            labels = self.labels_of(version, held_out, task)
+            for placement in held_out:
+                kind = shop.vehicle_kind_by_url[placement.url]
+                seen[kind] = seen.get(kind, 0) + 1
+                right[kind] = right.get(kind, 0) + (labels.get(placement.asset_id or 0) == truth[placement.url])
+        return {kind: (seen[kind], right[kind] / seen[kind]) for kind in VEHICLE_KINDS if kind in seen}
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:

@@ -66,9 +66,9 @@ def dealer_photo_jpeg(seed: int, *, size: tuple[int, int] = (1024, 768), quality
     return buf.getvalue()
 
 
-def drifted_sample(seed: int, *, size: tuple[int, int] = (640, 480)) -> Sample:
+def drifted_sample(seed: int, *, size: tuple[int, int] = (640, 480), kind: str | None = None) -> Sample:
     """A photo of a "drifted advertiser" the starter models never saw: a real car (Dealer) shot in a white
     photo booth, with its true paint ``color`` (see ``styles.py``). A pure function of the seed."""
     from .styles import drifted_sample as _drifted
 
-    return _drifted(seed, size=size)
+    return _drifted(seed, size=size, kind=kind)

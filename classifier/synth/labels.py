@@ -51,3 +51,9 @@ class Sample:
     sensitive: str
     box: Box | None
     boxes: tuple[Box, ...] = field(default=())
+    kinds: tuple[str, ...] = field(default=())  # each box's vehicle kind (classifier.contract.VEHICLE_KINDS)
+
+    @property
+    def kind(self) -> str:
+        """The main vehicle's kind, "" where there is none."""
+        return self.kinds[0] if self.kinds else ""

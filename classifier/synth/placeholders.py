@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from .colors import flat_color
 from .common import RGB, Rand, centered_text, clip_box, fit_text_size, jpeg_roundtrip, mix, rounded, shade, text_size
 from .labels import NO_INTENT, NOT_SENSITIVE, Box, Sample
-from .vehicles import View, draw_silhouette
+from .vehicles import KIND_OF_SHAPE, SHAPE_NAMES, View, draw_silhouette
 
 _TEXTS = (
     "IMAGE COMING SOON",
@@ -126,12 +126,15 @@ def placeholder_sample(rnd: Rand, size: tuple[int, int]) -> Sample:
     with_text = kind == "text" or rnd.chance(0.65)
     icon_cy = h * (0.42 if with_text else 0.5)
     box: Box | None = None
+    vehicle_kind = ""
     if kind == "silhouette":
         length = w * rnd.uniform(0.35, 0.8)
         ground = icon_cy + length * 0.17
         view = View(w / 2 - length / 2, ground, length, rnd.sign(), (0.0, 0.0), 0.0, 0.0, rnd.uniform(0.95, 1.05))
         fill = ink if rnd.chance(0.7) else shade(bg, 0.7 if sum(bg) > 300 else 1.6)
-        box = clip_box(draw_silhouette(draw, rnd, view, fill, bg), size)
+        shape = rnd.pick(SHAPE_NAMES)  # as draw_silhouette would pick it: the same pixels
+        box = clip_box(draw_silhouette(draw, rnd, view, fill, bg, shape=shape), size)
+        vehicle_kind = KIND_OF_SHAPE[shape]
         text_cy = min(h * 0.88, ground + h * 0.12)
     elif kind == "logo":
         s = min(w, h) * rnd.uniform(0.15, 0.28)
@@ -152,4 +155,5 @@ def placeholder_sample(rnd: Rand, size: tuple[int, int]) -> Sample:
         draw.rectangle((w * 0.03, h * 0.03, w * 0.97, h * 0.97), outline=ink, width=max(2, w // 150))
     if rnd.chance(0.5):
         img = jpeg_roundtrip(img, rnd.integer(70, 95))
-    return Sample(img, "Placeholder", "", NO_INTENT, NOT_SENSITIVE, box, (box,) if box else ())
+    boxes, kinds = ((box,), (vehicle_kind,)) if box else ((), ())
+    return Sample(img, "Placeholder", "", NO_INTENT, NOT_SENSITIVE, box, boxes, kinds)

@@ -21,7 +21,7 @@ from .common import (
     vignette,
 )
 from .labels import COLORS, IMAGE_TYPES, NOT_SENSITIVE, TOOLS, Box, Sample
-from .vehicles import Quad, View, draw_vehicle, make_view
+from .vehicles import KIND_OF_SHAPE, SHAPE_NAMES, Quad, View, draw_vehicle, main_shape, make_view
 
 _SIGNS = ("AUTO SALES", "MOTORS", "CAR CENTER", "PRE-OWNED", "AUTO MALL", "CARS & TRUCKS", "SALE", "FINANCING")
 _WATERMARKS = ("STOCK PHOTO", "Sample image", "(c) AutoImages", "Image for illustration only", "EVOX", "stock")
@@ -184,10 +184,10 @@ def _area(b: Box) -> int:
 
 
 def dealer_image(
-    rnd: Rand, size: tuple[int, int], color: str, *, paint_rnd: Rand | None = None
-) -> tuple[Image.Image, list[Box]]:
-    """A dealer photo; returns the image and the vehicle boxes, the labelled (biggest) one first. `paint_rnd`
-    draws the main car's paint (default: `rnd`)."""
+    rnd: Rand, size: tuple[int, int], color: str, *, paint_rnd: Rand | None = None, shape: str | None = None
+) -> tuple[Image.Image, list[Box], list[str]]:
+    """A dealer photo; returns the image, the vehicle boxes (the labelled, biggest, one first) and their kinds.
+    `paint_rnd` draws the main vehicle's paint (default: `rnd`), `shape` its shape (default: an ordinary one)."""
     w, h = size
     horizon = int(h * rnd.uniform(0.28, 0.55))
     img = _showroom(rnd, size, horizon) if rnd.chance(0.2) else _lot(rnd, size, horizon)
@@ -195,32 +195,46 @@ def dealer_image(
     extras = rnd.integer(1, 2) if rnd.chance(0.3) else 0
     cut = extras == 0 and length > 0.5 * w and rnd.chance(0.2)
     cx, ground = _place(rnd, size, length, max(horizon + 0.2 * h, 0.55 * length + 0.03 * h), cut)
-    background: list[Quad] = []
+    background: list[tuple[Quad, str]] = []
     for _ in range(rnd.integer(0, 5)):
         bl = w * rnd.uniform(0.08, 0.2)
         view = make_view(
             rnd, center_x=rnd.uniform(0, w), ground=horizon + rnd.uniform(0.03, 0.12) * h, length=bl, three_quarter=0.3
         )
-        background.append(draw_vehicle(img, rnd, any_paint(rnd), view, detail=False))
-    foreground: list[Quad] = []
+        background.append(_drawn(img, rnd, any_paint(rnd), view, None, detail=False))
+    foreground: list[tuple[Quad, str]] = []
     for _ in range(extras):
         el = length * rnd.uniform(0.55, 0.85)
         side = rnd.sign()
         ex = cx + side * rnd.uniform(0.6, 0.95) * (length + el) / 2
         view = make_view(rnd, center_x=ex, ground=ground - rnd.uniform(0.02, 0.08) * h, length=el, three_quarter=0.5)
         soft_shadow(img, _footprint(view), 0.5)
-        foreground.append(draw_vehicle(img, rnd, any_paint(rnd), view))
+        foreground.append(_drawn(img, rnd, any_paint(rnd), view, None))
     view = make_view(rnd, center_x=cx, ground=ground, length=length, three_quarter=0.55)
     soft_shadow(img, _footprint(view), rnd.uniform(0.4, 0.7))
-    main = draw_vehicle(img, rnd, paint(color, paint_rnd or rnd), view)
+    main, main_kind = _drawn(img, rnd, paint(color, paint_rnd or rnd), view, shape)
     img = _camera(img, rnd)
     main_box = clip_box(main, size)
-    others = [q for q in foreground if _overlap(q, main) < 0.6]
-    others += [q for q in background if max(_overlap(q, f) for f in [main, *foreground]) < 0.5]
-    clipped = sorted((c for c in (clip_box(b, size) for b in others) if c is not None), key=_area, reverse=True)
-    boxes = [main_box] if main_box else []
-    boxes += [c for c in clipped if main_box is None or _area(c) < _area(main_box)]
-    return img, boxes
+    others = [q for q in foreground if _overlap(q[0], main) < 0.6]
+    others += [q for q in background if max(_overlap(q[0], f) for f in [main, *(f for f, _ in foreground)]) < 0.5]
+    clipped = sorted(
+        ((c, kind) for c, kind in ((clip_box(b, size), kind) for b, kind in others) if c is not None),
+        key=lambda item: _area(item[0]),
+        reverse=True,
+    )
+    found = [(main_box, main_kind)] if main_box else []
+    found += [(c, kind) for c, kind in clipped if main_box is None or _area(c) < _area(main_box)]
+    return img, [box for box, _ in found], [kind for _, kind in found]
+
+
+def _drawn(
+    img: Image.Image, rnd: Rand, color: RGB, view: View, shape: str | None, *, detail: bool = True
+) -> tuple[Quad, str]:
+    """draw_vehicle, with the kind of what it drew. An ordinary shape is drawn from `rnd` exactly as draw_vehicle
+    would draw it, so a scene without a named shape keeps its pixels."""
+    picked = rnd.pick(SHAPE_NAMES)
+    shape = shape or picked
+    return draw_vehicle(img, rnd, color, view, shape=shape, detail=detail), KIND_OF_SHAPE[shape]
 
 
 def _footprint(view: View) -> Quad:
@@ -245,10 +259,11 @@ def _camera(img: Image.Image, rnd: Rand) -> Image.Image:
 
 
 def stock_image(
-    rnd: Rand, size: tuple[int, int], color: str, *, paint_rnd: Rand | None = None
-) -> tuple[Image.Image, Box | None]:
-    """A clean render of one car on white or near-white, with a soft shadow and no camera noise. `paint_rnd` draws
-    the car's paint (default: `rnd`)."""
+    rnd: Rand, size: tuple[int, int], color: str, *, paint_rnd: Rand | None = None, shape: str | None = None
+) -> tuple[Image.Image, Box | None, str]:
+    """A clean render of one vehicle on white or near-white, with a soft shadow and no camera noise; returns the
+    image, the vehicle's box and its kind. `paint_rnd` draws the paint (default: `rnd`), `shape` the shape (default:
+    an ordinary one)."""
     w, h = size
     top = rnd.integer(248, 255)
     if rnd.chance(0.4):
@@ -270,7 +285,7 @@ def stock_image(
         three_quarter=0.7,
     )
     soft_shadow(img, _footprint(view), rnd.uniform(0.25, 0.55), (60, 60, 62))
-    box = draw_vehicle(img, rnd, paint(color, paint_rnd or rnd), view)
+    box, kind = _drawn(img, rnd, paint(color, paint_rnd or rnd), view, shape)
     if rnd.chance(0.25):
         draw = ImageDraw.Draw(img)
         grey = rnd.integer(190, 225)
@@ -281,7 +296,7 @@ def stock_image(
             centered_text(draw, (w * 0.85, h * 0.94), text, int(h * 0.04), (grey, grey, grey))
     if rnd.chance(0.5):
         img = jpeg_roundtrip(img, rnd.integer(88, 97))
-    return img, clip_box(box, size)
+    return img, clip_box(box, size), kind
 
 
 def vehicle_sample(
@@ -289,11 +304,15 @@ def vehicle_sample(
     *,
     image_type: str | None = None,
     color: str | None = None,
+    kind: str | None = None,
     size: tuple[int, int] = (640, 480),
     repaintable: bool = False,
 ) -> Sample:
-    """A vehicle image: Dealer photo, Stock render or Placeholder graphic (colour ignored for placeholders).
+    """A vehicle image: Dealer photo, Stock render or Placeholder graphic (colour and kind ignored for placeholders).
 
+    `kind` (one of classifier.contract.VEHICLE_KINDS) names the main vehicle's kind; without it the vehicle is an
+    ordinary car, van, SUV or pickup, and about one in four (RARE_SHARE) a motorcycle, a bus or RV, or a heavy truck,
+    drawn from a stream of its own so that every other seed keeps its pixels.
     `repaintable` draws the main car's paint apart from the scene, so that one seed with a given image_type renders
     the same scene and car in any `color` (the same stock render in every paint, as makers publish them); the
     pictures differ from those of the same seed without it."""
@@ -302,15 +321,16 @@ def vehicle_sample(
     if color is not None and color not in COLORS:
         raise ValueError(f"unknown color {color!r}; expected one of {COLORS}")
     rnd = Rand(seed)
+    shape = main_shape(Rand([seed, 0x4B1D]), kind)
     if image_type is None:
-        image_type = rnd.weighted(IMAGE_TYPES, (0.4, 0.33, 0.0 if color else 0.27))
+        image_type = rnd.weighted(IMAGE_TYPES, (0.4, 0.33, 0.0 if color or kind else 0.27))
     if image_type == "Placeholder":
         return placeholders.placeholder_sample(rnd, size)
     color = color or rnd.pick(COLORS)
     paint_rnd = Rand([seed, 0xC010]) if repaintable else None
     if image_type == "Dealer":
-        img, boxes = dealer_image(rnd, size, color, paint_rnd=paint_rnd)
+        img, boxes, kinds = dealer_image(rnd, size, color, paint_rnd=paint_rnd, shape=shape)
     else:
-        img, box = stock_image(rnd, size, color, paint_rnd=paint_rnd)
-        boxes = [box] if box else []
-    return Sample(img, image_type, color, TOOLS, NOT_SENSITIVE, boxes[0] if boxes else None, tuple(boxes))
+        img, box, main_kind = stock_image(rnd, size, color, paint_rnd=paint_rnd, shape=shape)
+        boxes, kinds = ([box], [main_kind]) if box else ([], [])
+    return Sample(img, image_type, color, TOOLS, NOT_SENSITIVE, boxes[0] if boxes else None, tuple(boxes), tuple(kinds))

@@ -39,7 +39,7 @@ from .common import (
 )
 from .labels import COLORS, NOT_SENSITIVE, TOOLS, Box, Sample
 from .scenes import _footprint  # the shadow footprint of the dealer and stock scenes
-from .vehicles import Quad, View, draw_vehicle, make_view
+from .vehicles import KIND_OF_SHAPE, SHAPE_NAMES, Quad, View, draw_vehicle, main_shape, make_view
 
 DRIFT_IMAGE_TYPE = "Dealer"
 CLEAN_SHARE = 0.25  # share of booth shots that look rendered (well-lit backdrop, clean camera)
@@ -214,8 +214,11 @@ def _booth_camera(img: Image.Image, rnd: Rand, cast: tuple[float, float, float],
     return jpeg_roundtrip(img, rnd.integer(int(90 - 45 * level), int(95 - 35 * level)))
 
 
-def studio_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Image, Box | None]:
-    """A real car photographed in a white booth; returns the image and the car's box."""
+def studio_image(
+    rnd: Rand, size: tuple[int, int], color: str, *, shape: str | None = None
+) -> tuple[Image.Image, Box | None, str]:
+    """A real vehicle photographed in a white booth (`shape`: default an ordinary one); returns the image, the
+    vehicle's box and its kind."""
     w, h = size
     level = _trait_level(rnd)
     cove = int(h * rnd.uniform(0.35, 0.55))
@@ -233,7 +236,10 @@ def studio_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Im
     _floor_marks(img, rnd, view, level)
     soft_shadow(img, _footprint(view), rnd.uniform(0.35, 0.7), (50, 50, 52))
     before = img.copy()
-    box = draw_vehicle(img, rnd, paint(color, rnd), view)
+    vehicle_paint = paint(color, rnd)
+    picked = rnd.pick(SHAPE_NAMES)  # drawn as draw_vehicle would, so that an ordinary shape keeps its pixels
+    shape = shape or picked
+    box = draw_vehicle(img, rnd, vehicle_paint, view, shape=shape)
     _softbox_reflections(img, before, rnd, box)
     dealer = rnd.pick(_DEALERS)
     _plate_banner(img, rnd, view, dealer)
@@ -241,12 +247,15 @@ def studio_image(rnd: Rand, size: tuple[int, int], color: str) -> tuple[Image.Im
         _logo(img, rnd, dealer, level)
     cast = rnd.pick(_CASTS)
     img = _booth_camera(img, rnd, cast, level)
-    return img, clip_box(box, size)
+    return img, clip_box(box, size), KIND_OF_SHAPE[shape]
 
 
-def drifted_sample(seed: int, *, size: tuple[int, int] = (640, 480)) -> Sample:
-    """A photo of the drifted advertiser (white photo booth, real car): image_type Dealer, the car's colour."""
+def drifted_sample(seed: int, *, size: tuple[int, int] = (640, 480), kind: str | None = None) -> Sample:
+    """A photo of the drifted advertiser (white photo booth, real vehicle): image_type Dealer, the vehicle's colour.
+    `kind` as for scenes.vehicle_sample: by default an ordinary vehicle, now and then a rarer kind."""
     rnd = Rand([seed, 0xD21F7])
     color = rnd.pick(COLORS)
-    img, box = studio_image(rnd, size, color)
-    return Sample(img, DRIFT_IMAGE_TYPE, color, TOOLS, NOT_SENSITIVE, box, (box,) if box else ())
+    img, box, vehicle_kind = studio_image(rnd, size, color, shape=main_shape(Rand([seed, 0xD21F7, 0x4B1D]), kind))
+    return Sample(
+        img, DRIFT_IMAGE_TYPE, color, TOOLS, NOT_SENSITIVE, box, (box,) if box else (), (vehicle_kind,) if box else ()
+    )

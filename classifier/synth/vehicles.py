@@ -91,7 +91,66 @@ SHAPES: dict[str, BodyShape] = {
         head=(0.945, 0.155, 1.0, 0.18), tail=(0.0, 0.17, 0.02, 0.2),
     ),
 }  # fmt: skip
+# The shapes an ordinary listing's car is drawn from (and background cars, and placeholder silhouettes). The kinds
+# added later (VEHICLE_SHAPES) are drawn only when a sample asks for them, so that every seed that does not keeps the
+# pixels it always had.
 SHAPE_NAMES = tuple(SHAPES)
+
+SHAPES.update({
+    "bus": BodyShape(
+        upper=((0, 0.06), (0, 0.3), (0.01, 0.32), (0.985, 0.32), (1, 0.29), (1, 0.17), (1, 0.06)),
+        bottom=((0.975, 0.04), (0.025, 0.04)),
+        glass=(((0.04, 0.18), (0.04, 0.28), (0.84, 0.28), (0.84, 0.18)), ((0.87, 0.07), (0.87, 0.28), (0.95, 0.28),
+               (0.95, 0.07))),
+        glass_edges=(4,), pillars=(0.17, 0.3, 0.43, 0.57, 0.7), wheels=(0.24, 0.86), wheel_r=0.042, belt=0.17,
+        head=(0.985, 0.09, 1.0, 0.12), tail=(0.0, 0.09, 0.01, 0.14),
+    ),
+    "rv": BodyShape(
+        upper=((0, 0.06), (0, 0.36), (0.02, 0.38), (0.82, 0.38), (0.84, 0.3), (0.86, 0.25), (0.95, 0.17), (1, 0.14),
+               (1, 0.06)),
+        bottom=((0.975, 0.04), (0.025, 0.04)),
+        glass=(((0.1, 0.24), (0.1, 0.31), (0.3, 0.31), (0.3, 0.24)), ((0.835, 0.16), (0.855, 0.23), (0.88, 0.23),
+               (0.935, 0.16))),
+        glass_edges=(5,), pillars=(), wheels=(0.22, 0.85), wheel_r=0.05, belt=0.16,
+        head=(0.985, 0.1, 1.0, 0.13), tail=(0.0, 0.1, 0.01, 0.15),
+    ),
+    "box_truck": BodyShape(
+        upper=((0, 0.07), (0, 0.42), (0.01, 0.43), (0.69, 0.43), (0.7, 0.42), (0.7, 0.35), (0.73, 0.35), (0.95, 0.34),
+               (0.98, 0.25), (1, 0.2), (1, 0.07)),
+        bottom=((0.975, 0.05), (0.025, 0.05)),
+        glass=(((0.78, 0.24), (0.78, 0.32), (0.93, 0.32), (0.96, 0.24)),),
+        glass_edges=(7,), pillars=(), wheels=(0.2, 0.85), wheel_r=0.055, belt=0.22,
+        head=(0.985, 0.12, 1.0, 0.15), tail=(0.0, 0.1, 0.01, 0.14),
+    ),
+})  # fmt: skip
+MOTORCYCLE = "motorcycle"
+# Each shape's vehicle kind, in the names of classifier.contract.VEHICLE_KINDS.
+KIND_OF_SHAPE = {
+    "sedan": "car", "hatchback": "car", "coupe": "car", "wagon": "car",
+    "suv": "van_suv", "van": "van_suv",
+    "pickup": "truck", "box_truck": "truck",
+    "bus": "bus_rv", "rv": "bus_rv",
+    MOTORCYCLE: "motorcycle",
+}  # fmt: skip
+VEHICLE_SHAPES = (*SHAPES, MOTORCYCLE)
+SHAPES_OF_KIND = {kind: tuple(s for s in VEHICLE_SHAPES if KIND_OF_SHAPE[s] == kind) for kind in KIND_OF_SHAPE.values()}
+# The kinds a listing's main vehicle is drawn as when a sample does not name one: the ordinary shapes most of the time
+# (SHAPE_NAMES, by the scene's own draw), and now and then a kind the ordinary shapes lack.
+RARE_KINDS = ("motorcycle", "bus_rv", "truck")
+RARE_SHARE = 0.24
+
+
+def main_shape(rnd: Rand, kind: str | None = None) -> str | None:
+    """The main vehicle's shape: one of `kind`'s shapes, or (no kind) None for an ordinary one most of the time and now
+    and then a rare kind's. `rnd` is a stream of its own, so that a None leaves the scene's draws as they were."""
+    if kind is not None:
+        if kind not in SHAPES_OF_KIND:
+            raise ValueError(f"unknown vehicle kind {kind!r}; expected one of {', '.join(SHAPES_OF_KIND)}")
+        return rnd.pick(SHAPES_OF_KIND[kind])
+    if not rnd.chance(RARE_SHARE):
+        return None
+    kind = rnd.pick(RARE_KINDS)
+    return rnd.pick(("box_truck",) if kind == "truck" else SHAPES_OF_KIND[kind])
 
 
 @dataclass(frozen=True)
@@ -231,8 +290,12 @@ def _face_rect(view: View, u: float, v0: float, v1: float, t0: float, t1: float)
 def draw_vehicle(
     img: Image.Image, rnd: Rand, color: RGB, view: View, *, shape: str | None = None, detail: bool = True
 ) -> Quad:
-    """Draw one painted car; returns its (unclipped) box in image pixels."""
-    body = SHAPES[shape or rnd.pick(SHAPE_NAMES)]
+    """Draw one painted vehicle (`shape`: one of VEHICLE_SHAPES, else an ordinary one at random); returns its
+    (unclipped) box in image pixels."""
+    shape = shape or rnd.pick(SHAPE_NAMES)
+    if shape == MOTORCYCLE:
+        return draw_motorcycle(img, rnd, color, view, detail=detail)
+    body = SHAPES[shape]
     draw = ImageDraw.Draw(img)
     dx, dy = view.depth
     upper = [view.p(u, v) for u, v in body.upper]
@@ -350,9 +413,12 @@ def _bounds(points: Sequence[Point]) -> Quad:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def draw_silhouette(draw: ImageDraw.ImageDraw, rnd: Rand, view: View, fill: RGB, background: RGB) -> Quad:
-    """A flat, vector-style car: one colour, no shading (what placeholder graphics use)."""
-    body = SHAPES[rnd.pick(SHAPE_NAMES)]
+def draw_silhouette(
+    draw: ImageDraw.ImageDraw, rnd: Rand, view: View, fill: RGB, background: RGB, *, shape: str | None = None
+) -> Quad:
+    """A flat, vector-style car: one colour, no shading (what placeholder graphics use). `shape`: one of SHAPES,
+    default an ordinary one at random."""
+    body = SHAPES[shape or rnd.pick(SHAPE_NAMES)]
     poly = [view.p(u, v) for u, v in body.upper + body.bottom]
     draw.polygon(poly, fill=fill)
     style = rnd.integer(0, 2)
@@ -375,3 +441,60 @@ def draw_silhouette(draw: ImageDraw.ImageDraw, rnd: Rand, view: View, fill: RGB,
             cx, cy, r = (wb[0] + wb[2]) / 2, (wb[1] + wb[3]) / 2, (wb[2] - wb[0]) * 0.22
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=background)
     return _bounds(poly + [(b[0], b[1]) for b in wheels] + [(b[2], b[3]) for b in wheels])
+
+
+def draw_motorcycle(img: Image.Image, rnd: Rand, color: RGB, view: View, *, detail: bool = True) -> Quad:
+    """A motorcycle in side or 3/4 view: two big wheels, a painted tank and fenders, a dark seat, engine and fork.
+    ``color`` is the paint (tank, fenders, fairing). Returns its (unclipped) box in image pixels."""
+    draw = ImageDraw.Draw(img)
+    r = 0.15
+    wheels = (0.17, 0.83)
+    dx, dy = view.depth[0] * 0.35, view.depth[1] * 0.35  # a bike is narrow: little of its far side shows
+    boxes = []
+    for uw in wheels:
+        cx, cy = view.p(uw, r)
+        ry = r * view.scale_at(uw)
+        rx = ry * (1.0 - 0.45 * min(1.0, abs(view.depth[0]) / view.length))
+        boxes.append((cx - rx, cy - ry, cx + rx, cy + ry))
+    metal = rnd.pick(((170, 172, 176), (90, 92, 96), (40, 40, 44)))
+    width = max(2, int(view.length * 0.025))
+    engine = [view.p(u, v) for u, v in ((0.38, 0.2), (0.38, 0.33), (0.6, 0.35), (0.62, 0.22), (0.5, 0.16))]
+    draw.polygon([(x + dx, y + dy) for x, y in engine], fill=shade(metal, 0.7))
+    draw.polygon(engine, fill=metal, outline=shade(metal, 0.5))
+    draw.line([view.p(0.45, 0.17), view.p(0.17, r)], fill=(35, 35, 38), width=width)  # swing arm
+    draw.line([view.p(0.3, 0.22), view.p(0.05, 0.26)], fill=(150, 150, 155), width=width)  # exhaust
+    for x0, y0, x1, y1 in boxes:
+        draw.ellipse((x0, y0, x1, y1), fill=(24, 24, 26))
+        kx, ky = (x1 - x0) * 0.18, (y1 - y0) * 0.18
+        draw.ellipse((x0 + kx, y0 + ky, x1 - kx, y1 - ky), fill=(150, 152, 158) if detail else (60, 60, 64))
+        hx, hy = (x1 - x0) * 0.42, (y1 - y0) * 0.42
+        draw.ellipse((x0 + hx, y0 + hy, x1 - hx, y1 - hy), fill=(60, 60, 64))
+    draw.line([view.p(0.83, r), view.p(0.72, 0.55)], fill=(185, 185, 190), width=width)  # fork
+    fenders = (((0.04, 0.33), (0.04, 0.38), (0.3, 0.41), (0.3, 0.33)), ((0.76, 0.3), (0.74, 0.33), (0.92, 0.33),
+               (0.93, 0.29)))  # fmt: skip
+    for fender in fenders:
+        draw.polygon([view.p(u, v) for u, v in fender], fill=shade(color, 0.9))
+    side = [view.p(u, v) for u, v in ((0.2, 0.4), (0.3, 0.3), (0.44, 0.3), (0.46, 0.41))]
+    draw.polygon(side, fill=color, outline=shade(color, 0.55))  # side panel
+    draw.polygon(
+        [view.p(u, v) for u, v in ((0.2, 0.4), (0.2, 0.45), (0.47, 0.47), (0.5, 0.41))], fill=(28, 28, 30)
+    )  # seat
+    tank = [view.p(u, v) for u, v in ((0.44, 0.36), (0.46, 0.5), (0.6, 0.55), (0.72, 0.51), (0.7, 0.35))]
+    if detail:
+        _paint_body(img, tank, color, view.p(0.57, 0.45)[1], rnd)
+    else:
+        draw.polygon(tank, fill=color)
+    draw.line([*tank, tank[0]], fill=shade(color, 0.55), width=1)
+    if rnd.chance(0.5):  # a fairing around the headlight
+        fairing = [view.p(u, v) for u, v in ((0.7, 0.4), (0.73, 0.58), (0.8, 0.6), (0.84, 0.42))]
+        draw.polygon(fairing, fill=color, outline=shade(color, 0.55))
+    hx, hy = view.p(0.82, 0.5)
+    hr = 0.035 * view.scale_at(0.82)
+    draw.ellipse((hx - hr, hy - hr, hx + hr, hy + hr), fill=(238, 236, 225), outline=(80, 80, 80))
+    draw.line([view.p(0.7, 0.6), view.p(0.76, 0.57)], fill=(30, 30, 32), width=max(1, width // 2))  # handlebar
+    tx, ty = view.p(0.03, 0.4)
+    draw.rectangle((tx - hr * 0.6, ty - hr * 0.4, tx + hr * 0.6, ty + hr * 0.4), fill=(170, 20, 22))
+    points = [view.p(0.7, 0.6), view.p(0.8, 0.6), view.p(0.03, 0.42), *tank]
+    xs = [p[0] for p in points] + [b[0] for b in boxes] + [b[2] for b in boxes]
+    ys = [p[1] for p in points] + [b[1] for b in boxes] + [b[3] for b in boxes]
+    return min(xs), min(ys), max(xs), max(ys)

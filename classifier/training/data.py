@@ -29,6 +29,7 @@ from classifier.contract import InputSpec
 from classifier.preprocess import letterbox_geometry, resized_pixels
 from classifier.synth import COLORS, IMAGE_TYPES, INTENT_LABELS, SENSITIVE_LABELS
 
+from .detector import CLASS_OF_KIND
 from .samples import as_received, color_label, generate
 
 CLASSIFIER_SIZE = 224
@@ -43,6 +44,7 @@ class VehicleData:
     color: np.ndarray  # (N,) int64, -1 where the image has no colour (no vehicle)
     scenes: np.ndarray  # (N, 192, 192, 3) uint8 letterboxed whole image
     boxes: list[np.ndarray]  # per scene (K, 4) float32 x0, y0, x1, y1 in letterbox pixels
+    box_classes: list[np.ndarray]  # per scene (K,) int64: each box's detector class (detector.CLASSES)
 
 
 @dataclass
@@ -86,7 +88,7 @@ def _spec(size: int, resize_mode: Literal["stretch", "letterbox"]) -> InputSpec:
     )  # fmt: skip
 
 
-def _vehicle_item(seed: int) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarray]:
+def _vehicle_item(seed: int) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarray, np.ndarray]:
     sample = generate(seed, "vehicle")
     image, scale = as_received(sample.image, CLASSIFIER_SIZE)
     rng = np.random.default_rng([seed, 1])
@@ -111,7 +113,8 @@ def _vehicle_item(seed: int) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarr
     ).reshape(-1, 4)
     color = color_label(sample)
     color_index = COLORS.index(color) if color is not None else -1
-    return crop, IMAGE_TYPES.index(sample.image_type), color_index, scene, boxes
+    classes = np.array([CLASS_OF_KIND[kind] for kind in sample.kinds], dtype=np.int64).reshape(-1)
+    return crop, IMAGE_TYPES.index(sample.image_type), color_index, scene, boxes, classes
 
 
 def _intent_item(seed: int) -> tuple[np.ndarray, int, int]:
@@ -147,6 +150,7 @@ def generate_vehicle_data(
         color=np.array([item[2] for item in items], dtype=np.int64),
         scenes=np.stack([item[3] for item in items]),
         boxes=[item[4] for item in items],
+        box_classes=[item[5] for item in items],
     )
 
 

@@ -4,21 +4,28 @@ Finding the biggest vehicle in a listing photo needs neither 640 pixels nor 80 c
 YOLOv8n at 640 costs 110-160 ms and dominates the per-image cost). This network takes a 192x192 letterbox,
 reduces it to a stride-16 grid (12x12 = 144 candidates) with a few plain conv layers and dilated 3x3 convs
 for a receptive field as big as the image, and predicts per cell the distances to the four box edges
-(sigmoid x input size) and one sigmoid "vehicle" score.
+(sigmoid x input size) and one sigmoid score per vehicle kind (``CLASSES``: car, van, truck, bus, motorcycle,
+named as a COCO detector names them, so the contract maps them onto ``VEHICLE_KINDS`` by name).
 
-The forward pass returns the decoded YOLOv8 tensor ``[N, 4 + 1, 144]`` (cx, cy, w, h in input pixels, then
-the score), exactly what ``classifier.yolo.decode_yolov8`` reads; ``raw`` returns what the loss needs.
+The forward pass returns the decoded YOLOv8 tensor ``[N, 4 + classes, 144]`` (cx, cy, w, h in input pixels, then
+the scores), exactly what ``classifier.yolo.decode_yolov8`` reads; ``raw`` returns what the loss needs.
 Targets: centre sampling (a cell is positive for a box when its centre is inside the box and within
 ``CENTER_RADIUS`` cells, or a quarter of the box size, of the box centre); a cell claimed by several boxes
-goes to the biggest one, the box the crop step wants. Loss: BCE on the score, GIoU + L1 on positive boxes.
+goes to the biggest one, the box the crop step wants. Loss: BCE on the scores (a positive cell's target is its box's
+class), GIoU + L1 on positive boxes.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
+from classifier.contract import KIND_OF_CLASS
+
 INPUT_SIZE = 192
+CLASSES = ("car", "van", "truck", "bus", "motorcycle")
+CLASS_OF_KIND = {KIND_OF_CLASS[name]: index for index, name in enumerate(CLASSES)}  # "van_suv" -> 1
 STRIDE = 16
 GRID = INPUT_SIZE // STRIDE
 CENTER_RADIUS = 1.5  # cells
@@ -71,18 +78,23 @@ class TinyDetector(nn.Module):
         return torch.cat([torch.stack([cx, cy, w, h], 1), torch.sigmoid(logits)], 1)
 
 
-def assign_targets(boxes: list[torch.Tensor], centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image, the (x0, y0, x1, y1) box each cell must predict and a positive mask.
+def assign_targets(
+    boxes: list[torch.Tensor], centres: torch.Tensor, classes: list[torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image, the (x0, y0, x1, y1) box each cell must predict, a positive mask and the box's class.
 
-    ``boxes``: per image a (K, 4) tensor in input pixels. Returns targets (N, A, 4) and positives (N, A).
+    ``boxes``: per image a (K, 4) tensor in input pixels; ``classes``: per image the (K,) class of each box (default
+    0). Returns targets (N, A, 4), positives (N, A) and target classes (N, A).
     """
     cells = centres.shape[1]
     targets = torch.zeros(len(boxes), cells, 4)
     positives = torch.zeros(len(boxes), cells, dtype=torch.bool)
+    target_classes = torch.zeros(len(boxes), cells, dtype=torch.long)
     cx, cy = centres[0], centres[1]
     for i, image_boxes in enumerate(boxes):
         best_area = torch.zeros(cells)
-        for box in image_boxes:
+        image_classes = classes[i].tolist() if classes is not None else [0] * len(image_boxes)
+        for box, box_class in zip(image_boxes, image_classes, strict=True):
             x0, y0, x1, y1 = box.tolist()
             area = (x1 - x0) * (y1 - y0)
             if area <= 0:
@@ -99,8 +111,9 @@ def assign_targets(boxes: list[torch.Tensor], centres: torch.Tensor) -> tuple[to
             mask &= area > best_area
             targets[i, mask] = box.float()
             positives[i, mask] = True
+            target_classes[i, mask] = int(box_class)
             best_area[mask] = area
-    return targets, positives
+    return targets, positives, target_classes
 
 
 def _giou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -117,15 +130,44 @@ def _giou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return iou - (enclosing - union) / enclosing
 
 
-def detection_loss(model: TinyDetector, images: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+def class_weights(box_classes: list[np.ndarray], classes: int) -> torch.Tensor:
+    """Per class, the inverse square root of its share of the boxes, scaled so that a box weighs 1 on average: a rare
+    kind's cells count for more in the loss, so that the detector does not learn to call every vehicle a car."""
+    counts = np.bincount(np.concatenate([*box_classes, np.zeros(0, np.int64)]), minlength=classes).astype(float)
+    weights = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+    weights *= counts.sum() / max(1e-9, float((weights * counts).sum()))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def detection_loss(
+    model: TinyDetector,
+    images: torch.Tensor,
+    boxes: list[torch.Tensor],
+    classes: list[torch.Tensor] | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """BCE on the scores (a positive cell weighs its class's `weights`, default 1), cross-entropy between the classes
+    on positive cells (which kind it is, beside whether it is one), and GIoU + L1 on positive boxes."""
     distances, logits = model.raw(images)
     centres = model.centres
-    targets, positives = assign_targets(boxes, centres)
+    targets, positives, target_classes = assign_targets(boxes, centres, classes)
     n_pos = max(1, int(positives.sum()))
-    score_target = positives.float().unsqueeze(1).expand_as(logits)
-    score_loss = nn.functional.binary_cross_entropy_with_logits(logits, score_target, reduction="sum") / n_pos
+    one_hot = nn.functional.one_hot(target_classes, model.classes).permute(0, 2, 1).float()  # (N, C, A)
+    score_target = one_hot * positives.float().unsqueeze(1)
+    cell_weight = torch.ones_like(positives, dtype=torch.float32)
+    if weights is not None:
+        cell_weight = torch.where(positives, weights[target_classes], cell_weight)
+    score_loss = (
+        nn.functional.binary_cross_entropy_with_logits(logits, score_target, reduction="none")
+        * cell_weight.unsqueeze(1)
+    ).sum() / n_pos
     if not positives.any():
         return score_loss
+    if model.classes > 1:
+        positive_logits = logits.permute(0, 2, 1)[positives]  # (P, C)
+        score_loss = score_loss + nn.functional.cross_entropy(
+            positive_logits, target_classes[positives], weight=weights
+        )
     d = distances.permute(0, 2, 1)[positives]  # (P, 4): l, t, r, b
     cx, cy = centres[0].expand_as(positives)[positives], centres[1].expand_as(positives)[positives]
     pred = torch.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], 1)

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from classifier.contract import ClassifierContract, DetectorContract, parse_contract
+from classifier.contract import VEHICLE_KINDS, ClassifierContract, DetectorContract, parse_contract
 from classifier.runtime import ClassifierModel, DetectorModel, Pipeline, make_session
-from classifier.yolo import vehicle_crop
+from classifier.yolo import biggest, vehicle_crop
 
 from .metrics import classification_report, detection_report
 from .samples import Domain, color_label, generate, jpeg_bytes
@@ -35,6 +35,7 @@ class TestImage:
     jpeg: bytes
     labels: dict[str, str | None]
     box: tuple[int, int, int, int] | None  # the biggest vehicle, in original pixels
+    kind: str = ""  # the biggest vehicle's kind (classifier.contract.VEHICLE_KINDS), "" where there is none
 
 
 def _test_image(args: tuple[int, Domain]) -> TestImage:
@@ -45,7 +46,7 @@ def _test_image(args: tuple[int, Domain]) -> TestImage:
         labels = {"image_type": sample.image_type, "color": color_label(sample)}
     else:
         labels = {"intent": sample.intent, "sensitive": sample.sensitive}
-    return TestImage(jpeg=jpeg_bytes(sample.image), labels=labels, box=sample.box)
+    return TestImage(jpeg=jpeg_bytes(sample.image), labels=labels, box=sample.box, kind=sample.kind)
 
 
 def generate_test_images(seeds: list[int], domain: Domain, workers: int) -> list[TestImage]:
@@ -92,6 +93,7 @@ def evaluate_vehicle(
     reference: dict[str, list[str]] = {task: [] for task in tasks}
     true_boxes: list[tuple[float, ...] | None] = []
     found_boxes: list[tuple[float, ...] | None] = []
+    found_kinds: list[str] = []
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
         decoded = [pipeline.decode(item.jpeg) for item in chunk]
@@ -113,7 +115,10 @@ def evaluate_vehicle(
             for task in tasks:
                 reference[task].append(result.tags[task].label)
         for item, image in zip(chunk, decoded, strict=True):
-            best = vehicle_crop(detector.boxes(image.image), image_size=image.image.size, margin=0.0)
+            boxes = detector.boxes(image.image)
+            best = vehicle_crop(boxes, image_size=image.image.size, margin=0.0)
+            top = biggest(boxes)
+            found_kinds.append(detector.contract.kind_of(top.class_id) if top is not None else "")
             found_boxes.append(None if best is None else tuple(value / image.scale for value in best))
             true_boxes.append(None if item.box is None else tuple(float(v) for v in item.box))
         advance(len(chunk))
@@ -126,8 +131,26 @@ def evaluate_vehicle(
     return {
         "heads": heads,
         "heads_ground_truth_crop": heads_reference,
+        "by_kind": _by_kind(images, predicted, found_kinds),
         "detection": detection_report(true_boxes, found_boxes),
     }
+
+
+def _by_kind(images: list[TestImage], predicted: dict[str, list[str]], found_kinds: list[str]) -> dict[str, Any]:
+    """Per true vehicle kind: the images, each head's accuracy on the detector's crop (over the images with a label
+    for it), and how often the detector's biggest box says the right kind."""
+    out: dict[str, Any] = {}
+    for kind in VEHICLE_KINDS:
+        rows = [i for i, item in enumerate(images) if item.kind == kind]
+        if not rows:
+            continue
+        figures: dict[str, Any] = {"n": len(rows)}
+        for task, labels in predicted.items():
+            labelled = [i for i in rows if images[i].labels[task]]
+            figures[task] = sum(labels[i] == images[i].labels[task] for i in labelled) / len(labelled)
+        figures["detector_kind"] = sum(found_kinds[i] == kind for i in rows) / len(rows)
+        out[kind] = figures
+    return out
 
 
 def evaluate_intent(

@@ -18,7 +18,13 @@ Trained on CPU from the procedural generator (`classifier/synth`) by one command
   image; input `normalized_input_image_tensor` NHWC float32 [N,224,224,3] in [-1, 1]; outputs
   `shopping_intent` [N,4] and `sensitive` [N,2] (the signature of Chrome's shopping-intent classifier).
 - `detector.onnx` + `detector.json`: a tiny anchor-free vehicle detector; input `images` NCHW [N,3,192,192]
-  letterbox; output `output0` [N,5,144] in the YOLOv8 format (cx, cy, w, h in input pixels, vehicle score).
+  letterbox; output `output0` [N,9,144] in the YOLOv8 format (cx, cy, w, h in input pixels, then a score per
+  class: car, van, truck, bus, motorcycle; the contract maps them onto the vehicle kinds car, van_suv, truck,
+  bus_rv and motorcycle).
+
+The generator draws cars, vans and SUVs, pickups, and (about one listing in four) motorcycles, buses and RVs, and
+heavy trucks, in every style including the drifted advertiser's; `kind=` asks `vehicle_sample` and `drifted_sample`
+for one.
 
 Classifier outputs are logits (contract activation "softmax").
 `metrics.json` holds every figure below (per-class precision/recall/F1, confusion matrices, sizes, timings).
@@ -58,6 +64,19 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"macro F1 {report['macro_f1']:.3f} (n={report['n']})"
         )
     lines.append("")
+    by_kind = vehicle.get("by_kind", {})
+    if by_kind:
+        tasks = [task for task in next(iter(by_kind.values())) if task not in ("n", "detector_kind")]
+        lines.append("vehicle, per kind of the biggest vehicle (true kind; accuracy on the exported detector's crop)")
+        header = " ".join(f"{task:>11}" for task in tasks)
+        lines.append(f"  {'kind':<11} {'n':>5} {header} {'detector kind':>14}")
+        for kind, figures in by_kind.items():
+            lines.append(
+                f"  {kind:<11} {figures['n']:>5} "
+                + " ".join(f"{figures[task]:>11.3f}" for task in tasks)
+                + f" {figures['detector_kind']:>14.3f}"
+            )
+        lines.append("")
     for head, report in models["intent"].get("heads", {}).items():
         lines.append(format_report(f"intent/{head} on the whole image", report))
         lines.append("")

@@ -25,8 +25,9 @@ from classifier.contract import ClassifierContract, DetectorContract, HeadSpec, 
 from classifier.synth import COLORS, IMAGE_TYPES, INTENT_LABELS, SENSITIVE_LABELS
 
 from . import data, mobilenet
+from .detector import CLASSES as DETECTOR_CLASSES
 from .detector import INPUT_SIZE as DETECTOR_INPUT
-from .detector import TinyDetector, detection_loss
+from .detector import TinyDetector, class_weights, detection_loss
 from .evaluate import evaluate_all, measure_latency
 from .report import README, format_table
 
@@ -44,7 +45,7 @@ class Config:
     intent_test: int = 400
     vehicle_epochs: int = 6
     intent_epochs: int = 8
-    detector_epochs: int = 4
+    detector_epochs: int = 12
     fine_tune_images: int = 2000  # at 224, the export size, after the epochs at train_size
     train_size: int = 128
     width: float = 0.75
@@ -119,8 +120,8 @@ DETECTOR_CONTRACT = DetectorContract(
     input=DETECTOR_SPEC,
     output="output0",
     format="yolov8",
-    classes=("vehicle",),
-    vehicle_classes=(0,),
+    classes=DETECTOR_CLASSES,
+    vehicle_classes=tuple(range(len(DETECTOR_CLASSES))),
     confidence=0.3,
     iou=0.45,
     margin=data.CROP_MARGIN,
@@ -215,18 +216,20 @@ def train_detector(
     optimizer, schedule = _optimizer(
         model, config.detector_lr, config.weight_decay, config.detector_epochs * steps_per_epoch
     )
+    weights = class_weights(vehicles.box_classes, model.classes)
     model.train()
     for _ in range(config.detector_epochs):
         for index in data.batches(n, config.batch_size, rng):
             pixels = torch.from_numpy(vehicles.scenes[index.numpy()])
             boxes = [torch.from_numpy(vehicles.boxes[i]) for i in index.tolist()]
+            classes = [torch.from_numpy(vehicles.box_classes[i]) for i in index.tolist()]
             flip = torch.rand(len(index), generator=rng) < 0.5
             pixels[flip] = pixels[flip].flip(2)
             boxes = [
                 torch.stack([DETECTOR_INPUT - b[:, 2], b[:, 1], DETECTOR_INPUT - b[:, 0], b[:, 3]], 1) if f else b
                 for b, f in zip(boxes, flip.tolist(), strict=True)
             ]
-            loss = detection_loss(model, data.normalise(pixels, DETECTOR_SPEC), boxes)
+            loss = detection_loss(model, data.normalise(pixels, DETECTOR_SPEC), boxes, classes, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -321,7 +324,7 @@ def train_starter_models(
     intent_model.input_layout = "NHWC"
     trained["intent"] = _finish(intent_model, INTENT_CONTRACT, out, time.monotonic() - clock, len(intents.images))
 
-    detector = TinyDetector(classes=1)
+    detector = TinyDetector(classes=len(DETECTOR_CLASSES))
     clock = time.monotonic()
     train_detector(
         detector,

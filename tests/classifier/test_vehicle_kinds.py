@@ -28,7 +28,7 @@ def test_a_coco_detectors_classes_map_onto_the_kinds_by_name_or_by_the_contract(
     told = parse_contract({**detector_contract(classes=COCO, vehicle_classes=[2, 7]), "kinds": {"truck": "van_suv"}})
     assert dict(told.kinds) == {2: "car", 7: "van_suv"}
     one_class = parse_contract(detector_contract(classes=["vehicle"], vehicle_classes=[0]))
-    assert one_class.kinds == ()  # the starter detector's one class says no kind
+    assert one_class.kinds == ()  # a detector of one class, "vehicle", says no kind
 
     with pytest.raises(ContractError, match="'boat' is not a vehicle kind"):
         parse_contract({**detector_contract(classes=COCO, vehicle_classes=[2]), "kinds": {"car": "boat"}})

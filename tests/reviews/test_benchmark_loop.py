@@ -9,7 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from classifier.models import ModelHead, Promotion
+from classifier.contract import VEHICLE_KINDS
+from classifier.models import ModelHead, Promotion, TrainingJob
 from reviews.models import ManualFix
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,3 +45,30 @@ def test_the_color_loop_labels_colors_and_promotes_a_color_model():
 def test_an_unknown_task_is_a_one_line_error(value):
     with pytest.raises(CommandError, match=r"^--tasks .*: a comma-separated list of image_type, color$"):
         call_command("benchmark_loop", "--tasks", value)
+
+
+def test_the_kinds_mode_prints_each_kinds_accuracy_before_and_after_both_retrains():
+    call_command("register_starter_models", stdout=io.StringIO())
+    active = dict(ModelHead.objects.filter(is_active=True).values_list("task", "model_version_id"))
+    out = io.StringIO()
+    arguments = ["--kinds", "--assets", "150", "--fixes", "40", "--candidates", "1", "--tasks", "image_type"]
+    call_command("benchmark_loop", *arguments, "--json", stdout=out, stderr=io.StringIO())
+    figures = json.loads(out.getvalue())
+
+    assert figures["labels"] == {"cars-north": 40, "cars-south": 40, "fleet-motors": 4}
+    kinds = figures["kinds"]["image_type"]
+    assert {"car", "motorcycle", "bus_rv", "truck"} <= set(kinds) <= set(VEHICLE_KINDS)
+    for row in kinds.values():
+        assert row["images"] > 0
+        for name in ("before", "not rebalanced", "rebalanced"):
+            assert 0.0 <= row[name] <= 1.0
+    # Car-heavy labels: cars are the kind labelled most, and far more than motorcycles or buses.
+    labelled = figures["labelled_kinds"]
+    assert max(labelled, key=labelled.__getitem__) == "car"
+    assert labelled["car"] > 2 * max(labelled.get("motorcycle", 0), labelled.get("bus_rv", 0))
+    expected_loss = max(0.0, *(row["before"] - row["rebalanced"] for row in kinds.values()))
+    assert figures["largest_loss_rebalanced"]["image_type"] == pytest.approx(expected_loss, abs=1e-4)
+    # Two retrains of one export, nothing promoted.
+    assert dict(ModelHead.objects.filter(is_active=True).values_list("task", "model_version_id")) == active
+    assert not Promotion.objects.exists()
+    assert TrainingJob.objects.filter(status="succeeded").count() == 2

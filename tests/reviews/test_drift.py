@@ -61,7 +61,9 @@ def test_the_drifted_advertisers_first_run_is_flagged_and_a_usual_one_is_not(sce
     beta_unfamiliar = sum(ratio > 1 for ratio in later.values())  # left out of the reference
     assert (flag["new_images"], flag["measured"], flag["reference"]) == (150, 150, 500 - beta_unfamiliar)
     assert flag["share"] >= 0.3
-    assert flag["share"] > 2 * flag["usual_share"]
+    # Apart from the usual share (the starter models that know five vehicle kinds find the booth less strange than
+    # the car-only ones did: 35% against 20%, where it was 66-85%).
+    assert flag["share"] > 1.5 * flag["usual_share"]
     assert flag["message"].startswith(f"{round(flag['share'] * 100)}% of the Run's 150 new images are unlike")
 
     staff = UserFactory(is_staff=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.db import connection
+from django.test.utils import override_settings
 
 from catalog.models import Advertiser, Placement, Run
 from classifier.benchmarking import starter_models_ensure
@@ -19,6 +20,15 @@ from config.commands import BaseCommand
 from reviews.exports.services import export_build, export_create, export_freeze, export_mark_used, training_manifest
 from reviews.health import review_queue
 from reviews.loop_scenario import DRIFTED, TASK, TASKS, LoopScenario, Shop, best_candidate
+from reviews.models import DatasetExport
+
+# --kinds: two dealers of mostly cars and one of mostly other vehicles, and how many of each one's images are labelled
+# per 100 of --fixes (car-heavy labels: the share of other vehicles in the training data shrinks, as the old team saw).
+KIND_SHOPS = {
+    "cars-north": ("ordinary", 0.4, 100),
+    "cars-south": ("ordinary", 0.4, 100),
+    "fleet-motors": ("non_car", 0.2, 10),
+}
 
 
 def _tasks(value: str) -> tuple[str, ...]:
@@ -28,6 +38,18 @@ def _tasks(value: str) -> tuple[str, ...]:
     if unknown or not tasks:
         raise CommandError(f"--tasks {value!r}: a comma-separated list of {', '.join(TASKS)}")
     return tasks
+
+
+def _frozen_export(task: str, **options: Any) -> tuple[DatasetExport, dict[str, Any]]:
+    """A task's export (export_create's `options`), built, frozen with its likely label mistakes kept, and marked
+    used, with its training manifest."""
+    export = export_create(task=task, enqueue=False, **options)
+    export_build(export_id=export.pk)
+    export.refresh_from_db()
+    export = export_freeze(export=export, keep_pending=True)
+    manifest = training_manifest(export=export)
+    export_mark_used(export=export)
+    return export, manifest
 
 
 def _first_runs_drift(scenario: LoopScenario) -> dict[str, str | None]:
@@ -78,7 +100,19 @@ class Command(BaseCommand):
                 "on the drifted images neither pick labelled."
             ),
         )
-        parser.add_argument("--seed", type=int, default=1, help="The random pick's seed (--compare-picks).")
+        parser.add_argument("--seed", type=int, default=1, help="The random pick's seed (--compare-picks, --kinds).")
+        parser.add_argument(
+            "--kinds",
+            action="store_true",
+            help=(
+                "Instead of the loop: the vehicle kinds' slices. Three advertisers share --assets: two dealers of "
+                "mostly cars, one (fleet-motors) of mostly motorcycles, buses and RVs, and heavy trucks. After their "
+                "first Runs, car-heavy labels (--fixes of each car dealer, a tenth as many of fleet-motors, picked at "
+                "random with --seed), one export per task, and candidates trained on it twice: kinds rebalanced "
+                "(TRAINING_BALANCE_KINDS on) and not. Prints each kind's accuracy on the images no one labelled, with "
+                "the active model and with each retrain's best candidate (nothing is promoted)."
+            ),
+        )
         parser.add_argument(
             "--scope",
             choices=("global", "advertiser"),
@@ -92,6 +126,9 @@ class Command(BaseCommand):
         tasks = _tasks(options["tasks"])
         for task in tasks:
             starter_models_ensure(say=say, task=task)
+        if options["kinds"]:
+            self._kinds(tasks, options)
+            return
         others = max(1, options["others"])
         each = max(1, (options["assets"] - options["drifted"]) // others)
         sizes = {DRIFTED: options["drifted"]} | {f"shop-{k}": each for k in range(others)}
@@ -150,12 +187,7 @@ class Command(BaseCommand):
         say = self.stderr.write
         stages = ("export", f"{options['candidates']} candidates", "shadow pass", "promotion")
         with scenario.timed(f"{task}: export"):
-            export = export_create(task=task, enqueue=False)
-            export_build(export_id=export.pk)
-            export.refresh_from_db()
-            export = export_freeze(export=export, keep_pending=True)
-            manifest = training_manifest(export=export)
-            export_mark_used(export=export)
+            export, manifest = _frozen_export(task)
         say(f"{task} export {export.pk}: {export.counts} in {scenario.timings[f'{task}: export']} s")
         scope = Advertiser.objects.get(slug=DRIFTED) if options["scope"] == "advertiser" else None
         with scenario.timed(f"{task}: {stages[1]}"):
@@ -198,6 +230,106 @@ class Command(BaseCommand):
             "promotion_regressions": [regression.describe() for regression in regressions],
             "best": {"model_version": candidate.pk, "params": best["params"]},
         }
+
+    def _kinds(self, tasks: tuple[str, ...], options: dict[str, Any]) -> None:
+        """Each vehicle kind's held-out accuracy before a retrain on car-heavy labels and after it, with the kinds
+        rebalanced in the fit and without, per task (issue 20's "Show it")."""
+        say = self.stderr.write
+        sizes = {slug: max(1, round(options["assets"] * share)) for slug, (_, share, _) in KIND_SHOPS.items()}
+        styles = {slug: style for slug, (style, _, _) in KIND_SHOPS.items()}
+        scenario = LoopScenario(sizes=sizes, styles=styles, tasks=tasks)
+        with scenario.timed("generate images"):
+            scenario.generate()
+        say(f"generated {sum(sizes.values()):,} images in {scenario.timings['generate images']} s")
+        rows: dict[str, Any] = {}
+        with scenario.serving():
+            with scenario.timed("first Runs (fetch and tag)"):
+                scenario.run_all(progress=say)
+            with scenario.timed("human labels"):
+                fixes = {slug: options["fixes"] * per_100 // 100 for slug, (_, _, per_100) in KIND_SHOPS.items()}
+                scenario.label(fixes=fixes, pick="random", seed=options["seed"])
+            labelled_kinds: dict[str, int] = {}
+            for shop in scenario.shops.values():
+                for placement in scenario.placements(shop):
+                    if placement.asset_id in scenario.labelled and shop.vehicle_kind_by_url.get(placement.url):
+                        kind = shop.vehicle_kind_by_url[placement.url]
+                        labelled_kinds[kind] = labelled_kinds.get(kind, 0) + 1
+            for task in tasks:
+                with scenario.timed(f"{task}: export"):
+                    export, manifest = _frozen_export(task)
+                active = ModelVersion.objects.get(heads__task=task, heads__is_active=True)
+                before = scenario.kind_accuracy(active, task)
+                after = {}
+                for balance in (False, True):
+                    name = "rebalanced" if balance else "not rebalanced"
+                    with (
+                        scenario.timed(f"{task}: candidates, {name}"),
+                        override_settings(TRAINING_BALANCE_KINDS=balance),
+                    ):
+                        job = training_start(
+                            task=task, export_id=export.pk, manifest=manifest, candidates=options["candidates"],
+                            enqueue=False,
+                        )  # fmt: skip
+                        job = training_run(job_id=job.pk)
+                    if job.status != "succeeded":
+                        raise SystemExit(f"{task} training ({name}) failed: {job.error}")
+                    after[name] = scenario.kind_accuracy(best_candidate(job), task)
+                    say(f"{task}, {name}: best candidate {job.result['best']} of job {job.pk}")
+                rows[task] = {
+                    kind: {
+                        "images": count,
+                        "before": round(accuracy, 4),
+                        **{name: round(result[kind][1], 4) for name, result in after.items()},
+                    }
+                    for kind, (count, accuracy) in before.items()
+                }
+        figures = {
+            "load_average": [round(value, 2) for value in os.getloadavg()],
+            "database": connection.vendor,
+            "assets": sum(sizes.values()),
+            "labels": fixes,
+            "labelled_kinds": labelled_kinds,
+            "timings_s": scenario.timings,
+            "tasks": list(tasks),
+            "kinds": rows,
+            "largest_loss_rebalanced": {
+                task: round(max(0.0, *(row["before"] - row["rebalanced"] for row in kinds.values())), 4)
+                for task, kinds in rows.items()
+            },
+        }
+        if options["as_json"]:
+            self.stdout.write(json.dumps(figures))
+            return
+        write = self.stdout.write
+        load = ", ".join(str(value) for value in figures["load_average"])
+        shops = ", ".join(f"{slug} {count}" for slug, count in sizes.items())
+        write(
+            f"vehicle kinds on {figures['assets']:,} live images ({shops}; {figures['database']}), load average {load}"
+        )
+        write(
+            "labels: "
+            + ", ".join(f"{slug} {count}" for slug, count in fixes.items())
+            + "; labelled images by kind: "
+            + ", ".join(f"{kind} {count}" for kind, count in sorted(labelled_kinds.items(), key=lambda kv: -kv[1]))
+        )
+        for task, kinds in rows.items():
+            write(f"{task} accuracy per vehicle kind, on the images no one labelled")
+            write(
+                f"  {'kind':<11} {'images':>6} {'before':>7} {'not rebalanced':>15} {'change':>7} "
+                f"{'rebalanced':>11} {'change':>7}"
+            )
+            for kind, row in kinds.items():
+                plain, balanced = row["not rebalanced"], row["rebalanced"]
+                write(
+                    f"  {kind:<11} {row['images']:>6} {row['before']:>7.3f} {plain:>15.3f} "
+                    f"{plain - row['before']:>+7.3f} {balanced:>11.3f} {balanced - row['before']:>+7.3f}"
+                )
+            loss = figures["largest_loss_rebalanced"][task] * 100
+            write(f"  rebalanced: the largest loss of a kind is {loss:.1f} points (target: at most 1)")
+        write(f"{'stage':<34} {'seconds':>9}")
+        for stage, seconds in scenario.timings.items():
+            write(f"{stage:<34} {seconds:>9}")
+        write(f"({time.strftime('%Y-%m-%d %H:%M')})")
 
     def _compare_picks(self, scenario: LoopScenario, options: dict[str, Any]) -> None:
         """The lift per --fixes labels of the drifted advertiser, picked by the queue and at random, on the same
@@ -275,12 +407,7 @@ class Command(BaseCommand):
         wrong = sum(tags.get(p.asset_id or 0) != drifted.truth_by_url[p.url] for p in placements)
         scenario.label_placements(drifted, placements)
         # Every human label in effect (the other pick's were undone), not only those since the other pick's export.
-        export = export_create(task=TASK, enqueue=False, since_last_training=False)
-        export_build(export_id=export.pk)
-        export.refresh_from_db()
-        export = export_freeze(export=export, keep_pending=True)
-        manifest = training_manifest(export=export)
-        export_mark_used(export=export)
+        export, manifest = _frozen_export(TASK, since_last_training=False)
         job = training_start(
             task=TASK, export_id=export.pk, manifest=manifest, candidates=options["candidates"], enqueue=False
         )
