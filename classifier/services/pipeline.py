@@ -3,11 +3,12 @@ enabled task is classified, in batches. Inline (run_sitemap --sync, the benchmar
 inference queue, spread over every inference worker; the batch that leaves nothing pending finishes the Run.
 
 New images do not wait for that step: the Run's stream (run_classify_stream, settings.RUN_CLASSIFY_STREAM) takes
-them as the fetch brings them in. Inline, the fetch's processes run the models on the decode that made the asset's
-keys and thumbnail (one decode per new image) and the results are stored with each batch of outcomes; through
-workers, each CLASSIFY_BATCH_SIZE new assets go to the inference queue at once (the inference workers decode them
-again from storage). A batch that arrives while the Run is still fetching classifies but never finishes the Run;
-the classify step then sends only what is still pending and was not sent already.
+them as the fetch brings them in. The fetch's processes run the models on the decode that made the asset's keys and
+thumbnail (one decode per new image) and the results are stored with each batch of outcomes, inline and, with
+settings.RUN_CLASSIFY_IN_FETCH (the default), through a worker too: its classify step then finds nothing pending
+and finishes the Run at once. With it off, each CLASSIFY_BATCH_SIZE new assets go to the inference queue during the
+fetch (the inference workers decode them again from storage); a batch that arrives while the Run is still fetching
+classifies but never finishes the Run, and the classify step sends only what is still pending and was not sent.
 
 Once handed over, nobody carries the Run: its batches show signs of life (a beat when one starts, every
 RUN_HEARTBEAT_SECONDS while it runs, and when it ends). Batches can be lost (a broker that restarted without
@@ -77,10 +78,11 @@ def run_pending_asset_ids(run: Run, active: ActiveModels) -> list[int]:
 _streamed: dict[int, set[int]] = {}
 
 
-class InlineClassifyStream:
-    """Classifies each new image of an inline Run in the fetch process that decoded it, on that same decode; the
-    results are stored with each batch of outcomes. What it misses (an image whose decode cannot serve the
-    models is decoded again here; a batch that could not be stored) stays pending for the classify step."""
+class FetchClassifyStream:
+    """Classifies each new image of a Run in the fetch process that decoded it, on that same decode (inline Runs, and a
+    worker's with settings.RUN_CLASSIFY_IN_FETCH); the results are stored with each batch of outcomes. What it misses
+    (an image whose decode cannot serve the models is decoded again here; a batch that could not be stored) stays
+    pending for the classify step."""
 
     def __init__(self, *, run: Run, active: ActiveModels) -> None:
         self.run_id = run.pk
@@ -160,15 +162,17 @@ class QueueClassifyStream:
         _streamed.setdefault(self.run_id, set()).update(asset_ids)
 
 
-def run_classify_stream(*, run: Run, inline: bool) -> InlineClassifyStream | QueueClassifyStream | None:
+def run_classify_stream(*, run: Run, inline: bool) -> FetchClassifyStream | QueueClassifyStream | None:
     """The Run's stream of new images to the active models of its tasks (None when there is none); see the module
-    docstring. Inline with no fetch processes (settings.RUN_FETCH_PROCESSES = 0), the classify step does it all."""
+    docstring. With fetch processes (settings.RUN_FETCH_PROCESSES), they classify what they decode: always inline,
+    and through a worker with settings.RUN_CLASSIFY_IN_FETCH; else a worker's Run sends batches to the inference
+    queue, and an inline Run with no fetch processes leaves it all to the classify step."""
     active = active_models(run.sitemap.tasks_enabled)
     if not active.heads:
         return None
-    if inline:
-        return InlineClassifyStream(run=run, active=active) if settings.RUN_FETCH_PROCESSES > 0 else None
-    return QueueClassifyStream(run=run)
+    if settings.RUN_FETCH_PROCESSES > 0 and (inline or settings.RUN_CLASSIFY_IN_FETCH):
+        return FetchClassifyStream(run=run, active=active)
+    return None if inline else QueueClassifyStream(run=run)
 
 
 def run_classify_step(*, run: Run, inline: bool, progress: Callable[[Run], None] | None = None) -> None:

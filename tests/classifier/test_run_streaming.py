@@ -1,6 +1,7 @@
-"""A Run streams its new images to the models while it fetches: inline, the fetch's processes classify each new image
-on the decode that made its keys; through workers, batches of new assets go to the inference queue during the fetch,
-and a batch that arrives while the Run is still fetching classifies without finishing it. Observed at the end of the
+"""A Run streams its new images to the models while it fetches: the fetch's processes classify each new image on the
+decode that made its keys, inline and through a worker (settings.RUN_CLASSIFY_IN_FETCH); with that off, batches of new
+assets go to the inference queue during the fetch, and a batch that arrives while the Run is still fetching classifies
+without finishing it. Observed at the end of the
 fetch step by a RUN_AFTER_FETCH hook, with counters and rows exact: no timing anywhere."""
 
 import io
@@ -92,9 +93,38 @@ def test_an_inline_run_classifies_each_new_image_in_the_fetch_on_the_decode_that
     assert hooks["finish"] == [{"run": run.pk, "status": "succeeded"}]
 
 
+def test_a_worker_run_decodes_each_new_image_once_and_sends_nothing_to_the_inference_queue(
+    server, hooks, register_tiny, settings, monkeypatch
+):
+    settings.RUN_FETCH_PROCESSES = 2
+    register_tiny()
+
+    def second_decode(*args, **kwargs):
+        raise AssertionError("a new image was decoded a second time")
+
+    def sent(*args, **kwargs):
+        raise AssertionError("a batch was sent to the inference queue")
+
+    monkeypatch.setattr("classifier.services.pipeline.decode", second_decode)
+    monkeypatch.setattr("classifier.services.inference.decode", second_decode)
+    monkeypatch.setattr("classifier.tasks.classify_batch_task.apply_async", sent)
+    run = run_start(sitemap=SitemapFactory(url=server.sitemap_url), enqueue=False)
+
+    run_execute(run_id=run.pk, inline=False)  # as a worker carries it
+
+    run.refresh_from_db()
+    # Classified in the fetch, on the decode that keyed each image; the classify step found nothing left and finished
+    # the Run in the worker that carried it.
+    assert hooks["fetch_end"] == [{"step": "fetch", "status": "running", "ok": 14, "failed": 0, "classified_assets": 7}]
+    counters = (run.status, run.step, run.urls, run.downloaded, run.cache_hits, run.failed, run.classified)
+    assert counters == ("succeeded", "done", 8, 7, 1, 0, 7), run.counters()
+    assert hooks["finish"] == [{"run": run.pk, "status": "succeeded"}]
+
+
 def test_a_worker_run_sends_batches_during_the_fetch_and_only_the_classify_step_finishes_it(
     server, hooks, register_tiny, settings, eager_celery
 ):
+    settings.RUN_CLASSIFY_IN_FETCH = False  # the inference queue's path
     settings.CLASSIFY_BATCH_SIZE = 2
     register_tiny()
     run = run_start(sitemap=SitemapFactory(url=server.sitemap_url), enqueue=False)

@@ -58,6 +58,7 @@ def test_a_broker_down_at_the_hand_over_waits_and_the_run_resumes_when_it_is_bac
         CLASSIFY_BATCH_SIZE="4",
         RUN_HANDOVER_RETRIES="1",
         RUN_LEASE_CHECK_SECONDS="1",
+        RUN_CLASSIFY_IN_FETCH="0",  # the hand-over to the inference queue
     )
     images = 20
     with InventoryServer(images=make_inventory_images(images, seed=31), images_per_listing=5, delay=0.3) as server:
@@ -94,7 +95,7 @@ def test_redis_killed_during_classify_and_back_20s_later_the_run_finishes_within
     """The lease and the checks as deployed (no setting shortened for the test), no beat: the queued and the
     unacknowledged batches go with Redis; the Run notices its batches stalled and sends what is missing again."""
     call_command("register_starter_models")
-    worker = worker_factory(CELERY_BROKER_URL=own_redis.url, CLASSIFY_BATCH_SIZE="1")
+    worker = worker_factory(CELERY_BROKER_URL=own_redis.url, CLASSIFY_BATCH_SIZE="1", RUN_CLASSIFY_IN_FETCH="0")
     images = 40
     with InventoryServer(images=make_inventory_images(images, seed=41), images_per_listing=8) as server:
         run = run_start(sitemap=SitemapFactory(url=server.sitemap_url), enqueue=False)

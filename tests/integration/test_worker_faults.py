@@ -30,7 +30,7 @@ def test_a_worker_killed_mid_classify_another_finishes_the_run_within_a_minute(
 ):
     """The lease and the checks as deployed: no setting is shortened for the test."""
     call_command("register_starter_models")
-    env = {"CELERY_BROKER_URL": own_redis.url, "CLASSIFY_BATCH_SIZE": "2"}
+    env = {"CELERY_BROKER_URL": own_redis.url, "CLASSIFY_BATCH_SIZE": "2", "RUN_CLASSIFY_IN_FETCH": "0"}
     doomed = worker_factory(**env)
     images = 40
     with InventoryServer(images=make_inventory_images(images, seed=53), images_per_listing=8) as server:

@@ -91,7 +91,7 @@ def test_the_worker_classifies_in_batches_on_the_inference_queue_and_finishes_on
     from classifier.models import Classification
 
     call_command("register_starter_models")
-    worker = worker_factory(CLASSIFY_BATCH_SIZE="4")
+    worker = worker_factory(CLASSIFY_BATCH_SIZE="4", RUN_CLASSIFY_IN_FETCH="0")
     with InventoryServer(images=make_inventory_images(10, seed=21), images_per_listing=5) as server:
         sitemap = SitemapFactory(url=server.sitemap_url)
         run = run_start(sitemap=sitemap)

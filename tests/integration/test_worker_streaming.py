@@ -34,6 +34,7 @@ def test_new_images_are_classified_by_another_worker_while_the_run_still_fetches
         request.wfile.write(images[9])
 
     env = {"CLASSIFY_BATCH_SIZE": "2", "FETCH_READ_TIMEOUT": "160", "FETCH_DEADLINE": "180"}
+    env["RUN_CLASSIFY_IN_FETCH"] = "0"  # the inference queue's path: batches during the fetch
     with InventoryServer(images=images[:9], images_per_listing=3) as server:
         server.add_route("/gate.jpg", gated)
         urls = [server.image_url(i) for i in range(9)] + [f"{server.base_url}/gate.jpg"]

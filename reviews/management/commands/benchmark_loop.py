@@ -326,9 +326,9 @@ class Command(BaseCommand):
                 )
             loss = figures["largest_loss_rebalanced"][task] * 100
             write(f"  rebalanced: the largest loss of a kind is {loss:.1f} points (target: at most 1)")
-        write(f"{'stage':<34} {'seconds':>9}")
+        write(f"{'stage':<40} {'seconds':>9}")
         for stage, seconds in scenario.timings.items():
-            write(f"{stage:<34} {seconds:>9}")
+            write(f"{stage:<40} {seconds:>9}")
         write(f"({time.strftime('%Y-%m-%d %H:%M')})")
 
     def _compare_picks(self, scenario: LoopScenario, options: dict[str, Any]) -> None:
