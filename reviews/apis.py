@@ -25,6 +25,7 @@ from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from catalog.apis import RunOutputSerializer
@@ -33,8 +34,18 @@ from catalog.selectors import AnyUser, placements_visible_to, runs_visible_to, s
 from classifier.contract import VEHICLE_KINDS
 from classifier.models import Classification
 from config.api import NO_NUL_PATTERN
+from config.api import Pagination as ApiPagination
 
-from .grid import SORTS, GridFilterError, GridFilters, similar_param, sitemap_placements
+from .grid import (
+    MAX_CURSOR,
+    SORTS,
+    GridFilterError,
+    GridFilters,
+    Paging,
+    decode_cursor,
+    similar_param,
+    sitemap_grid,
+)
 from .models import ManualFix
 from .selectors import EffectiveTag, Source, effective_tags, fixes_visible_to, user_can_fix, vehicle_kinds
 from .services import manual_fix_create, manual_fix_revert
@@ -355,23 +366,106 @@ class GridQuerySerializer(LegacyQuerySerializer):
         return GridFilters.from_params(params)
 
 
-class SitemapImageListApi(PaginatedApi):
-    """A sitemap's live images with their effective tags, filtered and sorted as in the review grid."""
+MAX_PAGE = ApiPagination.max_limit
 
-    @extend_schema(parameters=[GridQuerySerializer], responses=ImageSerializer(many=True))
+
+class GridPageQuerySerializer(GridQuerySerializer):
+    """The grid's filters and a keyset page of them: `limit` rows after (before) a cursor from `next` (`previous`)."""
+
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text=f"Page size: 1 to {MAX_PAGE}, default {api_settings.PAGE_SIZE}; more is clamped to {MAX_PAGE}.",
+    )
+    after = serializers.CharField(
+        required=False, max_length=MAX_CURSOR, help_text="The page after this cursor: follow `next`."
+    )
+    before = serializers.CharField(
+        required=False, max_length=MAX_CURSOR, help_text="The page before this cursor: follow `previous`."
+    )
+    offset = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=0,
+        help_text="Not used: this list pages by cursor (0 only, for clients that always send it).",
+        error_messages={"max_value": "this list pages by cursor, not by offset: follow `next` (after=...)"},
+    )
+
+    class Meta:
+        ref_name = "GridPageQuery"
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("after") and attrs.get("before"):
+            raise ValidationError({"before": ["give after or before, not both"]})
+        return attrs
+
+    def as_paging(self, filters: GridFilters) -> Paging:
+        """The page asked for; a cursor that is not one of this list's (malformed, or of another sort) is a 400."""
+        for name in ("after", "before"):
+            text = self.validated_data.get(name)
+            if text:
+                key = decode_cursor(text, filters=filters)
+                if key is None:
+                    raise ValidationError({name: [f"not a cursor of this list sorted by {filters.sort}: follow next"]})
+                return Paging(after=key) if name == "after" else Paging(before=key)
+        return Paging()
+
+    @property
+    def page_size(self) -> int:
+        return min(int(self.validated_data.get("limit") or api_settings.PAGE_SIZE or MAX_PAGE), MAX_PAGE)
+
+
+class SitemapImageListApi(APIView):
+    """A sitemap's live images with their effective tags, filtered and sorted as in the review grid, and read as the
+    grid reads them: the stored tags, one keyset page at a time (`next` and `previous` carry a cursor), so every page
+    costs the same few queries whatever its place, the filter or the sitemap's size."""
+
+    class PageSerializer(serializers.Serializer):
+        count = serializers.IntegerField(help_text="Images matching the filters.")
+        next = serializers.URLField(allow_null=True, help_text="The next page (a cursor), or null on the last one.")
+        previous = serializers.URLField(allow_null=True, help_text="The previous page, or null on the first one.")
+        results = ImageSerializer(many=True)
+
+        class Meta:
+            ref_name = "SitemapImagePage"
+
+    @extend_schema(
+        operation_id="sitemaps_images_list",
+        parameters=[GridPageQuerySerializer],
+        responses={
+            200: PageSerializer,
+            409: OpenApiResponse(DetailSerializer, description="similar_to: no image_type model is active."),
+        },
+    )
     def get(self, request: Request, sitemap_id: int) -> Response:
         sitemap = get_object_or_404(sitemaps_visible_to(request.user), pk=sitemap_id)
-        query = GridQuerySerializer(data=request.query_params)
+        query = GridPageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        placements = sitemap_placements(sitemap=sitemap, filters=query.as_filters())
-        page = self.paginate(placements.select_related("asset", "listing__sitemap").defer("failure_detail"), request)
+        filters = query.as_filters()
+        paging = query.as_paging(filters)
+        page = sitemap_grid(
+            sitemap=sitemap, filters=filters, paging=paging, per_page=query.page_size, cluster_sizes=False
+        )
+        placements = [item.placement for item in page.items]
         context = {
             "request": request,
-            "tags": effective_tags(page),
-            "kinds": vehicle_kinds(p.asset_id for p in page if p.asset_id),
+            "tags": {item.placement.pk: item.tags for item in page.items},
+            "kinds": vehicle_kinds(p.asset_id for p in placements if p.asset_id),
             "legacy": query.as_legacy(),
         }
-        return self.paginated_response(ImageSerializer(page, many=True, context=context).data)
+        url = remove_query_param(remove_query_param(request.build_absolute_uri(), "after"), "before")
+        url = remove_query_param(url, "offset")
+        if "limit" in request.query_params:
+            url = replace_query_param(url, "limit", query.page_size)  # as clamped
+        body = {
+            "count": page.total,
+            "next": replace_query_param(url, "after", page.last_key) if page.has_next and page.items else None,
+            "previous": replace_query_param(url, "before", page.first_key)
+            if page.has_previous and page.items
+            else None,
+            "results": ImageSerializer(placements, many=True, context=context).data,
+        }
+        return Response(body)
 
 
 class ImageDetailApi(APIView):

@@ -480,12 +480,18 @@ def _counts(rows: QuerySet[StoredTag], filters: GridFilters, paging: Paging) -> 
 
 
 def sitemap_grid(
-    *, sitemap: Sitemap, filters: GridFilters, paging: Paging | None = None, per_page: int = PER_PAGE
+    *,
+    sitemap: Sitemap,
+    filters: GridFilters,
+    paging: Paging | None = None,
+    per_page: int = PER_PAGE,
+    cluster_sizes: bool = True,
 ) -> GridPage:
     """One keyset page of the grid with every task's effective tag per image (the first page without `paging`).
 
     Two queries find the page, whichever it is: the counts (matches, reviewed ones, rows before the cursor), then
-    the page's rows; then the cards (placements, their tags, their clusters' sizes)."""
+    the page's rows; then the cards (placements, their tags, and with `cluster_sizes` their clusters' sizes). The
+    screen and the API read pages alike (reviews.apis.SitemapImageListApi)."""
     paging = paging or Paging()
     rows = grid_rows(sitemap=sitemap, filters=filters)
     counts = _counts(rows, filters, paging)
@@ -503,7 +509,7 @@ def sitemap_grid(
     loaded = Placement.objects.select_related("asset", "listing__sitemap").defer("failure_detail").in_bulk(ids)
     placements = [loaded[pk] for pk in ids]
     tags = effective_tags(placements)
-    sizes = page_cluster_sizes(sitemap=sitemap, placements=placements)
+    sizes = page_cluster_sizes(sitemap=sitemap, placements=placements) if cluster_sizes else {}
     return GridPage(
         items=[GridItem(placement=p, tags=tags[p.pk], cluster_size=sizes.get(p.pk, 0)) for p in placements],
         number=before // per_page + 1,

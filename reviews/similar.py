@@ -47,6 +47,14 @@ class SimilarNotFound(SimilarError):
     http_status = 404
 
 
+class SimilarUnavailable(SimilarError):
+    """What is asked is well formed, but the models cannot answer it now (none active, no features of an image): a
+    state to change, not a request to correct."""
+
+    code = "similar_unavailable"
+    http_status = 409
+
+
 @dataclass(frozen=True)
 class SimilarImages:
     """The `matches` (placement id, cosine similarity to the nearest of the images asked about), most similar first,
@@ -104,7 +112,7 @@ def similarity_head() -> ModelHead:
     """The active image_type head: its version's cached features are what similarity compares."""
     head = ModelHead.objects.select_related("model_version").filter(is_active=True, task=TASK).first()
     if head is None:
-        raise SimilarError("no image_type model is active: activate one to find similar images")
+        raise SimilarUnavailable("no image_type model is active: activate one to find similar images")
     return head
 
 
@@ -194,7 +202,7 @@ def similar_images(
     try:
         query = normalise(asset_features(version=version, task=TASK, asset_ids=[each.asset_id or 0 for each in asked]))
     except FeatureError as exc:
-        raise SimilarError(f"image {placement.pk}: {exc}") from exc
+        raise SimilarUnavailable(f"image {placement.pk}: {exc}") from exc
     ids = tuple(each.pk for each in asked)
     index = _index(rows, (name, scope_id, version.pk, tensor), version, tensor)
     if not len(index.placement_ids):

@@ -228,7 +228,7 @@ def test_a_server_error_under_api_is_json(api, editor, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("reviews.apis.sitemap_placements", broken)
+    monkeypatch.setattr("reviews.apis.sitemap_grid", broken)
 
     answer = _assert_json_error(api.get(f"/api/sitemaps/{editor[3].listing.sitemap_id}/images/"), 500)
 

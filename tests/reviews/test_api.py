@@ -159,13 +159,28 @@ def test_filters_are_the_grids(editor, shop):
     assert list(images_of(client, shop["sitemap"], "?task=color&confidence_below=0.7")) == [shop["model"].pk]
 
 
-def test_pages_are_limit_offset(editor, shop):
-    response = token_client(editor).get(f"/api/sitemaps/{shop['sitemap'].pk}/images/?limit=2&offset=1")
+def test_pages_follow_cursors_as_the_grid_does(editor, shop):
+    client = token_client(editor)
+    every = [item["id"] for item in client.get(f"/api/sitemaps/{shop['sitemap'].pk}/images/").json()["results"]]
+    assert len(every) == 5
 
-    body = response.json()
-    assert body["count"] == 5
-    assert [item["id"] for item in body["results"]] == [shop["fixed"].pk, shop["broken"].pk]
-    assert "offset=3" in body["next"]
+    first = client.get(f"/api/sitemaps/{shop['sitemap'].pk}/images/?limit=2").json()
+    assert (first["count"], first["previous"]) == (5, None)
+    assert [item["id"] for item in first["results"]] == every[:2]
+    assert "after=" in first["next"]
+    assert "limit=2" in first["next"]
+    second = client.get(first["next"]).json()
+    assert [item["id"] for item in second["results"]] == every[2:4]
+    third = client.get(second["next"]).json()
+    assert ([item["id"] for item in third["results"]], third["next"]) == (every[4:], None)
+    back = client.get(third["previous"]).json()
+    assert [item["id"] for item in back["results"]] == every[2:4]
+    # A cursor is the sort key of a row: one of another sort, or none at all, is a 400 that says what to do.
+    for query in ("after=bogus", f"sort=newest&{first['next'].split('?')[1]}", "offset=2", "after=a&before=b"):
+        response = client.get(f"/api/sitemaps/{shop['sitemap'].pk}/images/?{query}")
+        assert response.status_code == 400, query
+    assert "follow `next`" in str(client.get(f"/api/sitemaps/{shop['sitemap'].pk}/images/?offset=2").json())
+    assert client.get(f"/api/sitemaps/{shop['sitemap'].pk}/images/?offset=0").status_code == 200
 
 
 def test_legacy_output_maps_failures_to_the_old_defaults_only_on_request(editor, shop):
@@ -313,14 +328,19 @@ def test_a_page_costs_the_same_queries_whatever_its_size(editor, django_assert_m
     effective_tags_refresh(sitemap_id=sitemap.pk)
     client = token_client(editor)
 
-    # token, sitemap, count, page, active heads, classifications, fixes, vehicle kinds (+ the filter's active head)
+    # token, sitemap, counts, the page's keys, its placements, active heads, classifications, fixes, vehicle kinds
+    # (+ the filter's active head): the same for any page size, and for a page after a cursor as for the first
     for limit in (5, 50):
-        with django_assert_max_num_queries(9):
+        with django_assert_max_num_queries(10):
             response = client.get(f"/api/sitemaps/{sitemap.pk}/images/?limit={limit}&source=fix")
         assert len(response.json()["results"]) == min(limit, 25)
-        with django_assert_max_num_queries(8):
+        with django_assert_max_num_queries(9):
             response = client.get(f"/api/sitemaps/{sitemap.pk}/images/?limit={limit}")
         assert len(response.json()["results"]) == limit
+    following = client.get(f"/api/sitemaps/{sitemap.pk}/images/?limit=5").json()["next"]
+    with django_assert_max_num_queries(9):
+        response = client.get(following)
+    assert len(response.json()["results"]) == 5
 
 
 def test_runs_list_newest_first_and_per_sitemap(editor, shop):

@@ -30,6 +30,11 @@ def test_every_grid_case_runs_in_a_constant_number_of_queries(capsys):
     assert rows["color reviewed"]["images"] + rows["color not reviewed"]["images"] == rows["first page"]["images"]
     assert max(row["queries"] for row in rows.values()) <= 14
     assert rows["review by cluster"]["images"] > 0
+    # The API pages as the grid does: the same page of the same filter, in a constant number of queries.
+    assert rows["API: first page"]["images"] == rows["first page"]["images"]
+    assert rows["API: first page"]["shown"] == rows["API: middle page"]["shown"] == rows["first page"]["shown"]
+    assert rows["API: first page"]["queries"] == rows["API: middle page"]["queries"]
+    assert rows["API: color = Red"]["images"] == rows["color = Red"]["images"]
     assert rows["reused pictures"]["images"] > 0
 
     call_command("benchmark_grid", images=1200, repeat=1, json=True)  # twice the images: the same queries

@@ -73,12 +73,20 @@ class Command(BaseCommand):
             ("listing disagrees", {"task": "color", "listing_disagrees": "1"}),
             ("reused pictures", {"reused": "1"}),
             ("review by cluster", {"view": "clusters", "task": "image_type"}),
+            # The API reads what the grid reads: the same stored tags and keyset pages, as JSON.
+            ("API: first page", {"view": "api"}),
+            ("API: middle page", {"view": "api", "after": self._middle_cursor(sitemap)}),
+            ("API: color = Red", {"view": "api", "task": "color", "label": "Red"}),
+            ("API: not fixed", {"view": "api", "fixed": "no"}),
         ]
-        clusters_url = reverse("reviews:staff-clusters", args=[sitemap.pk])
+        targets = {
+            "clusters": reverse("reviews:staff-clusters", args=[sitemap.pk]),
+            "api": reverse("reviews_api:sitemap-images", args=[sitemap.pk]),
+        }
         rows = []
         for name, case in cases:
             params = dict(case)
-            target = clusters_url if params.pop("view", "") == "clusters" else url
+            target = targets.get(params.pop("view", ""), url)
             client.get(target, params)  # warm caches
             timings = []
             for _ in range(options["repeat"]):
@@ -87,9 +95,14 @@ class Command(BaseCommand):
                     response = client.get(target, params)
                     timings.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, response.status_code  # noqa: S101
-            page = response.context["page"]
-            shown = len(page.rows) if hasattr(page, "rows") else len(page.items)
-            rows.append({"case": name, "images": page.total, "shown": shown, "page": page.number, "median_ms": round(
+            if target == targets["api"]:
+                body = response.json()
+                total, shown, number = body["count"], len(body["results"]), "-"
+            else:
+                page = response.context["page"]
+                total, number = page.total, page.number
+                shown = len(page.rows) if hasattr(page, "rows") else len(page.items)
+            rows.append({"case": name, "images": total, "shown": shown, "page": number, "median_ms": round(
                 statistics.median(timings), 1), "queries": len(queries.captured_queries)})  # fmt: skip
         if options["json"]:
             self.stdout.write(json.dumps(rows))
