@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import struct
 import threading
 import zlib
+
+from core.processes import process_tree, rollup_kb
 
 FLOOD_SIDE = 7745  # 7745 x 7745 = 59,985,025 pixels: just inside the 60 MP limit of catalog.imaging
 _ROWS_PER_CHUNK = 256
@@ -90,45 +91,6 @@ def mixed_floods(count: int, side: int = MIXED_FLOOD_SIDE, whole_side: int = WHO
     ]  # fmt: skip
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and every process descended from it, parents before their children (read from /proc: Linux only)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:  # gone in between
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop(0)
-        tree.append(pid)
-        todo.extend(parents.get(pid, []))
-    return tree
-
-
-def pss_kb(pid: int) -> int:
-    """The process's proportional set size (shared pages divided among their users), in KB; 0 once it is gone."""
-    return _rollup(pid).get("Pss", 0)
-
-
-def _rollup(pid: int) -> dict[str, int]:
-    """The process's smaps_rollup figures in KB (Pss, Pss_Anon, Pss_File, ...); empty once it is gone."""
-    figures = {}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                name, _, value = line.partition(":")
-                if value.strip().endswith("kB"):
-                    figures[name] = int(value.split()[0])
-    except (OSError, ValueError):
-        return {}
-    return figures
-
-
 def _file_rss_kb(pid: int) -> dict[str, int]:
     """The resident KB of each file the process maps (its libraries, mostly)."""
     files: dict[str, int] = {}
@@ -184,7 +146,7 @@ class TreePssSampler:
     def _sample(self) -> None:
         while not self._stop.is_set():
             tree = process_tree(self.root)
-            rollups = [(pid, _rollup(pid)) for pid in tree]
+            rollups = [(pid, rollup_kb(pid)) for pid in tree]
             if self.samples % 10 == 0:
                 files: dict[str, int] = {}
                 for pid in tree:
