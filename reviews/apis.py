@@ -8,6 +8,7 @@ visibility selector, so another advertiser's objects answer 404: never 403, neve
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, cast
 
@@ -201,7 +202,13 @@ class ImageSerializer(serializers.Serializer):
         tags = self.context["tags"][placement.pk]
         if self.context.get("legacy"):
             tags = legacy_tags(tags)
-        return {task: ImageTagSerializer(tag).data for task, tag in tags.items()}
+        return {task: self._tag_output.to_representation(tag) for task, tag in tags.items()}
+
+    @functools.cached_property
+    def _tag_output(self) -> ImageTagSerializer:
+        """One tag serializer for every tag of the page: a new one per tag deep-copies its fields each time (two
+        thirds of a page's time at 500 images)."""
+        return ImageTagSerializer()
 
 
 class FixSerializer(serializers.ModelSerializer):
