@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
+from .guards import staff_required
 from .models import ChangeSet
 from .services.change_sets import (
     change_set_undo,
@@ -25,7 +26,7 @@ from .services.change_sets import (
 )
 from .services.decisions import review_decision_undo
 from .services.fixes import FixError
-from .views import PORTAL, STAFF, HtmxHttpRequest, Realm, staff_required
+from .views import PORTAL, STAFF, HtmxHttpRequest, Realm
 
 LIMIT = 100
 

@@ -18,9 +18,10 @@ from django.views.decorators.http import require_POST, require_safe
 from catalog.models import TASK_LABELS, Sitemap, Task
 
 from .crosscheck import sitemap_clusters
+from .guards import staff_required
 from .services.clusters import cluster_fix_apply
 from .services.fixes import FixError
-from .views import PORTAL, STAFF, HtmxHttpRequest, Realm, staff_required
+from .views import PORTAL, STAFF, HtmxHttpRequest, Realm
 
 
 def _int(value: Any, default: int | None = None) -> int | None:

@@ -1,5 +1,5 @@
 """Screens of the loop (issue 9): dataset exports, candidate models, the shadow pass, promotion, rollback and
-accuracy over time. Staff only: anyone else logged in gets 404 (the screens do not exist for them), anonymous
+accuracy over time. Staff only (reviews.guards): anyone else logged in gets 403, anonymous
 visitors are sent to the login page. Views parse, call the services of reviews.exports and classifier, render.
 
 Background work (export build and freeze, training, shadow pass) runs in Celery; its pages poll a progress
@@ -8,15 +8,13 @@ partial every second with htmx, and reload once when the job ends (HX-Refresh), 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import Count, Exists, OuterRef, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -62,12 +60,11 @@ from .exports import (
 )
 from .exports.selectors import Filters, export_candidates, kind_shares, training_cutoff
 from .expressions import advertiser_conflicts, disagreements
+from .guards import staff_required
 from .models import DatasetExport, ExportExclusion, ExportItem, ManualFix
 from .services.retrain import LOOP_TASKS, new_labels
 from .services.watch import FLAG as WATCH_FLAG
 from .services.watch import watch_rows
-
-View = Callable[..., HttpResponse]
 
 # Stages the freeze writes while it runs (reviews.exports.services): the export is busy, its page polls.
 FREEZING_STAGES = ("freezing", "writing the zip", "storing the zip")
@@ -75,20 +72,8 @@ LABEL_ISSUES_SHOWN = 300
 JOBS_LISTED = 10
 
 
-def staff_only(view: View) -> View:
-    """Staff screens of the loop: anonymous visitors log in first; a logged-in non-staff user gets 404."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not (request.user.is_active and request.user.is_staff):
-            raise Http404
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapper)
-
-
 def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # noqa: S101 - staff_only requires a logged-in user
+    assert isinstance(request.user, User)  # noqa: S101 - staff_required requires a logged-in user
     return request.user
 
 
@@ -225,7 +210,7 @@ def _export_form_context(form: ExportForm) -> dict[str, Any]:
     }
 
 
-@staff_only
+@staff_required
 def staff_exports(request: HttpRequest) -> HttpResponse:
     """The export form (with its live preview), and every export."""
     if request.method == "POST":
@@ -258,7 +243,7 @@ def staff_exports(request: HttpRequest) -> HttpResponse:
     return render(request, "reviews/exports.html", context, status=status)
 
 
-@staff_only
+@staff_required
 def staff_export_preview(request: HttpRequest) -> HttpResponse:
     form = ExportForm.from_data(request.GET, bound=True)
     return render(request, "reviews/_partials/export_preview.html", {"preview": export_preview(form), "form": form})
@@ -271,7 +256,7 @@ def export_busy(export: DatasetExport) -> bool:
     return export.status == DatasetExport.Status.REVIEW and export.stage.startswith(FREEZING_STAGES)
 
 
-@staff_only
+@staff_required
 def staff_export(request: HttpRequest, export_id: int) -> HttpResponse:
     export = get_object_or_404(export_list(), pk=export_id)
     summary = export_summary(export)
@@ -299,7 +284,7 @@ def staff_export(request: HttpRequest, export_id: int) -> HttpResponse:
     return render(request, "reviews/export.html", context)
 
 
-@staff_only
+@staff_required
 def staff_export_status(request: HttpRequest, export_id: int) -> HttpResponse:
     """The export's status and progress (polled while it builds or freezes; reloads the page when done)."""
     export = get_object_or_404(DatasetExport, pk=export_id)
@@ -310,7 +295,7 @@ def staff_export_status(request: HttpRequest, export_id: int) -> HttpResponse:
     return response
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_export_decide(request: HttpRequest, export_id: int) -> HttpResponse:
     """Keeps or drops one likely label mistake; answers JSON (the page's keyboard script posts it)."""
@@ -327,7 +312,7 @@ def staff_export_decide(request: HttpRequest, export_id: int) -> HttpResponse:
     )
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_export_freeze(request: HttpRequest, export_id: int) -> HttpResponse:
     export = get_object_or_404(DatasetExport, pk=export_id)
@@ -344,7 +329,7 @@ def staff_export_freeze(request: HttpRequest, export_id: int) -> HttpResponse:
     return redirect("reviews:staff-export", export.pk)
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_export_train(request: HttpRequest, export_id: int) -> HttpResponse:
     """Trains candidates from a frozen export on the training queue, and marks the export used for training."""
@@ -381,7 +366,7 @@ def staff_export_train(request: HttpRequest, export_id: int) -> HttpResponse:
 JOB_KINDS: dict[str, type[TrainingJob] | type[ShadowPass]] = {"training": TrainingJob, "shadow": ShadowPass}
 
 
-@staff_only
+@staff_required
 def staff_job(request: HttpRequest, kind: str, job_id: int) -> HttpResponse:
     """A training job's or a shadow pass's progress (polled while it runs; reloads the page when it ends)."""
     model = JOB_KINDS.get(kind)
@@ -542,12 +527,12 @@ def _guard_table(columns: list[ModelColumn], trained_for: list[str]) -> list[tup
     return rows
 
 
-@staff_only
+@staff_required
 def staff_models_root(request: HttpRequest) -> HttpResponse:
     return redirect("reviews:staff-models", Task.IMAGE_TYPE)
 
 
-@staff_only
+@staff_required
 def staff_models(request: HttpRequest, task: str) -> HttpResponse:
     """The active model and the candidates of a training job (the latest that succeeded, or ?job=ID) side by
     side on the job's test split; shadow passes, promotion and rollback; running jobs."""
@@ -611,7 +596,7 @@ def staff_models(request: HttpRequest, task: str) -> HttpResponse:
     return render(request, "reviews/models.html", context)
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_retrain(request: HttpRequest) -> HttpResponse:
     """Retrain from reviews: both tasks' exports, candidates and best candidates' shadow passes, in the background on
@@ -632,7 +617,7 @@ def staff_retrain(request: HttpRequest) -> HttpResponse:
     return redirect(_models_url(task))
 
 
-@staff_only
+@staff_required
 def staff_confusion_cell(request: HttpRequest, job_id: int, version_id: int) -> HttpResponse:
     """The test images behind one cell of a model's confusion matrix on a training job's split (?true=&predicted=;
     either may be left out for a whole row or column), as training evaluated them, with their thumbnails."""
@@ -677,7 +662,7 @@ def _version_task(version: ModelVersion, request: HttpRequest) -> str:
     return wanted if wanted in tasks else (tasks[0] if tasks else Task.IMAGE_TYPE)
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_model_shadow(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=version_id)
@@ -743,7 +728,7 @@ def _confirmation(request: HttpRequest, context: dict[str, Any]) -> HttpResponse
     return render(request, "reviews/promotion_confirm.html", context | {"job": request.POST.get("job", "")})
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     """Promote (or, forced, Promote anyway): first a confirmation naming the tasks it switches and the tags that
@@ -791,7 +776,7 @@ def staff_model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     return redirect(_models_url(task, request.POST.get("job")))
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_model_rollback(request: HttpRequest, task: str) -> HttpResponse:
     """Roll back: first a confirmation naming the version it makes active again, the tasks and the tags that would
@@ -823,7 +808,7 @@ def staff_model_rollback(request: HttpRequest, task: str) -> HttpResponse:
     return redirect(_models_url(task, request.POST.get("job")))
 
 
-@staff_only
+@staff_required
 @require_POST
 def staff_scoped_rollback(request: HttpRequest, task: str, advertiser_id: int) -> HttpResponse:
     """Retire an advertiser's scoped head: the active model answers its placements again (instant: its results are
@@ -840,7 +825,7 @@ def staff_scoped_rollback(request: HttpRequest, task: str, advertiser_id: int) -
     return redirect(_models_url(task))
 
 
-@staff_only
+@staff_required
 def staff_accuracy(request: HttpRequest, task: str) -> HttpResponse:
     """Accuracy over time: the share of model tags that fixes overturned, per week, overall and per advertiser,
     with the task's promotions marked."""

@@ -16,7 +16,8 @@ from catalog.models import Placement
 from classifier.models import OcclusionMap
 from classifier.services.occlusion import OcclusionError, occlusion_request_for_placement
 
-from .views import PORTAL, STAFF, HtmxHttpRequest, Realm, staff_required
+from .guards import staff_required
+from .views import PORTAL, STAFF, HtmxHttpRequest, Realm
 
 
 def overlay_styles(grid: dict[str, Any]) -> dict[str, str]:

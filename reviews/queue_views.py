@@ -20,11 +20,12 @@ from django.views.decorators.http import require_POST, require_safe
 
 from catalog.models import TASK_LABELS, Advertiser, Task
 
+from .guards import staff_required
 from .health import QUEUE_KINDS, queue_decided_today, review_queue, review_queue_count
 from .models import ChangeSet
 from .services import FixError, review_decision_record
 from .services.decisions import last_decision, review_decision_undo
-from .views import STAFF, HtmxHttpRequest, staff_required
+from .views import STAFF, HtmxHttpRequest
 
 QUEUE_PAGE = 50
 MAX_PAGE = 100  # a reviewer never pages 5,000 items deep: narrow the queue with its filters instead

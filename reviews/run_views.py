@@ -15,9 +15,10 @@ from catalog.models import Run, Sitemap, Task
 from catalog.services.runs import RUN_CANCELLED, RunAlreadyActive, RunError, run_cancel, run_start
 from notifications.selectors import run_notifications
 
+from .guards import staff_required
 from .health import advertisers_health
 from .health.runs import flag_views, run_view, runs_chart, sitemap_runs, sitemaps_last_runs
-from .views import HtmxHttpRequest, staff_required
+from .views import HtmxHttpRequest
 
 
 def _user(request: HttpRequest) -> User:

@@ -3,9 +3,8 @@ with htmx for in-place updates. Views parse, call selectors and services, and re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -26,6 +25,7 @@ from classifier.contract import VEHICLE_KINDS
 from .bulk_confirm import SAMPLE as BULK_SAMPLE
 from .bulk_confirm import BulkRequest
 from .grid import GridFilters, Paging, similar_of, sitemap_grid, sitemap_placements
+from .guards import staff_required
 from .models import CONFIRMATION, ChangeSet, ManualFix
 from .selectors import image_history, user_can_fix
 from .services import FixError, manual_fix_revert
@@ -72,19 +72,6 @@ class Realm:
 
 STAFF = Realm("staff", ManualFix.Source.STAFF)
 PORTAL = Realm("portal", ManualFix.Source.ADVERTISER)
-
-
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Staff screens: an anonymous visitor logs in first; a logged-in user who is not staff (an advertiser's
-    editor or viewer) gets 403, not a login page that would not let them in either."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if not (request.user.is_active and request.user.is_staff):
-            raise PermissionDenied("staff only")
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapper)
 
 
 @require_safe

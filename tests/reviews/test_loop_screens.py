@@ -1,6 +1,6 @@
 """The loop's staff screens through Django's test client: exports (form, live preview, list, one page per
 export, keep/drop, freeze), models (comparison, shadow pass, promotion, rollback) and accuracy over time.
-Staff only: an advertiser user gets 404 everywhere, an anonymous visitor the login page."""
+Staff only: an advertiser user gets 403 everywhere (reviews.guards), an anonymous visitor the login page."""
 
 from __future__ import annotations
 
@@ -166,11 +166,11 @@ def test_every_loop_page_renders_for_staff(staff_client):
     assert len(versions) == 2
 
 
-def test_everything_is_404_for_an_advertiser_user_and_login_for_anonymous(client, advertiser_client):
+def test_everything_is_403_for_an_advertiser_user_and_login_for_anonymous(client, advertiser_client):
     export = make_export()
     _, versions, _ = candidates_job()
     for method, url in urls(export.pk, versions[0].pk):
-        assert getattr(advertiser_client, method)(url).status_code == 404, url
+        assert getattr(advertiser_client, method)(url).status_code == 403, url
     advertiser_client.logout()
     for method, url in urls(export.pk, versions[0].pk):
         response = getattr(client, method)(url)
