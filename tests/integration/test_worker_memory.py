@@ -16,7 +16,8 @@ from django.core.management import call_command
 from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import ImageAsset, Run
 from catalog.services.runs import run_start
-from tests.catalog.floods import TreePssSampler, mixed_floods, process_tree, pss_kb
+from core.processes import process_tree, pss_kb
+from tests.catalog.floods import TreePssSampler, mixed_floods
 from tests.factories import SitemapFactory
 from tests.integration.conftest import wait_for
 
