@@ -5,10 +5,11 @@ inference queue, spread over every inference worker; the batch that leaves nothi
 New images do not wait for that step: the Run's stream (run_classify_stream, settings.RUN_CLASSIFY_STREAM) takes
 them as the fetch brings them in. The fetch's processes run the models on the decode that made the asset's keys and
 thumbnail (one decode per new image) and the results are stored with each batch of outcomes, inline and, with
-settings.RUN_CLASSIFY_IN_FETCH (the default), through a worker too: its classify step then finds nothing pending
-and finishes the Run at once. With it off, each CLASSIFY_BATCH_SIZE new assets go to the inference queue during the
-fetch (the inference workers decode them again from storage); a batch that arrives while the Run is still fetching
-classifies but never finishes the Run, and the classify step sends only what is still pending and was not sent.
+settings.RUN_CLASSIFY_IN_FETCH (off by default: memory), through a worker too: its classify step then finds nothing
+pending and finishes the Run at once. With it off, each CLASSIFY_BATCH_SIZE new assets go to the inference queue
+during the fetch (the inference workers decode them again from storage); a batch that arrives while the Run is still
+fetching classifies but never finishes the Run, and the classify step sends only what is still pending and was not
+sent.
 
 Once handed over, nobody carries the Run: its batches show signs of life (a beat when one starts, every
 RUN_HEARTBEAT_SECONDS while it runs, and when it ends). Batches can be lost (a broker that restarted without

@@ -97,6 +97,7 @@ def test_a_worker_run_decodes_each_new_image_once_and_sends_nothing_to_the_infer
     server, hooks, register_tiny, settings, monkeypatch
 ):
     settings.RUN_FETCH_PROCESSES = 2
+    settings.RUN_CLASSIFY_IN_FETCH = True
     register_tiny()
 
     def second_decode(*args, **kwargs):
