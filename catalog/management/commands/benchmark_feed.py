@@ -33,6 +33,7 @@ from config.commands import BaseCommand
 from core.processes import command_name, cpu_seconds, process_tree_depths, pss_kb
 
 READY_TIMEOUT = 90.0
+RUN_TIMEOUT = 600.0  # a Run that neither tags everything nor ends in this long fails the benchmark, never hangs it
 
 
 def _free_port() -> int:
@@ -78,6 +79,11 @@ def _postgres_cpu() -> float:
         for pid in os.listdir("/proc")
         if pid.isdigit() and command_name(int(pid)).startswith("postgres")
     )
+
+
+def _give_up_after(started: float, state: str) -> None:
+    if time.perf_counter() - started > RUN_TIMEOUT:
+        raise CommandError(f"after {RUN_TIMEOUT:.0f} s, {state}: see the worker's log")
 
 
 def _gunicorn() -> str | None:
@@ -245,6 +251,7 @@ class Command(BaseCommand):
             run = client.get(f"/api/runs/{run_id}/").json()
             if run["classified"] >= count or run["status"] in ("succeeded", "partial", "failed"):
                 break
+            _give_up_after(started, f"Run {run_id} is {run['status']} with {run['classified']} of {count} classified")
             time.sleep(0.05)
         reads = 0
         while True:
@@ -259,8 +266,7 @@ class Command(BaseCommand):
                 url = page["next"]
             if tagged >= count:
                 break
-            if time.perf_counter() - started > 600:
-                raise CommandError(f"after 600 s, {tagged} of {count} images have every tag")
+            _give_up_after(started, f"{tagged} of {count} images have every tag")
             time.sleep(0.1)
         readable = time.perf_counter() - started
         status = self._wait_run(client, run_id)
@@ -278,10 +284,12 @@ class Command(BaseCommand):
         return {"repost_succeeded_s": round(time.perf_counter() - started, 2), "repost_status": status}
 
     def _wait_run(self, client: httpx.Client, run_id: int) -> str:
+        started = time.perf_counter()
         while True:
             status = client.get(f"/api/runs/{run_id}/").json()["status"]
             if status in ("succeeded", "partial", "failed"):
                 return str(status)
+            _give_up_after(started, f"Run {run_id} is still {status}")
             time.sleep(0.05)
 
     def _table(self, figures: dict[str, Any]) -> None:
