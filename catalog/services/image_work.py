@@ -26,7 +26,7 @@ from typing import Protocol
 from django.conf import settings
 from django.db import connections
 
-from catalog.decoding import libc, malloc_give_back
+from catalog.decoding import BIG_DECODE_PIXELS, libc, malloc_give_back
 from catalog.imaging import ImageFacts, ImageRefused, PixelBudget, ViewedImage, inspect_image, inspect_image_viewed
 
 logger = logging.getLogger(__name__)
@@ -44,13 +44,16 @@ def decode_budget() -> PixelBudget:
 
 class NewImageStream(Protocol):
     """What a Run does with its new images besides keying and storing them: the classifier streams them to its
-    models (settings.RUN_CLASSIFY_STREAM makes one per Run). `examine` runs where the image is decoded (a forked
-    child of the fetch's process pool, which calls `child_started` first); `record` in the thread that records
+    models (settings.RUN_CLASSIFY_STREAM makes one per Run). `before_fork` runs in the fetch's process just before it
+    forks its children (what it loads there, the children share copy-on-write); `examine` where the image is decoded
+    (a forked child of the fetch's process pool, which calls `child_started` first); `record` in the thread that records
     the outcomes, inside the batch's transaction, after its placements are written (their assets are committed
     already)."""
 
     #: Keep the decode at no less than this (w, h) for `examine`; None: nothing is examined.
     keep: tuple[int, int] | None
+
+    def before_fork(self) -> None: ...
 
     def child_started(self) -> None: ...
 
@@ -125,6 +128,11 @@ def _child_main(conn: Connection, stream: NewImageStream | None, parent_pid: int
             logger.exception("inspecting a new image failed")
             inspected = Inspected(None, error=f"{type(exc).__name__}: {exc}")
         conn.send(inspected)
+        if inspected.facts is not None and inspected.facts.width * inspected.facts.height > BIG_DECODE_PIXELS:
+            # What a big image's decodes and the models freed leaves this process before its next image: the two
+            # fetch processes do not sit on two big images' worth at once. Not after ordinary photos, whose next
+            # decode would fault the same pages in again.
+            malloc_give_back()
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -166,6 +174,8 @@ class ImageWorkers:
         self._children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
         self._alive = processes
         self._lock = threading.Lock()
+        if stream is not None:
+            stream.before_fork()
         # Fork now, while the calling thread is the only one: no lock of a fetch thread is copied while held.
         with _children_allowed():
             for n in range(processes):

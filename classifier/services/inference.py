@@ -93,6 +93,14 @@ def forget_sessions() -> None:
         _model_sets.clear()
 
 
+def sessions_after_fork() -> None:
+    """In a forked child that keeps its parent's sessions (created before the fork, shared copy-on-write): a new lock,
+    since a thread of the parent may have held the old one at the fork. A session is safe to use after a fork: it
+    runs on the calling thread alone (runtime.make_session: one intra-op and one inter-op thread, so no pool)."""
+    global _lock
+    _lock = threading.Lock()
+
+
 def _session_for(version: ModelVersion) -> Any:
     with _lock:
         key = (version.pk, version.sha256)

@@ -5,11 +5,11 @@ inference queue, spread over every inference worker; the batch that leaves nothi
 New images do not wait for that step: the Run's stream (run_classify_stream, settings.RUN_CLASSIFY_STREAM) takes
 them as the fetch brings them in. The fetch's processes run the models on the decode that made the asset's keys and
 thumbnail (one decode per new image) and the results are stored with each batch of outcomes, inline and, with
-settings.RUN_CLASSIFY_IN_FETCH (off by default: memory), through a worker too: its classify step then finds nothing
-pending and finishes the Run at once. With it off, each CLASSIFY_BATCH_SIZE new assets go to the inference queue
-during the fetch (the inference workers decode them again from storage); a batch that arrives while the Run is still
-fetching classifies but never finishes the Run, and the classify step sends only what is still pending and was not
-sent.
+settings.RUN_CLASSIFY_IN_FETCH (on by default), through a worker too: its classify step then finds nothing pending, or
+only the images whose decode could not serve the models, and finishes the Run at once. With it off, each
+CLASSIFY_BATCH_SIZE new assets go to the inference queue during the fetch (the inference workers decode them again
+from storage); a batch that arrives while the Run is still fetching classifies but never finishes the Run, and the
+classify step sends only what is still pending and was not sent.
 
 Once handed over, nobody carries the Run: its batches show signs of life (a beat when one starts, every
 RUN_HEARTBEAT_SECONDS while it runs, and when it ends). Batches can be lost (a broker that restarted without
@@ -49,10 +49,11 @@ from .inference import (
     classifications_store,
     classify_assets,
     classify_decoded,
-    forget_sessions,
     heads_done,
+    load_models_cached,
     models_min_size,
     needs_classification,
+    sessions_after_fork,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,22 +83,37 @@ _streamed: dict[int, set[int]] = {}
 class FetchClassifyStream:
     """Classifies each new image of a Run in the fetch process that decoded it, on that same decode (inline Runs, and a
     worker's with settings.RUN_CLASSIFY_IN_FETCH); the results are stored with each batch of outcomes. What it misses
-    (an image whose decode cannot serve the models is decoded again here; a batch that could not be stored) stays
-    pending for the classify step."""
+    (a batch that could not be stored) stays pending for the classify step.
 
-    def __init__(self, *, run: Run, active: ActiveModels) -> None:
+    An image whose decode cannot serve the models (transparency, 32-bit pixels: see inspect_image_viewed) is decoded
+    again for them: here when `decode_again` (inline Runs), else by the inference queue that the classify step hands
+    it to (a worker's Runs). On a worker, two fetch processes each holding a big transparent image's decode and then
+    its second decode, with the sessions, went past the 500 MB bound in a flood; the inference process decodes those
+    one at a time, under the machine's big-decode slot, as before. Ordinary photos are decoded once either way.
+    """
+
+    def __init__(self, *, run: Run, active: ActiveModels, decode_again: bool = True) -> None:
         self.run_id = run.pk
         self.active = active
+        self.decode_again = decode_again
         self.keep: tuple[int, int] | None = models_min_size(active)
 
-    def child_started(self) -> None:
-        forget_sessions()  # sessions are created in this child, after the fork, on its first image
+    def before_fork(self) -> None:
+        # The sessions are created once, here, and the fetch processes share them copy-on-write: weights are only
+        # read, so two children classifying cost one set of sessions (~20 MB for the starter models), not one each.
+        # That is what keeps a worker classifying in its fetch processes within its memory bound (issue 21).
+        load_models_cached(self.active)
 
-    def examine(self, data: bytes, view: ViewedImage | None) -> ImageResult:
+    def child_started(self) -> None:
+        sessions_after_fork()  # the sessions stay; the lock a parent's thread may have held is new
+
+    def examine(self, data: bytes, view: ViewedImage | None) -> ImageResult | None:
         size = self.keep or 224
         image: Decoded | Exception | None = None
         if view is not None:
             image = decoded_from(view.image, original_size=view.original_size, image_format=view.format, min_size=size)
+        if image is None and not self.decode_again:
+            return None  # pending: the classify step hands it to the inference queue
         if image is None:  # that decode cannot stand for the models' (see inspect_image_viewed): decode again
             try:
                 image = decode(data, min_size=size)
@@ -128,6 +144,9 @@ class QueueClassifyStream:
         self.waiting: list[int] = []
         self.broken = False
         _streamed[run.pk] = set()
+
+    def before_fork(self) -> None:
+        return None
 
     def child_started(self) -> None:
         return None
@@ -172,7 +191,7 @@ def run_classify_stream(*, run: Run, inline: bool) -> FetchClassifyStream | Queu
     if not active.heads:
         return None
     if settings.RUN_FETCH_PROCESSES > 0 and (inline or settings.RUN_CLASSIFY_IN_FETCH):
-        return FetchClassifyStream(run=run, active=active)
+        return FetchClassifyStream(run=run, active=active, decode_again=inline)
     return None if inline else QueueClassifyStream(run=run)
 
 

@@ -20,7 +20,6 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 from PIL import Image
-from scipy.optimize import minimize
 
 from classifier.contract import ClassifierContract
 from classifier.heads import activate
@@ -316,6 +315,10 @@ def fit_head(
         return loss, np.concatenate([grad_w.ravel(), grad_c])
 
     start = np.concatenate([w0.ravel(), c0])
+    # scipy is imported here, by the training worker that fits: every other process (a tagging worker, its fetch
+    # processes, the web server) is ~50 MB lighter without it (issue 21's memory bound).
+    from scipy.optimize import minimize
+
     result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     weight = result.x[:split].reshape(n_classes, n_features)
     bias = result.x[split:] - weight @ mean

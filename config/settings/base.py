@@ -343,13 +343,13 @@ RUN_CLASSIFY_BATCH_TASK = "classifier.classify_batch"
 RUN_CLASSIFY_RESUME = "classifier.services.pipeline.run_classify_resume"
 # New images go to the models while the fetch goes on: stream(run=run, inline=bool) -> NewImageStream or None.
 RUN_CLASSIFY_STREAM = "classifier.services.pipeline.run_classify_stream"
-# On ("1"), a Run carried by a worker classifies its new images in its own fetch processes, on the decode that keyed
-# them: each image is decoded once, and the inference queue gets only what they missed. Off (the default, "0"):
-# batches of new assets go to the inference queue during the fetch, and the inference workers read each original from
-# storage and decode it again (spreads one Run over many machines). Off by default because the fetch processes then
-# hold the models too: a worker of two processes reached 510 MB PSS in the flood test (bound 500 MB,
-# tests/integration/test_worker_memory.py), where it stays under the bound with the setting off.
-RUN_CLASSIFY_IN_FETCH = os.environ.get("RUN_CLASSIFY_IN_FETCH", "0") == "1"
+# On ("1", the default), a Run carried by a worker classifies its new images in its own fetch processes, on the decode
+# that keyed them: each image is decoded once, and the inference queue gets only what they missed (an image whose
+# decode cannot serve the models, such as a transparent one). The fetch processes share one set of sessions, made
+# before the fork; the worker tree stays under its 500 MB bound in the flood test (tests/integration/
+# test_worker_memory.py). Off ("0"): batches of new assets go to the inference queue during the fetch, and the inference
+# workers read each original from storage and decode it again (spreads one Run over many machines).
+RUN_CLASSIFY_IN_FETCH = os.environ.get("RUN_CLASSIFY_IN_FETCH", "1") == "1"
 # The CPU work of new images (decode, pHash, thumbnail; inline, the models) runs in this many forked processes per
 # Run, one per core; 0 keeps it in the fetch threads.
 RUN_FETCH_PROCESSES = int(os.environ.get("RUN_FETCH_PROCESSES", str(os.cpu_count() or 1)))

@@ -161,3 +161,46 @@ def test_a_batch_of_a_run_still_fetching_classifies_but_does_not_finish_it(serve
     run.refresh_from_db()
     assert (run.status, run.step) == ("running", "fetch")
     assert Classification.objects.filter(status="ok").count() == 14
+
+
+def transparent_png(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (800, 600), (*color, 160)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "worker"])
+def test_an_image_whose_decode_cannot_serve_the_models_is_decoded_again_inline_and_queued_on_a_worker(
+    inline, hooks, register_tiny, settings, eager_celery, monkeypatch
+):
+    """A transparent image's keys come from a decode the models cannot use (the two flatten it differently). Inline,
+    the fetch process decodes it again; a worker's fetch processes leave it to the inference queue, so that two of
+    them never hold two big decodes and the sessions at once (the worker's memory bound)."""
+    settings.RUN_FETCH_PROCESSES = 2
+    settings.RUN_CLASSIFY_IN_FETCH = True
+    register_tiny()
+    sent: list[list[int]] = []
+    from classifier.tasks import classify_batch_task
+
+    send = classify_batch_task.apply_async
+
+    def counted(args, **kwargs):
+        sent.append(list(args[1]))
+        return send(args, **kwargs)
+
+    monkeypatch.setattr(classify_batch_task, "apply_async", counted)
+    images = [jpeg(COLORS[0]), jpeg(COLORS[1]), transparent_png(COLORS[2])]
+    with InventoryServer(images=images, images_per_listing=3) as served:
+        run = run_start(sitemap=SitemapFactory(url=served.sitemap_url), enqueue=False)
+        run_execute(run_id=run.pk, inline=inline)
+
+    run.refresh_from_db()
+    (fetch_end,) = hooks["fetch_end"]
+    transparent = ImageAsset.objects.get(format="PNG").pk
+    if inline:
+        assert (fetch_end["classified_assets"], sent) == (3, [])
+    else:
+        assert (fetch_end["classified_assets"], sent) == (2, [[transparent]])
+    assert (run.status, run.downloaded, run.failed, run.classified) == ("succeeded", 3, 0, 3), run.counters()
+    color = Classification.objects.get(asset_id=transparent, task="color")
+    assert (color.status, color.label) == ("ok", "blue")

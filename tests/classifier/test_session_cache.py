@@ -2,6 +2,10 @@
 id again) must not hand out the old file's session."""
 
 import copy
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -50,3 +54,60 @@ def test_a_feature_extractor_is_kept_per_file_not_per_id():
     assert other is not kept
     assert not np.allclose(kept.features(pixels), other.features(pixels))
     forget_extractors()
+
+
+@pytest.mark.django_db
+def test_the_fetch_processes_share_the_sessions_their_parent_made_before_the_fork(register_tiny):
+    """A worker's Run that classifies in its fetch processes makes the sessions once, before it forks them: the children
+    use those (copy-on-write, one set of sessions for the tree), and answer as sessions made in the child do."""
+    from classifier.preprocess import decode
+    from classifier.services.inference import active_models, classify_decoded, load_models_cached
+    from classifier.services.pipeline import FetchClassifyStream
+    from tests.classifier.test_run_streaming import jpeg
+
+    forget_sessions()
+    register_tiny()
+
+    class RunOfOne:
+        pk = 1
+
+    stream = FetchClassifyStream(run=RunOfOne(), active=active_models(), decode_again=False)
+    stream.before_fork()
+    made = load_models_cached(stream.active)
+    parent_labels = labels_of(classify_decoded(decode(jpeg((20, 40, 230)), min_size=8), stream.active))
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what a fetch process does first, then one image
+        try:
+            stream.child_started()
+            same = load_models_cached(stream.active) is made
+            labels = labels_of(classify_decoded(decode(jpeg((20, 40, 230)), min_size=8), stream.active))
+            os.write(writing, pickle.dumps((same, labels)))
+        finally:
+            os._exit(0)
+    os.close(writing)
+    os.waitpid(pid, 0)
+    with os.fdopen(reading, "rb") as answer:
+        same, labels = pickle.loads(answer.read())  # noqa: S301 - our own child's answer
+    assert same, "the fetch process made its own sessions"
+    assert labels == parent_labels
+    assert labels["color"] == "blue"
+    forget_sessions()
+
+
+def test_a_tagging_worker_does_not_import_what_only_training_needs():
+    """scipy (~50 MB in every process of a worker's tree) is imported by the training code that fits, not by the
+    modules a worker loads at start: the tagging worker's memory bound counts it (tests/integration/
+    test_worker_memory)."""
+    code = (
+        "import sys, django; django.setup(); from config.celery_app import app; "
+        "app.loader.import_default_modules(); import config.urls; "
+        "print(sorted(m for m in ('scipy', 'torch', 'sklearn') if m in sys.modules))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    answer = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert answer.stdout.strip().splitlines()[-1] == "[]", answer.stderr[-2000:]
+
+
+def labels_of(result) -> dict[str, str]:
+    return {task: head.label for task, head in result.results.items()}
