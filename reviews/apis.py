@@ -30,6 +30,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from catalog.apis import RunOutputSerializer
+from catalog.failures import failure
 from catalog.models import TASK_LABELS, Placement, Run, Sitemap, Task
 from catalog.selectors import AnyUser, placements_visible_to, runs_visible_to, sitemaps_visible_to
 from classifier.contract import VEHICLE_KINDS
@@ -183,7 +184,12 @@ class ImageSerializer(serializers.Serializer):
     listing = ImageListingSerializer()
     asset = ImageAssetSerializer(allow_null=True, help_text="Null until the image is downloaded.")
     status = serializers.ChoiceField(choices=Placement.Status.choices)
-    failure_reason = serializers.CharField()
+    failure_reason = serializers.CharField(
+        help_text="A short stable code (timeout, http_404, too_many_pixels); empty when none."
+    )
+    failure_message = serializers.SerializerMethodField(
+        help_text="What the failure means, and what to do about it, in one or two sentences; empty when none."
+    )
     vehicle_kind = serializers.SerializerMethodField()
     tags = serializers.SerializerMethodField()
 
@@ -194,6 +200,9 @@ class ImageSerializer(serializers.Serializer):
             help_text="The kind of vehicle the detector saw in the crop; null when its classes do not say.",
         )
     )
+    def get_failure_message(self, placement: Placement) -> str:
+        return str(failure(placement.failure_reason)) if placement.failure_reason else ""
+
     def get_vehicle_kind(self, placement: Placement) -> str | None:
         return self.context.get("kinds", {}).get(placement.asset_id) or None
 

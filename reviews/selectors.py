@@ -20,7 +20,11 @@ from .effective import Inputs, Source, decide, scrape_color_of, tasks_needed
 from .expressions import ActiveHeads, active_heads, latest_fixes, picture
 from .models import ManualFix
 
-__all__ = ["EffectiveTag", "Source", "effective_tags"]
+__all__ = ["IMAGE_FAILED", "EffectiveTag", "Source", "effective_tags"]
+
+#: The reason of a tag whose picture could not be brought in starts with this, then the failure code
+#: (catalog.failures): "image: http_404". Screens show the code's sentence instead.
+IMAGE_FAILED = "image: "
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ def _tag(
     if source == Source.FAILED:
         if result is not None and result.status == Classification.Status.FAILED:
             return EffectiveTag(task, None, source, model_version_id=result.model_version_id, reason=result.error)
-        return EffectiveTag(task, None, source, reason=f"image: {placement.failure_reason}")
+        return EffectiveTag(task, None, source, reason=f"{IMAGE_FAILED}{placement.failure_reason}")
     if source == Source.UNKNOWN:
         return EffectiveTag(task, None, source, reason="not classified yet" if has_head else "no active model")
     return EffectiveTag(task, label, source)

@@ -6,10 +6,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
+from catalog.failures import Failure
+from catalog.failures import failure as failure_of
 from catalog.imaging import crop_box_style
 from catalog.models import ImageAsset, Placement
 from reviews.grid import GridItem
-from reviews.selectors import EffectiveTag, Source
+from reviews.selectors import IMAGE_FAILED, EffectiveTag, Source
 
 register = template.Library()
 
@@ -79,6 +81,10 @@ def tag_reason(tag: EffectiveTag, realm: str = "staff") -> str:
     """Why a tag has no label. The portal gets no pipeline internals: a model's error names models and files."""
     if realm != "staff" and tag.source == Source.FAILED and tag.model_version_id is not None:
         return "the model could not tag this picture"
+    if tag.source == Source.FAILED and tag.reason.startswith(IMAGE_FAILED):  # the picture could not be brought in
+        code = tag.reason.removeprefix(IMAGE_FAILED)
+        explained = failure_of(code).sentence
+        return f"{explained} ({code})" if realm == "staff" else explained
     return tag.reason
 
 
@@ -116,6 +122,21 @@ def _tag_cells(name: str, tag: EffectiveTag, task: str, realm: str) -> tuple[str
     return (tag.source, flags, name, name, short, _if(len(label) > LONG_LABEL, " long"), label, tag_source(tag, realm))
 
 
+def _no_picture(code: str, realm: str) -> SafeString:
+    """A failed card: what happened and what to do (catalog.failures); staff also see the code."""
+    if not code:
+        return format_html('<div class="noimage">{}</div>', "not fetched yet")
+    explained = failure_of(code)
+    staff = format_html(' <code class="reason">{}</code>', code) if realm == "staff" else ""
+    return format_html('<div class="noimage" title="{}">{}{}</div>', explained.action, explained.sentence, staff)
+
+
+@register.filter
+def failure(code: str) -> Failure:
+    """A failure code as its sentence and action (catalog.failures): `{% with f=code|failure %}`."""
+    return failure_of(code)
+
+
 def _if(condition: bool, text: str) -> str:
     return text if condition else ""
 
@@ -134,7 +155,7 @@ def grid_card(item: GridItem, task: str, realm: str) -> SafeString:
         crop = format_html('<div class="crop" style="{}"></div>', crop_style(box, asset)) if box else ""
         thumb = format_html('<img src="{}" alt="" loading="lazy">{}', picture_url(placement, "thumbnail", realm), crop)
     else:
-        thumb = format_html('<div class="noimage">{}</div>', placement.failure_reason or "not fetched yet")
+        thumb = _no_picture(placement.failure_reason, realm)
     tags = format_html_join(
         "",
         '<li class="tag {}{}" data-task="{}"><span class="task" title="{}">{}</span><span class="label{}">{}</span>'
