@@ -3,7 +3,7 @@
 The output is `[1, 4 + C, N]`: for each of N candidates, cx, cy, w, h in detector-input pixels, then C class
 scores already passed through a sigmoid (as Ultralytics exports them). Decoding follows Ultralytics'
 `non_max_suppression`: each candidate takes its best class, is kept above the confidence threshold and if
-that class is wanted, then greedy NMS runs per class.
+that class is wanted, then greedy NMS runs per class (OpenCV's).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from classifier.preprocess import letterbox_geometry
@@ -43,26 +44,17 @@ class Box:
         return self.y1 - self.y0
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy NMS: indices of the kept boxes (x0, y0, x1, y1 rows), best score first.
-
-    A box is dropped when its IoU with a better kept box is above `iou`. The IoU of each kept box against
-    all remaining ones is one vectorised step.
-    """
-    order = np.argsort(-scores, kind="stable")
-    x0, y0, x1, y1 = boxes.T
-    areas = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    keep: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        inter_w = np.clip(np.minimum(x1[best], x1[rest]) - np.maximum(x0[best], x0[rest]), 0, None)
-        inter_h = np.clip(np.minimum(y1[best], y1[rest]) - np.maximum(y0[best], y0[rest]), 0, None)
-        inter = inter_w * inter_h
-        union = areas[best] + areas[rest] - inter
-        overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[overlap <= iou]
-    return np.asarray(keep, dtype=np.intp)
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, class_ids: np.ndarray | None = None) -> np.ndarray:
+    """Greedy NMS per class (OpenCV's cv2.dnn.NMSBoxesBatched): indices of the kept boxes (x0, y0, x1, y1 rows),
+    best score first. A box is dropped when its IoU with a better kept box of its class is above `iou`."""
+    if not len(scores):
+        return np.empty(0, dtype=np.intp)
+    x0, y0, x1, y1 = np.asarray(boxes, dtype=np.float64).T
+    rectangles = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+    classes = np.zeros(len(scores), dtype=np.int32) if class_ids is None else np.asarray(class_ids, dtype=np.int32)
+    floor = float(np.min(scores)) - 1.0  # the scores were filtered already: keep them all
+    kept = cv2.dnn.NMSBoxesBatched(rectangles, np.asarray(scores, dtype=np.float32), classes, floor, float(iou))
+    return np.asarray(kept, dtype=np.intp).reshape(-1)
 
 
 def decode_yolov8(
@@ -96,9 +88,7 @@ def decode_yolov8(
         return []
     cx, cy, w, h = predictions[:, 0], predictions[:, 1], predictions[:, 2], predictions[:, 3]
     corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    # Per-class NMS in one pass: shift each class to its own region so boxes of different classes never overlap.
-    offset = float(np.abs(corners).max()) + 1.0
-    kept = nms(corners + (class_ids * offset)[:, None], scores, iou)[:max_detections]
+    kept = nms(corners, scores, iou, class_ids)[:max_detections]
     return [
         Box(
             x0=float(corners[i, 0]),

@@ -134,3 +134,43 @@ def test_vehicle_crop_rounds_outwards_and_breaks_ties_by_score():
 def test_vehicle_crop_without_boxes():
     assert vehicle_crop([], image_size=(100, 100), margin=0.1) is None
     assert vehicle_crop([Box(5, 5, 5, 20, 0.9, 0)], image_size=(100, 100), margin=0.1) is None
+
+
+def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    """The reference: greedy NMS written out (what the product did by hand before OpenCV's)."""
+    order = list(np.argsort(-scores, kind="stable"))
+    x0, y0, x1, y1 = boxes.T.astype(np.float64)
+    areas = (x1 - x0) * (y1 - y0)
+    keep: list[int] = []
+    while order:
+        best, order = order[0], order[1:]
+        keep.append(int(best))
+        survivors = []
+        for other in order:
+            inter = max(0.0, min(x1[best], x1[other]) - max(x0[best], x0[other])) * max(
+                0.0, min(y1[best], y1[other]) - max(y0[best], y0[other])
+            )
+            union = areas[best] + areas[other] - inter
+            if (inter / union if union > 0 else 0.0) <= iou:
+                survivors.append(other)
+        order = survivors
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_opencv_nms_keeps_what_greedy_nms_keeps_per_class(seed):
+    rng = np.random.default_rng(seed)
+    count = 60
+    x0, y0 = rng.uniform(0, 150, count), rng.uniform(0, 150, count)
+    boxes = np.stack([x0, y0, x0 + rng.uniform(5, 60, count), y0 + rng.uniform(5, 60, count)], axis=1)
+    scores = rng.permutation(np.linspace(0.3, 0.99, count)).astype(np.float32)  # no ties
+    class_ids = rng.integers(0, 3, count)
+
+    kept = nms(boxes, scores, 0.45, class_ids).tolist()
+
+    expected = []
+    for class_id in range(3):
+        mine = np.flatnonzero(class_ids == class_id)
+        expected += [int(mine[i]) for i in greedy_nms(boxes[mine], scores[mine], 0.45)]
+    assert sorted(kept) == sorted(expected)
+    assert [scores[i] for i in kept] == sorted((scores[i] for i in kept), reverse=True)  # best first
