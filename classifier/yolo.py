@@ -53,7 +53,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, class_ids: np.ndarray
     rectangles = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
     classes = np.zeros(len(scores), dtype=np.int32) if class_ids is None else np.asarray(class_ids, dtype=np.int32)
     floor = float(np.min(scores)) - 1.0  # the scores were filtered already: keep them all
-    kept = cv2.dnn.NMSBoxesBatched(rectangles, np.asarray(scores, dtype=np.float32), classes, floor, float(iou))
+    kept = cv2.dnn.NMSBoxesBatched(
+        rectangles.tolist(), np.asarray(scores, dtype=np.float64).tolist(), classes.tolist(), floor, float(iou)
+    )
     return np.asarray(kept, dtype=np.intp).reshape(-1)
 
 
