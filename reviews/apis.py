@@ -193,6 +193,10 @@ class ImageSerializer(serializers.Serializer):
     vehicle_kind = serializers.SerializerMethodField()
     tags = serializers.SerializerMethodField()
 
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_failure_message(self, placement: Placement) -> str:
+        return str(failure(placement.failure_reason)) if placement.failure_reason else ""
+
     @extend_schema_field(
         serializers.ChoiceField(
             choices=list(VEHICLE_KINDS),
@@ -200,9 +204,6 @@ class ImageSerializer(serializers.Serializer):
             help_text="The kind of vehicle the detector saw in the crop; null when its classes do not say.",
         )
     )
-    def get_failure_message(self, placement: Placement) -> str:
-        return str(failure(placement.failure_reason)) if placement.failure_reason else ""
-
     def get_vehicle_kind(self, placement: Placement) -> str | None:
         return self.context.get("kinds", {}).get(placement.asset_id) or None
 
