@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import CharField, F, Func, Q
 from django.urls import reverse
 
-from catalog.imaging import COLOR_SIGNATURE_BYTES
+from catalog.imaging import COLOR_SIGNATURE_BYTES, PHASH_PIECE_DIGITS, PHASH_PIECES
 
 
 class TimeStampedModel(models.Model):
@@ -150,6 +150,19 @@ class Listing(TimeStampedModel):
         return self.title or self.external_id or self.url
 
 
+class PhashPiece(Func):
+    """Piece n of an asset's pHash (catalog.imaging.PHASH_PIECES), as SQL: SUBSTR(phash, start, length) with the
+    numbers written into the statement, so that a query's expression is the index's, on SQLite as on PostgreSQL
+    (a bound parameter would not match the index)."""
+
+    template = "SUBSTR(%(expressions)s, %(start)d, %(length)d)"
+
+    def __init__(self, n: int) -> None:
+        super().__init__(
+            F("phash"), start=1 + n * PHASH_PIECE_DIGITS, length=PHASH_PIECE_DIGITS, output_field=CharField()
+        )
+
+
 class ImageAsset(TimeStampedModel):
     """One row per distinct image content. The SHA-256 of the bytes is the key of every cached result."""
 
@@ -189,6 +202,9 @@ class ImageAsset(TimeStampedModel):
     )
 
     class Meta:
+        # Multi-index hashing of the pHash (catalog.imaging.PHASH_PIECES): clustering a Run's new images reads only
+        # the assets that share a piece nearly, not every asset (catalog.services.clusters).
+        indexes = [models.Index(PhashPiece(n), name=f"catalog_asset_phash_piece_{n}") for n in range(PHASH_PIECES)]
         constraints = [
             models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="asset_sha256_hex"),
             models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="asset_positive_size"),

@@ -485,6 +485,7 @@ INSTEAD: dict[str, str | Callable[[Walk, Example], str]] = {
     r"benchmark_classifier --decoders$": smaller("--decoders --images 4", database="benchmarks"),
     r"benchmark_classifier --images 256$": smaller("--images 16", database="benchmarks"),
     r"benchmark_grid( --images 1000000)?$": smaller("--images 1000 --repeat 1", database="benchmarks"),
+    r"benchmark_clusters --assets 1000000$": smaller("--assets 2000 --new 1 10", database="benchmarks"),
     r"benchmark_loop --kinds --assets 2000 --fixes 200 --candidates 4": smaller(
         "--kinds --assets 150 --fixes 40 --candidates 1", database="loop-kinds"
     ),

@@ -10,28 +10,35 @@ chained: A~B and B~C do not put A and C together when they are far apart, so a c
 catch-all of look-alike stock renders. An asset alone is its own cluster. Reviewers see it as a badge and can
 review by cluster; conflicts between advertisers and the dataset split are computed per cluster.
 
-Cost: every call loads every asset's pHash (8 bytes an asset in memory, plus its id and cluster: ~24 MB at a
-million assets, read as a million rows) and computes new assets x cluster roots Hamming distances with
-numpy, in blocks of ~4M pairs: measured on the development machine, ~5.6 s per 1,000 new assets against a million,
-so a cold Run of 10,000 new images costs about a minute there, plus ~1 s to link the components. Color signatures
-(192 bytes each) are read only for the assets to place and the roots within the bits of one of them, by id. Past ~10M
-assets, or for large cold Runs, replace the brute force with an index of the hashes: multi-index hashing
-(split the 64 bits into 11 substrings: two hashes within 10 bits share at least one substring exactly, so
-exact-match lookups on 11 indexed columns find the candidates) or a BK-tree kept in memory by a service.
+Cost: a Run's call reads only candidates. The assets to place are read by id; the roots they could join are found
+through the multi-index hashing of the pHash (catalog.imaging.PHASH_PIECES: four indexed 16-bit pieces, and the
+values within 2 bits of each of the new hashes' pieces), so that clustering 10 new images against a million assets
+reads ~85,000 roots, not a million, and 240 MB less at ten million. A Run with so many new images that the lookups
+would cost more than a full read (`_index_pays`: ~35 new images at any size, fewer in a small database) reads
+every asset's pHash instead (~24 MB at a million assets, read as a million rows), as does a rebuild. The
+distances are computed with numpy in blocks of ~4M pairs. Color signatures (192 bytes each) are read only for the
+assets to place and the roots within the bits of one of them, by id. `manage.py benchmark_clusters` measures both
+ways at a million assets (README, "Running on several machines").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
-from django.db.models import BigIntegerField, Case, F, Q, Value, When
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Case, F, Max, Q, Value, When
 
 from catalog import imaging
-from catalog.imaging import color_signature_array, phash_array, phash_cluster_roots
-from catalog.models import ImageAsset, Outcome, Run
+from catalog.imaging import (
+    PHASH_PIECE_DIGITS,
+    color_signature_array,
+    phash_array,
+    phash_cluster_roots,
+    phash_piece_probes,
+)
+from catalog.models import ImageAsset, Outcome, PhashPiece, Run
 from catalog.signals import clusters_changed
 
 from .deadlocks import advisory_xact_lock
@@ -45,15 +52,79 @@ def _lock() -> None:
     advisory_xact_lock("catalog.clusters")
 
 
-def _load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, hashes, cluster ids with -1 for none) of every asset, ordered by id."""
-    rows = ImageAsset.objects.order_by("id").values_list("id", "phash", "cluster_id")
+_Row = tuple[int, str, int | None]  # id, pHash, cluster id
+
+
+def _arrays(rows: Iterable[_Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, hashes, cluster ids with -1 for none) of these rows, ordered by id."""
     ids, hashes, clusters = [], [], []
-    for asset_id, phash, cluster_id in rows.iterator(chunk_size=10_000):
+    for asset_id, phash, cluster_id in sorted(rows):
         ids.append(asset_id)
         hashes.append(phash)
         clusters.append(-1 if cluster_id is None else cluster_id)
     return np.array(ids, dtype=np.int64), phash_array(hashes), np.array(clusters, dtype=np.int64)
+
+
+def _load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, hashes, cluster ids with -1 for none) of every asset, ordered by id."""
+    rows = ImageAsset.objects.order_by("id").values_list("id", "phash", "cluster_id")
+    return _arrays(rows.iterator(chunk_size=10_000))
+
+
+# One IN list holds at most this many probe values (SQLite allows 32,766 parameters); PostgreSQL takes one array.
+_PROBES_PER_QUERY = 16_384
+
+
+def _load_candidates(asset_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(ids, hashes, cluster ids) of the assets to place (these, and every asset not clustered yet) and of the cluster
+    roots that could be near one of them, found through the pHash piece indexes (see the module's docstring): one
+    query for the assets to place (per 5,000 ids), one for the table's size, and one per piece. None when the lookups
+    would cost more than reading every asset (`_index_pays`): the caller reads every asset."""
+    keys = ("id", "phash", "cluster_id")
+    rows: dict[int, _Row] = {}
+    for start in range(0, max(1, len(asset_ids)), _UPDATE_CHUNK):
+        to_place = Q(id__in=asset_ids[start : start + _UPDATE_CHUNK]) | Q(cluster_id__isnull=True)
+        rows.update((row[0], row) for row in ImageAsset.objects.filter(to_place).values_list(*keys))
+    hashes = (phash for _, phash, _ in rows.values())
+    probes = phash_piece_probes(hashes, max_distance=settings.CARRY_FORWARD_MAX_DISTANCE)
+    assets = ImageAsset.objects.aggregate(top=Max("id"))["top"] or 0  # an upper bound, from the primary key's end
+    if not _index_pays(sum(len(values) for values in probes), assets):
+        return None
+    for n, values in enumerate(probes):
+        rows.update((row[0], row) for row in _roots_by_piece(n, sorted(values)))
+    return _arrays(rows.values())
+
+
+# A row found through an index costs about this many rows of the full read (random heap reads, a statement per
+# piece): 15 against 3.7 microseconds at a million assets (`manage.py benchmark_clusters`).
+INDEX_ROW_COST = 3
+
+
+def _index_pays(probes: int, assets: int) -> bool:
+    """Whether looking these probe values up costs less than reading every asset. Each value brings ~assets / 65,536
+    roots (pieces of uniformly spread hashes) and costs a probe, each INDEX_ROW_COST rows of the full read: the index
+    pays below ~35 new images whatever the database's size (548 values each), and below ~10 at 20,000 assets."""
+    return probes * (1 + assets / 65_536) * INDEX_ROW_COST < assets
+
+
+def _roots_by_piece(n: int, values: list[str]) -> Iterator[_Row]:
+    """The cluster roots whose pHash piece n is one of `values`, through that piece's index."""
+    for start in range(0, len(values), _PROBES_PER_QUERY):
+        chunk = values[start : start + _PROBES_PER_QUERY]
+        if connection.vendor == "postgresql":
+            # One array parameter: an IN list of thousands of values cost ~0.2 s to send and plan. The expression is
+            # PhashPiece(n)'s, so that the index serves it.
+            first = 1 + n * PHASH_PIECE_DIGITS
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT id, phash, cluster_id FROM {ImageAsset._meta.db_table} "  # noqa: S608 - numbers only
+                    f"WHERE SUBSTR(phash, {first:d}, {PHASH_PIECE_DIGITS:d}) = ANY(%s) AND cluster_id = id",
+                    [chunk],
+                )
+                yield from cursor.fetchall()
+        else:
+            roots = ImageAsset.objects.alias(piece=PhashPiece(n)).filter(piece__in=chunk, cluster_id=F("id"))
+            yield from roots.values_list("id", "phash", "cluster_id")
 
 
 def near_duplicates(hash_distances: np.ndarray, signatures_a: np.ndarray, signatures_b: np.ndarray) -> np.ndarray:
@@ -138,13 +209,14 @@ def assets_cluster(*, asset_ids: list[int]) -> int:
     """Clusters these assets against all the others; returns how many assets' cluster changed.
 
     Every asset that has no cluster yet is clustered with them (one whose Run died before this step, or one a
-    concurrent Run is still bringing in). An asset already in a cluster stays there. Idempotent. A constant
-    number of queries for up to 5,000 changed assets; see the module's docstring for the cost in memory and time.
+    concurrent Run is still bringing in). An asset already in a cluster stays there. Idempotent. It reads the assets
+    to place and the roots near them in bits (a query per 5,000 ids or probe values), or every asset when they are too
+    many; see the module's docstring for the cost in memory and time.
     """
     if not asset_ids and not ImageAsset.objects.filter(cluster_id__isnull=True).exists():
         return 0  # a Run that brought nothing new does not read every hash
     _lock()
-    ids, hashes, clusters = _load()
+    ids, hashes, clusters = _load_candidates(sorted(set(asset_ids))) or _load()
     wanted = np.isin(ids, np.array(sorted(set(asset_ids)), dtype=np.int64)) | (clusters < 0)
     among = np.flatnonzero(wanted)
     if len(among) == 0:

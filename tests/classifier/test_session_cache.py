@@ -102,6 +102,9 @@ def test_a_tagging_worker_does_not_import_what_only_training_needs():
     code = (
         "import sys, django; django.setup(); from config.celery_app import app; "
         "app.loader.import_default_modules(); import config.urls; "
+        # ...nor what keys a new image (the pHash's DCT is OpenCV's: imagehash's imports scipy in each fetch process)
+        "from catalog.imaging import inspect_image; from catalog.inventory_server import make_inventory_images; "
+        "inspect_image(make_inventory_images(1, seed=1)[0]); "
         "print(sorted(m for m in ('scipy', 'torch', 'sklearn') if m in sys.modules))"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
