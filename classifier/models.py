@@ -325,6 +325,16 @@ class Promotion(models.Model):
     from_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PROMOTE)
+    batch = models.UUIDField(
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=True,
+        help_text=(
+            "One promotion (or rollback) of several tasks at once: its records share this id, and a rollback undoes "
+            "exactly those. Empty on records made before it existed (then the versions tell)."
+        ),
+    )
     forced = models.BooleanField(default=False, help_text="Promoted before its shadow pass finished.")
     overrode_regressions = models.JSONField(
         null=True,

@@ -14,6 +14,7 @@ after the last one there is nothing to roll back to (bringing a rolled-back cand
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -205,9 +206,11 @@ def model_promote(
         model_activate(version=version, tasks=switching)
     except RegistryError as exc:
         raise PromotionError(str(exc)) from exc
+    batch = uuid.uuid4()  # the tasks switched together: a rollback undoes exactly these
     promotions = Promotion.objects.bulk_create(
         Promotion(
             task=task,
+            batch=batch,
             from_version_id=previous.get(task),
             to_version=version,
             kind=Promotion.Kind.PROMOTE,
@@ -288,10 +291,17 @@ def rollback_plan(*, task: str, lock: bool = False) -> RollbackPlan:
     tasks = [
         other
         for other, promotion in standing.items()
-        if active.get(other) == latest.to_version_id
-        and (promotion.to_version_id, promotion.from_version_id) == (latest.to_version_id, latest.from_version_id)
+        if active.get(other) == latest.to_version_id and _same_promotion(promotion, latest)
     ]
     return RollbackPlan(undoes=latest, tasks=sorted(tasks, key=_task_order))
+
+
+def _same_promotion(one: Promotion, other: Promotion) -> bool:
+    """Whether two tasks' records are one promotion: the same batch; for records made before batches, the same switch
+    (from and to the same versions), which two promotions of one version at different times also share."""
+    if one.batch is not None or other.batch is not None:
+        return one.batch == other.batch
+    return (one.to_version_id, one.from_version_id) == (other.to_version_id, other.from_version_id)
 
 
 def _standing_promotions() -> dict[str, Promotion]:
@@ -328,9 +338,11 @@ def model_rollback(*, task: str, user: Any = None, undoes: int | None = None) ->
         model_activate(version=plan.version, tasks=plan.tasks)
     except RegistryError as exc:
         raise PromotionError(str(exc)) from exc
+    batch = uuid.uuid4()
     records = Promotion.objects.bulk_create(
         Promotion(
             task=each,
+            batch=batch,
             from_version_id=plan.undoes.to_version_id,
             to_version=plan.version,
             kind=Promotion.Kind.ROLLBACK,

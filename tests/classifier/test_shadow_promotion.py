@@ -330,3 +330,33 @@ def test_a_rollback_confirmed_for_one_promotion_does_not_undo_another(models):
     assert ModelHead.objects.get(task="color", is_active=True).model_version == candidate
 
     assert model_rollback(task="color", undoes=again.pk).kind == "rollback"
+
+
+def test_a_rollback_undoes_one_promotion_not_another_of_the_same_version(models):
+    """Two promotions of the same candidate over the same model, for two tasks at two times: rolling one back leaves
+    the other standing (each promotion's records share a batch id; the versions alone cannot tell them apart)."""
+    active, candidate = models
+    first = model_promote(version=candidate, force=True, tasks=["color"])
+    second = model_promote(version=candidate, force=True, tasks=["sensitive"])
+    assert (first.from_version, second.from_version) == (active, active)
+    assert first.batch != second.batch
+
+    rollback = model_rollback(task="color")
+
+    heads = dict(ModelHead.objects.filter(is_active=True).values_list("task", "model_version"))
+    assert (heads["color"], heads["sensitive"]) == (active.pk, candidate.pk)
+    assert list(Promotion.objects.filter(kind="rollback").values_list("task", flat=True)) == ["color"]
+    assert rollback.batch not in (None, first.batch, second.batch)
+
+
+def test_a_rollback_undoes_every_task_of_the_promotion_it_names(models):
+    active, candidate = models
+    promotion = model_promote(version=candidate, force=True)  # color and sensitive, one batch
+    assert Promotion.objects.filter(batch=promotion.batch).count() == 2
+
+    model_rollback(task="sensitive")
+
+    assert set(ModelHead.objects.filter(is_active=True).values_list("model_version", flat=True)) == {active.pk}
+    rollbacks = Promotion.objects.filter(kind="rollback")
+    assert sorted(rollbacks.values_list("task", flat=True)) == ["color", "sensitive"]
+    assert len({record.batch for record in rollbacks}) == 1
