@@ -207,6 +207,7 @@ class RunAdmin(admin.ModelAdmin):
         "classified",
         "failure_reasons",
         "source_errors",
+        "source_warnings",
         "error",
         "health_flags",
         "started_at",

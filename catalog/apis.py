@@ -27,7 +27,8 @@ class RunOutputSerializer(serializers.ModelSerializer):
         model = Run
         fields = [
             "run", "sitemap", "status", "step", "trigger", "listings", "urls", "not_modified", "cache_hits",
-            "downloaded", "failed", "classified", "failure_reasons", "source_errors", "error", "health_flags",
+            "downloaded", "failed", "classified", "failure_reasons", "source_errors", "source_warnings", "error",
+            "health_flags",
             "created_at", "started_at", "finished_at", "duration_seconds",
         ]  # fmt: skip
 

@@ -311,7 +311,14 @@ class Run(TimeStampedModel):
     # {"timeout": 3, "http_404": 12, ...}: failures grouped by reason.
     failure_reasons = models.JSONField(default=dict, blank=True)
     # Problems reading the source (broken XML after N entries, a missing child sitemap, ...).
-    source_errors = models.JSONField(default=list, blank=True)
+    source_errors = models.JSONField(
+        default=list, blank=True, help_text="What could not be read: unseen listings of an incomplete read stay live."
+    )
+    source_warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Repairs and repeats in a source read in full (a raw '&' kept, an entry twice): shown, not failures.",
+    )
     error = models.TextField(blank=True, help_text="Why the Run as a whole failed.")
     health_flags = models.JSONField(default=list, blank=True)
     # Share of each effective label per task over the live images at the end of the Run (reviews.health):
@@ -364,6 +371,7 @@ class Run(TimeStampedModel):
             "classified": self.classified,
             "failure_reasons": self.failure_reasons,
             "source_errors": self.source_errors,
+            "source_warnings": self.source_warnings,
             "error": self.error,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

@@ -16,7 +16,6 @@ from .fetching import FetchPolicy, SafeFetcher
 from .inventory import Inventory, Kind, NotAnInventory, Page, parse_feed, read_inventory, walk_sitemaps
 
 CHUNK_SIZE = 64 * 1024
-WARNING_PREFIX = "warning: "
 Expect = Literal["sitemap", "page", "any"]
 
 
@@ -49,10 +48,6 @@ class SourceResult:
     def complete(self) -> bool:
         """Whether everything the source lists was read, so what it no longer lists may be marked gone."""
         return not self.errors
-
-    def messages(self) -> list[str]:
-        """Errors, then warnings marked with WARNING_PREFIX: what a Run records as its source errors."""
-        return [*self.errors, *(f"{WARNING_PREFIX}{warning}" for warning in self.warnings)]
 
 
 def fetch_policy(**overrides: object) -> FetchPolicy:

@@ -40,7 +40,7 @@ from catalog.fetching import FetchError, SafeFetcher
 from catalog.fetching.addresses import url_refusal
 from catalog.inventory import InventoryRefused, parse_feed
 from catalog.models import Outcome, Placement, Run, Sitemap
-from catalog.sources import WARNING_PREFIX, Expect, SourceResult, fetch_policy, source_read_feed, source_read_url
+from catalog.sources import Expect, SourceResult, fetch_policy, source_read_feed, source_read_url
 from core.errors import ApplicationError
 
 from .deadlocks import is_deadlock
@@ -298,9 +298,10 @@ def _read_and_sync(run: Run) -> bool:
     run.listings = inventory_sync(
         sitemap=run.sitemap, pages=source.pages, seen_at=run.started_at, complete=source.complete
     )
-    run.source_errors = source.messages()[:200]
+    run.source_errors = source.errors[:200]
+    run.source_warnings = source.warnings[:200]
     run.step = Run.Step.FETCH
-    run.save(update_fields=["listings", "source_errors", "step", "updated_at"])
+    run.save(update_fields=["listings", "source_errors", "source_warnings", "step", "updated_at"])
     return True
 
 
@@ -378,7 +379,7 @@ def run_finish(*, run: Run, step_failures: dict[str, int] | None = None) -> Run:
             run.error = run.error or "every image failed: " + ", ".join(
                 f"{k} x{n}" for k, n in run.failure_reasons.items()
             )
-        elif run.failed or step_failures or any(not e.startswith(WARNING_PREFIX) for e in run.source_errors):
+        elif run.failed or step_failures or run.source_errors:
             run.status = Run.Status.PARTIAL
         else:
             run.status = Run.Status.SUCCEEDED

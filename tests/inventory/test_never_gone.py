@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from catalog.apis import RunOutputSerializer
 from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import Listing, Placement, Run, Sitemap
 from catalog.services.runs import run_execute, run_start
@@ -151,7 +152,10 @@ def test_repairs_are_warnings_on_the_run_and_a_repaired_read_is_complete(images)
         second = run_sync(sitemap)
 
         assert second.status == "succeeded"
-        assert len(second.source_errors) == 1
-        assert second.source_errors[0].startswith("warning: line 1: raw '&' kept as a literal '&'")
+        assert second.source_errors == []
+        assert len(second.source_warnings) == 1
+        assert second.source_warnings[0].startswith("line 1: raw '&' kept as a literal '&'")
+        answer = RunOutputSerializer(second).data  # what GET /api/runs/<id>/ answers
+        assert (answer["source_errors"], answer["source_warnings"]) == ([], second.source_warnings)
         assert Listing.objects.get(url=f"{server.listing_url(0)}?make=Ford&model=F-150").is_gone is False
         assert Listing.objects.get(url=server.listing_url(1)).is_gone is True  # the read was complete

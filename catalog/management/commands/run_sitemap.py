@@ -109,5 +109,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  failed: {reason} x{count}")
             for error in run.source_errors[:20]:
                 self.stdout.write(f"  source: {error}")
+            for warning in run.source_warnings[:20]:
+                self.stdout.write(f"  source (warning): {warning}")
         if run.status == Run.Status.FAILED:
             raise CommandError(run.error or "the Run failed")
