@@ -7,7 +7,7 @@ from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
 from config.api_views import ApiDocsView
-from reviews.media_views import media_file
+from reviews.media_views import media_file, signed_media_file
 
 urlpatterns = [
     path("", include("reviews.urls")),
@@ -22,7 +22,11 @@ handler404 = "config.api_views.not_found"
 # Stored files, for logged-in users within their scope (reviews.media_views): local storage's url() points here;
 # S3's url() is presigned already, and this view redirects to such a URL.
 _MEDIA_PREFIX = settings.MEDIA_URL.strip("/") if settings.MEDIA_URL.startswith("/") else "media"
-urlpatterns += [path(f"{_MEDIA_PREFIX}/<path:name>", media_file, name="media")]
+urlpatterns += [
+    # Before the catch-all path below: the API's links (reviews.media_views.signed_media_url) need no session.
+    path(f"{_MEDIA_PREFIX}/signed/<str:token>", signed_media_file, name="media-signed"),
+    path(f"{_MEDIA_PREFIX}/<path:name>", media_file, name="media"),
+]
 # Browsers ask for /favicon.ico on every page that names none (the admin, the API's JSON): the file the screens link to.
 urlpatterns += [
     path(

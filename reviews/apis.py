@@ -48,6 +48,7 @@ from .grid import (
     similar_param,
     sitemap_grid,
 )
+from .media_views import signed_media_url
 from .models import ManualFix
 from .selectors import EffectiveTag, Source, effective_tags, fixes_visible_to, user_can_fix, vehicle_kinds
 from .services import manual_fix_create, manual_fix_revert
@@ -162,9 +163,11 @@ class ImageAssetSerializer(serializers.Serializer):
     original = serializers.SerializerMethodField()
 
     def _absolute(self, file: Any) -> str | None:
+        """A link the API client can follow with no session: signed for the requesting user, for an hour."""
         if not file:
             return None
-        return self.context["request"].build_absolute_uri(file.url)
+        request = self.context["request"]
+        return request.build_absolute_uri(signed_media_url(request.user, file.name))
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_thumbnail(self, asset: Any) -> str | None:

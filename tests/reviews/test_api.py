@@ -123,8 +123,9 @@ def test_images_carry_every_tag_with_where_it_came_from(editor, shop):
     assert model["listing"]["external_id"] == "VIN1"
     assert model["listing"]["title"] == "Blue hatchback"
     assert model["asset"]["sha256"] == shop["model"].asset.sha256
-    assert model["asset"]["thumbnail"].startswith("http://testserver/media/thumbnails/")
-    assert model["asset"]["original"].startswith("http://testserver/media/originals/")
+    # Links a token client can follow: signed (tests/reviews/test_signed_media.py)
+    assert model["asset"]["thumbnail"].startswith("http://testserver/media/signed/")
+    assert model["asset"]["original"].startswith("http://testserver/media/signed/")
     assert model["tags"]["image_type"] == {
         "label": "Dealer", "source": "model", "confidence": 0.93, "margin": 0.8, "fixed_by": "", "fix_source": "",
         "fix_id": None, "reason": "", "model_version": shop["version"].pk,
