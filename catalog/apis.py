@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from .inventory.feed import FEED_FORMAT, FEED_SCHEMA
 from .models import Run
 from .parsers import FeedParser
 from .selectors import runs_visible_to, sitemaps_visible_to, user_can_edit
@@ -109,3 +111,15 @@ class RunCancelApi(APIView):
             raise PermissionDenied("only editors of this advertiser may cancel a Run: your role is viewer")
         run = run_cancel(run_id=run.pk)
         return Response(RunOutputSerializer(run).data, status=status.HTTP_200_OK)
+
+
+class FeedSchemaApi(APIView):
+    """The scrape feed's JSON Schema (draft 2020-12), so that a scraper can validate a feed before it posts it. What a
+    schema cannot say (absolute http(s) URLs, unique external ids, a finished_at that parses, storable strings under
+    unknown keys) the POST checks after it; its 400 lists every problem with its JSON path."""
+
+    @extend_schema(
+        responses={200: OpenApiResponse(response=OpenApiTypes.OBJECT, description=f"The JSON Schema of {FEED_FORMAT}.")}
+    )
+    def get(self, request: Request) -> Response:
+        return Response(FEED_SCHEMA)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .apis import RunCancelApi, RunDetailApi, RunStartApi
+from .apis import FeedSchemaApi, RunCancelApi, RunDetailApi, RunStartApi
 
 app_name = "catalog"
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("sitemaps/<int:sitemap_id>/runs/", RunStartApi.as_view(), name="sitemap-run-start"),
     path("runs/<int:run_id>/", RunDetailApi.as_view(), name="run-detail"),
     path("runs/<int:run_id>/cancel/", RunCancelApi.as_view(), name="run-cancel"),
+    path("feed-schema/", FeedSchemaApi.as_view(), name="feed-schema"),
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
 from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
 
 from .types import FeedInvalid, Inventory, Kind, Page
 from .values import clean_url, parse_w3c_datetime
@@ -64,49 +67,167 @@ in display order; repeats are dropped |
 Unknown keys are ignored, so the scraper may send more. No string anywhere in the feed may hold a NUL
 character (`\\u0000`) or a lone surrogate. A feed with any problem is rejected as a whole; the error
 lists every problem (up to {MAX_FEED_ERRORS}) with its JSON path, for example
-`listings[3].images[0]: not an http(s) URL`.
+`listings[3].images[0]: not an http(s) URL`. The same rules, as a JSON Schema (draft 2020-12) a scraper can
+validate with before it posts: `GET /api/feed-schema/` (what a schema cannot say, the POST checks after it:
+http(s) URLs, unique external ids, a date-time that parses).
 """
 
 
+# The feed's shape as a JSON Schema (draft 2020-12): served at /api/feed-schema/ so that a scraper can validate a feed
+# before it posts, and what parse_feed validates first. What a schema cannot say is checked after it, in Python: that
+# each URL is an absolute http(s) URL (catalog.inventory.values.clean_url), that external ids are unique, that
+# finished_at parses, and that no string under an unknown key holds what a text column cannot store.
+_STORABLE = "^[^\\u0000\\ud800-\\udfff]*$"
+FEED_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": f"Scrape feed ({FEED_FORMAT})",
+    "description": "What the site scraper sends when a scrape finishes (README, 'Scrape feed format').",
+    "type": "object",
+    "required": ["format", "listings"],
+    "properties": {
+        "format": {"const": FEED_FORMAT},
+        "scrape_id": {"type": "string", "pattern": _STORABLE},
+        "finished_at": {"type": "string", "description": "An ISO 8601 date-time.", "pattern": _STORABLE},
+        "listings": {"type": "array", "maxItems": MAX_LISTINGS, "items": {"$ref": "#/$defs/listing"}},
+    },
+    "$defs": {
+        "url": {
+            "type": "string",
+            "pattern": _STORABLE,
+            "description": "An absolute http or https URL (at most 2048 characters).",
+        },
+        "listing": {
+            "type": "object",
+            "required": ["external_id", "url", "images"],
+            "properties": {
+                "external_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_ID_LENGTH,
+                    "pattern": "^[^\\u0000\\ud800-\\udfff]*[^\\s\\u0000\\ud800-\\udfff][^\\u0000\\ud800-\\udfff]*$",
+                    "description": "Unique within the feed.",
+                },
+                "url": {"$ref": "#/$defs/url"},
+                "images": {
+                    "type": "array",
+                    "maxItems": MAX_IMAGES_PER_LISTING,
+                    "items": {"$ref": "#/$defs/url"},
+                    "description": "In display order; repeats are dropped.",
+                },
+                "attributes": {
+                    "type": "object",
+                    "maxProperties": MAX_ATTRIBUTES,
+                    "propertyNames": {"pattern": _STORABLE},
+                    "additionalProperties": {"type": "string", "maxLength": MAX_ATTRIBUTE_LENGTH, "pattern": _STORABLE},
+                },
+                "title": {"type": "string", "pattern": _STORABLE},
+            },
+        },
+    },
+}
+_VALIDATOR = Draft202012Validator(FEED_SCHEMA)
+_TYPE_NAMES = {"string": "a string", "array": "an array", "object": "an object"}
+# Problems are listed in the document's order: the root's unknown keys, then its fields, then each listing's.
+_ROOT_ORDER = {"format": 1, "scrape_id": 2, "finished_at": 3, "listings": 4}
+_LISTING_ORDER = {"external_id": 0, "url": 1, "images": 2, "attributes": 3, "title": 4}
+
+Path = tuple[str | int, ...]
+
+
+def _path_text(path: Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "$"
+
+
+def _order(path: Path) -> tuple[object, ...]:
+    """Where a problem at this path stands in the document (the sort key of the list of problems)."""
+    key: list[object] = []
+    for depth, part in enumerate(path):
+        if isinstance(part, int):
+            key.append((0, part, ""))
+        elif depth == 0:
+            key.append((_ROOT_ORDER.get(part, 0), 0, part))
+        elif depth == 2:  # a listing's field: listings[i].<field>
+            key.append((_LISTING_ORDER.get(part, 5), 0, part))
+        else:
+            key.append((0, 0, part))
+    return tuple(key)
+
+
+class _Largest:
+    """A heap entry ordered backwards: the heap's top is the problem that comes last, the first to drop."""
+
+    def __init__(self, value: tuple[tuple[object, ...], int, str]) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Largest) -> bool:
+        return self.value[:2] > other.value[:2]
+
+
 class _Problems:
+    """Every problem's message (once), in document order; the first MAX_FEED_ERRORS kept."""
+
     def __init__(self) -> None:
-        self.messages: list[str] = []
+        self.found: list[_Largest] = []
+        self.last = ""
         self.total = 0
 
-    def add(self, path: str, message: str) -> None:
+    def add(self, path: Path, message: str) -> None:
+        text = f"{_UNSTORABLE.sub('?', _path_text(path))}: {message}"
+        if text == self.last:  # two rules of the schema said the same of one value (they come one after the other)
+            return
+        self.last = text
         self.total += 1
-        if len(self.messages) < MAX_FEED_ERRORS:
-            self.messages.append(f"{path}: {message}")
+        entry = _Largest((_order(path), self.total, text))
+        if len(self.found) < MAX_FEED_ERRORS:
+            heapq.heappush(self.found, entry)
+        else:
+            heapq.heappushpop(self.found, entry)
 
     def raise_if_any(self) -> None:
         if not self.total:
             return
-        messages = list(self.messages)
+        messages = [entry.value[2] for entry in sorted(self.found, reverse=True)]
         if self.total > len(messages):
             messages.append(f"... and {self.total - len(messages)} more problems")
         raise FeedInvalid(messages)
 
 
-def _optional_string(obj: dict[str, Any], key: str, path: str, problems: _Problems) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        problems.add(f"{path}{key}", "must be a string")
-        return ""
-    if _UNSTORABLE.search(value):
-        problems.add(f"{path}{key}", _HOLDS_UNSTORABLE)
-        return ""
-    return value
+def _schema_message(error: ValidationError) -> tuple[Path, str]:
+    """A schema error as the feed's problems say it: the JSON path, and what is wrong there in plain words."""
+    path: Path = tuple(error.absolute_path)
+    kind, value = error.validator, error.instance
+    if kind == "required":
+        missing = str(error.message).split("'")[1]
+        hint = f" (expected {FEED_FORMAT!r})" if missing == "format" else ""
+        return (*path, missing), f"required{hint}"
+    if kind == "const":
+        return path, f"expected {FEED_FORMAT!r}, got {str(value)[:50]!r}"
+    if kind == "type" and path and path[-1] == "external_id":
+        return path, "must be a non-empty string"
+    if kind == "type":
+        wanted = _TYPE_NAMES.get(str(error.validator_value), str(error.validator_value))
+        urls = error.schema.get("description", "").startswith("An absolute http")
+        return path, f"must be {wanted}" + (" (an http(s) URL)" if urls else "")
+    if kind == "maxItems":
+        what = "images" if path and path[-1] == "images" else "listings"
+        return path, f"{len(value)} {what}, at most {error.validator_value} allowed"
+    if kind == "maxProperties":
+        return path, f"{len(value)} attributes, at most {error.validator_value} allowed"
+    if kind == "maxLength":
+        return path, f"longer than {error.validator_value} characters"
+    if kind in ("minLength", "pattern") and path and path[-1] == "external_id" and not _UNSTORABLE.search(value):
+        return path, "must be a non-empty string"
+    if kind == "pattern":
+        if "propertyNames" in error.relative_schema_path:  # the key itself, named in the path (made printable)
+            return (*path, str(value)), f"the key {_HOLDS_UNSTORABLE}"
+        return path, _HOLDS_UNSTORABLE
+    return path, str(error.message)[:200]
 
 
-def _url(value: Any, path: str, problems: _Problems) -> str | None:
-    if not isinstance(value, str):
-        problems.add(path, "must be a string (an http(s) URL)")
-        return None
-    if _UNSTORABLE.search(value):
-        problems.add(path, _HOLDS_UNSTORABLE)
-        return None
+def _url(value: str, path: Path, problems: _Problems) -> str | None:
     try:
         return clean_url(value)
     except ValueError as exc:
@@ -116,98 +237,63 @@ def _url(value: Any, path: str, problems: _Problems) -> str | None:
         return None
 
 
-def _listing(item: Any, path: str, seen_ids: dict[str, int], index: int, problems: _Problems) -> Page | None:
-    """Check one listing; return its Page, or None when it has a problem (recorded in ``problems``)."""
-    if not isinstance(item, dict):
-        problems.add(path, "must be an object")
-        return None
+def _listing(
+    item: dict[str, Any], path: Path, seen_ids: dict[str, int], problems: _Problems, *, shaped: bool
+) -> Page | None:
+    """What the schema cannot say about one listing, for each of its fields that has the schema's shape; its Page
+    when the whole listing is valid (`shaped`: the schema found nothing wrong in it), else None."""
     problems_before = problems.total
     external_id = item.get("external_id")
-    if external_id is None:
-        problems.add(f"{path}.external_id", "required")
-    elif not isinstance(external_id, str) or not external_id.strip():
-        problems.add(f"{path}.external_id", "must be a non-empty string")
-    elif len(external_id) > MAX_ID_LENGTH:
-        problems.add(f"{path}.external_id", f"longer than {MAX_ID_LENGTH} characters")
-    elif _UNSTORABLE.search(external_id):
-        problems.add(f"{path}.external_id", _HOLDS_UNSTORABLE)
-    elif external_id in seen_ids:
-        problems.add(f"{path}.external_id", f"duplicate of listings[{seen_ids[external_id]}]")
-    else:
-        seen_ids[external_id] = index
-
-    loc = _url(item["url"], f"{path}.url", problems) if "url" in item else None
-    if "url" not in item:
-        problems.add(f"{path}.url", "required")
-
-    images: list[str] = []
+    if isinstance(external_id, str) and external_id.strip() and not _UNSTORABLE.search(external_id):
+        if external_id in seen_ids:
+            problems.add((*path, "external_id"), f"duplicate of listings[{seen_ids[external_id]}]")
+        elif len(external_id) <= MAX_ID_LENGTH:
+            seen_ids[external_id] = int(path[-1])
+    url = item.get("url")
+    loc = _url(url, (*path, "url"), problems) if isinstance(url, str) and not _UNSTORABLE.search(url) else None
     raw_images = item.get("images")
-    if raw_images is None:
-        problems.add(f"{path}.images", "required")
-    elif not isinstance(raw_images, list):
-        problems.add(f"{path}.images", "must be an array")
-    elif len(raw_images) > MAX_IMAGES_PER_LISTING:
-        problems.add(f"{path}.images", f"{len(raw_images)} images, at most {MAX_IMAGES_PER_LISTING} allowed")
-    else:
-        for position, raw in enumerate(raw_images):
-            image = _url(raw, f"{path}.images[{position}]", problems)
-            if image is not None:
-                images.append(image)
-
-    attributes: dict[str, str] = {}
-    raw_attributes = item.get("attributes")
-    if raw_attributes is not None and not isinstance(raw_attributes, dict):
-        problems.add(f"{path}.attributes", "must be an object")
-    elif raw_attributes and len(raw_attributes) > MAX_ATTRIBUTES:
-        problems.add(f"{path}.attributes", f"{len(raw_attributes)} attributes, at most {MAX_ATTRIBUTES} allowed")
-    elif raw_attributes:
-        for key, value in raw_attributes.items():
-            if _UNSTORABLE.search(key):
-                problems.add(f"{path}.attributes.{_UNSTORABLE.sub('?', key)}", f"the key {_HOLDS_UNSTORABLE}")
-            elif not isinstance(value, str):
-                problems.add(f"{path}.attributes.{key}", "must be a string")
-            elif _UNSTORABLE.search(value):
-                problems.add(f"{path}.attributes.{key}", _HOLDS_UNSTORABLE)
-            elif len(value) > MAX_ATTRIBUTE_LENGTH:
-                problems.add(f"{path}.attributes.{key}", f"longer than {MAX_ATTRIBUTE_LENGTH} characters")
-            else:
-                attributes[key] = value
-
-    title = _optional_string(item, "title", f"{path}.", problems)
+    images: list[str | None] = []
+    if isinstance(raw_images, list) and len(raw_images) <= MAX_IMAGES_PER_LISTING:
+        images = [
+            _url(raw, (*path, "images", position), problems)
+            if isinstance(raw, str) and not _UNSTORABLE.search(raw)
+            else None
+            for position, raw in enumerate(raw_images)
+        ]
     for key, value in item.items():
         if key not in _LISTING_KEYS:
-            _storable(key, value, f"{path}.", problems)
-    if problems.total > problems_before or loc is None or not isinstance(external_id, str):
+            _storable(key, value, path, problems)
+    if not shaped or problems.total > problems_before or loc is None or not isinstance(external_id, str):
         return None
     return Page(
         loc=loc,
-        images=list(dict.fromkeys(images)),
+        images=list(dict.fromkeys(image for image in images if image is not None)),
         external_id=external_id,
-        title=title,
-        attributes=attributes,
+        title=item.get("title") or "",
+        attributes=dict(item.get("attributes") or {}),
     )
 
 
-def _storable(key: str, value: Any, prefix: str, problems: _Problems) -> None:
+def _storable(key: str, value: Any, prefix: Path, problems: _Problems) -> None:
     """Every string under an unknown key (stored with the document as it came), keys included, is one a text column
-    can store (PostgreSQL takes no NUL). Walks with a stack: no recursion to exhaust."""
+    can store (PostgreSQL takes no NUL). Walks with a stack: no recursion to exhaust, however deep the document."""
     if _UNSTORABLE.search(key):
-        problems.add(_UNSTORABLE.sub("?", f"{prefix}{key}"), f"the key {_HOLDS_UNSTORABLE}")
+        problems.add((*prefix, key), f"the key {_HOLDS_UNSTORABLE}")
         return
-    stack: list[tuple[str, Any]] = [(f"{prefix}{key}", value)]  # children pushed in reverse: popped in order
+    stack: list[tuple[Path, Any]] = [((*prefix, key), value)]  # children pushed in reverse: popped in order
     while stack:
         path, value = stack.pop()
         if isinstance(value, str):
             if _UNSTORABLE.search(value):
                 problems.add(path, _HOLDS_UNSTORABLE)
         elif isinstance(value, list):
-            stack.extend((f"{path}[{index}]", value[index]) for index in range(len(value) - 1, -1, -1))
+            stack.extend(((*path, index), value[index]) for index in range(len(value) - 1, -1, -1))
         elif isinstance(value, dict):
             for child, item in reversed(value.items()):
                 if _UNSTORABLE.search(child):
-                    problems.add(_UNSTORABLE.sub("?", f"{path}.{child}"), f"the key {_HOLDS_UNSTORABLE}")
+                    problems.add((*path, child), f"the key {_HOLDS_UNSTORABLE}")
                 else:
-                    stack.append((f"{path}.{child}", item))
+                    stack.append(((*path, child), item))
 
 
 def _finite(text: str) -> float:
@@ -248,29 +334,25 @@ def parse_feed(data: bytes | str | dict[str, Any]) -> Inventory:
     problems = _Problems()
     for key, value in data.items():
         if key not in _ROOT_KEYS:
-            _storable(key, value, "", problems)
-    if "format" not in data:
-        problems.add("format", f"required (expected {FEED_FORMAT!r})")
-    elif data["format"] != FEED_FORMAT:
-        problems.add("format", f"expected {FEED_FORMAT!r}, got {str(data['format'])[:50]!r}")
-    _optional_string(data, "scrape_id", "", problems)
-    finished_at = _optional_string(data, "finished_at", "", problems)
-    if finished_at and parse_w3c_datetime(finished_at) is None:
-        problems.add("finished_at", "not an ISO 8601 date-time")
+            _storable(key, value, (), problems)
+    invalid: set[Path] = set()  # what the schema refused: not examined further
+    for error in _VALIDATOR.iter_errors(data):
+        path, message = _schema_message(error)
+        problems.add(path, message)
+        invalid.add(tuple(error.absolute_path)[:2])
+    finished_at = data.get("finished_at")
+    if isinstance(finished_at, str) and ("finished_at",) not in invalid and parse_w3c_datetime(finished_at) is None:
+        problems.add(("finished_at",), "not an ISO 8601 date-time")
 
     pages: list[Page] = []
     listings = data.get("listings")
-    if listings is None:
-        problems.add("listings", "required")
-    elif not isinstance(listings, list):
-        problems.add("listings", "must be an array")
-    elif len(listings) > MAX_LISTINGS:
-        problems.add("listings", f"{len(listings)} listings, at most {MAX_LISTINGS} allowed")
-    else:
+    if isinstance(listings, list) and len(listings) <= MAX_LISTINGS:
         seen_ids: dict[str, int] = {}
         for index, item in enumerate(listings):
-            page = _listing(item, f"listings[{index}]", seen_ids, index, problems)
-            if page is not None:
-                pages.append(page)
+            if isinstance(item, dict):
+                shaped = ("listings", index) not in invalid
+                page = _listing(item, ("listings", index), seen_ids, problems, shaped=shaped)
+                if page is not None:
+                    pages.append(page)
     problems.raise_if_any()
     return Inventory(kind=Kind.FEED, pages=pages, sitemaps=[], errors=[])

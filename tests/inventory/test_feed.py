@@ -146,3 +146,33 @@ def test_duplicate_images_within_a_listing_are_dropped():
 def test_format_doc_describes_the_fields():
     for name in ("imagetagger-feed/1", "external_id", "images", "attributes", "listings[3].images[0]"):
         assert name in FEED_FORMAT_DOC
+
+
+@pytest.mark.django_db
+def test_the_served_schema_validates_what_a_scraper_sends_before_it_posts():
+    """GET /api/feed-schema/ answers the schema parse_feed validates with (to any API user, as /api/schema/); a
+    scraper checks a feed against it with any JSON Schema library, and what it refuses the POST refuses too."""
+    from jsonschema import Draft202012Validator
+    from rest_framework.test import APIClient
+
+    from tests.factories import MembershipFactory
+
+    client = APIClient()
+    assert client.get("/api/feed-schema/").status_code == 401
+    client.force_authenticate(MembershipFactory().user)
+    answer = client.get("/api/feed-schema/")
+    assert answer.status_code == 200
+    schema = answer.json()
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema)
+
+    assert list(validator.iter_errors(_feed())) == []
+    bad = _feed(listings=[{"external_id": "", "url": 5, "images": ["https://c.example/1.jpg"] * 1001}])
+    assert {error.validator for error in validator.iter_errors(bad)} == {"minLength", "type", "maxItems", "pattern"}
+    with pytest.raises(FeedInvalid) as caught:
+        parse_feed(bad)
+    assert caught.value.errors == [
+        "listings[0].external_id: must be a non-empty string",
+        "listings[0].url: must be a string (an http(s) URL)",
+        "listings[0].images: 1001 images, at most 1000 allowed",
+    ]
