@@ -39,19 +39,17 @@
     return true;
   }
 
-  document.addEventListener("keydown", (event) => {
-    if (!toolbar() || event.ctrlKey || event.metaKey || event.altKey) return;
-    const target = event.target;
-    if (target.matches && target.matches("input, select, textarea")) return;
-    const key = event.key;
-    let handled = true;
-    if (key === "j" || key === "ArrowDown") move(1);
-    else if (key === "k" || key === "ArrowUp") move(-1);
-    else if (key === "o" && current()) {
-      const first = current().querySelector(".cluster-member");
-      if (first) window.location = first.href;
-    } else handled = tag(key);
-    if (handled) event.preventDefault();
+  Keys.bind({
+    active: () => Boolean(toolbar()),
+    keys: {
+      ...Keys.moves(() => move(1), () => move(-1)),
+      o: () => {
+        const first = current() && current().querySelector(".cluster-member");
+        if (!first) return false;
+        window.location = first.href;
+      },
+    },
+    fallback: (key) => tag(key),
   });
 
   document.addEventListener("click", (event) => {

@@ -255,42 +255,47 @@
     showOverlay("preview", true);
   }
 
-  document.addEventListener("keydown", (event) => {
-    if (!grid() || event.ctrlKey || event.metaKey || event.altKey) return;
-    const target = event.target;
-    if (target.matches && target.matches("input, select, textarea")) return;
-    const key = event.key;
-    const open = overlayOpen();
-    if (open) { // an overlay takes the keys that close it, and no other
-      if (key === "Escape" || key === "?" || (key === "v" && open.id === "preview")) {
-        showOverlay(open.id, false);
-        event.preventDefault();
+  const next = () => move(1);
+  const previous = () => move(-1);
+  Keys.bind({
+    active: () => Boolean(grid()),
+    // An open overlay takes the keys that close it, and no other; "?" opens the keys overlay; the bulk
+    // confirmation (no grid form) has its own buttons.
+    intercept: (key) => {
+      const open = overlayOpen();
+      if (open) {
+        if (key === "Escape" || key === "?" || (key === "v" && open.id === "preview")) showOverlay(open.id, false);
+        return true;
       }
-      return;
-    }
-    if (key === "?") { showOverlay("keys-overlay", true); event.preventDefault(); return; }
-    if (!form()) return; // the bulk confirmation: its own buttons
-    let handled = true;
-    if (key === "ArrowRight" || key === "j" || key === "l") move(1);
-    else if (key === "ArrowLeft" || key === "k" || key === "h") move(-1);
-    else if (key === "ArrowDown") move(columns());
-    else if (key === "ArrowUp") move(-columns());
-    else if (key === " " && (current() || lastCard)) toggleSelected(current() || lastCard);
-    else if (key === "a") cards().forEach((card) => card.classList.contains("selected") || toggleSelected(card));
-    else if (key === "Escape" || key === "A") selectNone();
-    else if (key === "c") grid().classList.toggle("show-crops");
-    else if (key === "t") grid().classList.toggle("show-tags");
-    else if (key === "d") toggleDensity();
-    else if (key === "v") preview();
-    else if (key === "o" && current()) window.location = current().dataset.url;
-    else if (key === "x") cards().forEach((card) => setPending(card, card.dataset.label));
-    else if (key === "r") markReviewed();
-    else if (key === "s") save();
-    else if (key === "u") undo();
-    else if (key === "]" || key === "n") page("next");
-    else if (key === "[" || key === "p") page("prev");
-    else handled = label(key);
-    if (handled) event.preventDefault();
+      if (key === "?") { showOverlay("keys-overlay", true); return true; }
+      return form() ? false : Keys.PASS;
+    },
+    keys: {
+      ...Keys.moves(next, previous),
+      // The grid has rows: the arrows move by a card across, and by a row up and down.
+      ArrowRight: next, l: next, ArrowLeft: previous, h: previous,
+      ArrowDown: () => move(columns()), ArrowUp: () => move(-columns()),
+      " ": () => {
+        const card = current() || lastCard;
+        if (!card) return false;
+        toggleSelected(card);
+      },
+      a: () => cards().forEach((card) => card.classList.contains("selected") || toggleSelected(card)),
+      Escape: selectNone, A: selectNone,
+      c: () => grid().classList.toggle("show-crops"),
+      t: () => grid().classList.toggle("show-tags"),
+      d: toggleDensity,
+      v: preview,
+      o: () => {
+        if (!current()) return false;
+        window.location = current().dataset.url;
+      },
+      x: () => cards().forEach((card) => setPending(card, card.dataset.label)),
+      r: markReviewed, s: save, u: undo,
+      "]": () => page("next"), n: () => page("next"),
+      "[": () => page("prev"), p: () => page("prev"),
+    },
+    fallback: (key) => label(key),
   });
 
   document.addEventListener("focusin", (event) => {

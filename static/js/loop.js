@@ -67,20 +67,29 @@
     if (current() === card) focusCard(nextPending(card));
   }
 
-  document.addEventListener("keydown", (event) => {
-    if (!container() || event.ctrlKey || event.metaKey || event.altKey) return;
-    const target = event.target;
-    if (target.matches && target.matches("input, select, textarea, button")) return;
-    const card = current();
-    const key = event.key;
-    let handled = true;
-    if (key === "l" || key === "ArrowRight" || key === "ArrowDown") move(1);
-    else if (key === "j" || key === "ArrowLeft" || key === "ArrowUp") move(-1);
-    else if (key === "k" && card) decide(card, "keep");
-    else if (key === "d" && card) decide(card, "drop");
-    else if (key === "o" && card && card.dataset.full) window.open(card.dataset.full, "_blank");
-    else handled = false;
-    if (handled) event.preventDefault();
+  // Each decision needs a focused image; "a" keeps it (accepts its label), as the queue's "a" accepts.
+  function onCard(action) {
+    return () => {
+      const card = current();
+      if (!card) return false;
+      action(card);
+    };
+  }
+  Keys.bind({
+    active: () => Boolean(container()),
+    fields: `${Keys.FIELDS}, button`,
+    keys: {
+      ...Keys.moves(() => move(1), () => move(-1)),
+      ArrowRight: () => move(1),
+      ArrowLeft: () => move(-1),
+      a: onCard((card) => decide(card, "keep")),
+      d: onCard((card) => decide(card, "drop")),
+      o: () => {
+        const card = current();
+        if (!card || !card.dataset.full) return false;
+        window.open(card.dataset.full, "_blank");
+      },
+    },
   });
 
   document.addEventListener("click", (event) => {

@@ -70,24 +70,29 @@
     }
   });
 
-  document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const field = event.target && event.target.closest && event.target.closest("input, select, textarea");
-    if (field) return;
-    if (event.key === "u") { undo(); event.preventDefault(); return; }
-    const item = current();
-    if (!item) return;
-    const key = event.key;
-    const labels = item.dataset.labels.split("|");
-    let handled = true;
-    if (key === "j" || key === "ArrowDown") move(1);
-    else if (key === "k" || key === "ArrowUp") move(-1);
-    else if (key === "n") move(1);
-    else if (key === "o") window.location = item.dataset.url;
-    else if (key === "a") decide(item, item.dataset.model);
-    else if (LABEL_KEYS.indexOf(key) >= 0 && LABEL_KEYS.indexOf(key) < labels.length) decide(item, labels[LABEL_KEYS.indexOf(key)]);
-    else handled = false;
-    if (handled) event.preventDefault();
+  // Every key but "u" (undo the last decision) needs a focused item.
+  function onItem(action) {
+    return () => {
+      const item = current();
+      if (!item) return false;
+      action(item);
+    };
+  }
+  Keys.bind({
+    keys: {
+      u: undo,
+      ...Keys.moves(onItem(() => move(1)), onItem(() => move(-1))),
+      n: onItem(() => move(1)),
+      o: onItem((item) => { window.location = item.dataset.url; }),
+      a: onItem((item) => decide(item, item.dataset.model)),
+    },
+    fallback: (key) => {
+      const item = current();
+      const position = LABEL_KEYS.indexOf(key);
+      if (!item || position < 0 || position >= item.dataset.labels.split("|").length) return false;
+      decide(item, item.dataset.labels.split("|")[position]);
+      return true;
+    },
   });
   document.addEventListener("DOMContentLoaded", () => { const first = items()[0]; if (first) first.focus(); });
 })();

@@ -106,11 +106,11 @@ def test_staff_run_the_whole_loop_on_the_screens(browser_page, live_server):
     page.wait_for_selector(f"#issues .issue[data-item='{first}'][data-decision='drop']")
     second = page.evaluate("document.activeElement.dataset.item")
     assert second != first
-    page.keyboard.press("j")  # j moves back (left), l on (right)
+    page.keyboard.press("k")  # the moves of every screen (static/js/keys.js): k back, j on
     assert page.evaluate("document.activeElement.dataset.item") == first
-    page.keyboard.press("l")
+    page.keyboard.press("j")
     assert page.evaluate("document.activeElement.dataset.item") == second
-    page.keyboard.press("k")
+    page.keyboard.press("a")  # keep: accept its label, as the queue's "a" accepts
     page.wait_for_selector(f"#issues .issue[data-item='{second}'][data-decision='keep']")
     assert page.inner_text("#pending-count") == str(flagged - 2)
     assert dict(export.items.filter(pk__in=[first, second]).values_list("pk", "decision")) == {
