@@ -41,5 +41,14 @@
     return { j: next, ArrowDown: next, k: previous, ArrowUp: previous };
   }
 
-  window.Keys = { bind, moves, FIELDS, PASS };
+  // An action on the focused item (focused() finds it): without one, the key is not taken.
+  function onFocused(focused, action) {
+    return () => {
+      const item = focused();
+      if (!item) return false;
+      action(item);
+    };
+  }
+
+  window.Keys = { bind, moves, onFocused, FIELDS, PASS };
 })();

@@ -68,13 +68,7 @@
   }
 
   // Each decision needs a focused image; "a" keeps it (accepts its label), as the queue's "a" accepts.
-  function onCard(action) {
-    return () => {
-      const card = current();
-      if (!card) return false;
-      action(card);
-    };
-  }
+  const onCard = (action) => Keys.onFocused(current, action);
   Keys.bind({
     active: () => Boolean(container()),
     fields: `${Keys.FIELDS}, button`,

@@ -71,13 +71,7 @@
   });
 
   // Every key but "u" (undo the last decision) needs a focused item.
-  function onItem(action) {
-    return () => {
-      const item = current();
-      if (!item) return false;
-      action(item);
-    };
-  }
+  const onItem = (action) => Keys.onFocused(current, action);
   Keys.bind({
     keys: {
       u: undo,
