@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from PIL import Image
 
+from benchmarks.management.commands.measure_near_duplicates import copies, render
 from catalog.apps import COLOR_SIGNATURE_MIGRATION, clusters_rebuild_after_migration
 from catalog.imaging import (
     color_distance,
@@ -25,7 +26,6 @@ from catalog.imaging import (
     inspect_image,
     phash_distance,
 )
-from catalog.management.commands.measure_near_duplicates import copies, render
 from catalog.models import ImageAsset
 from catalog.services import assets_cluster
 from catalog.services.clusters import near_duplicates

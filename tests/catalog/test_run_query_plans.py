@@ -7,10 +7,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from benchmarks.loads import background_count, background_load
 from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import ImageAsset, Run
 from catalog.services.runs import run_execute, run_start
-from classifier.benchmarking import background_count, background_load
 from classifier.services.inference import active_models, needs_classification
 from classifier.services.pipeline import _live_asset_ids
 from tests.factories import SitemapFactory

@@ -16,13 +16,13 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from benchmarks.loads import background_load
 from catalog.inventory.types import Page
 from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import ImageAsset, Listing, Membership, Placement, Run, Sitemap, Task
 from catalog.services.clusters import clusters_rebuild
 from catalog.services.runs import run_execute, run_start
 from catalog.services.sync import inventory_sync
-from classifier.benchmarking import background_load
 from classifier.models import Classification
 from classifier.services.promotion import model_promote, model_rollback
 from classifier.signals import classifications_written

@@ -20,9 +20,9 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment
 from django.urls import reverse
 from django.utils import timezone
 
+from benchmarks.loads import starter_models_ensure
 from catalog.models import TASK_LABELS, ImageAsset, Listing, Outcome, Placement, Run, Sitemap
 from catalog.services import advertiser_get_or_create
-from classifier.benchmarking import starter_models_ensure
 from classifier.models import Classification, ModelHead
 from config.commands import BaseCommand
 from reviews.effective_store import effective_tags_refresh

@@ -10,8 +10,8 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import connection
 from django.test.utils import override_settings
 
+from benchmarks.loads import starter_models_ensure
 from catalog.models import Advertiser, Placement, Run
-from classifier.benchmarking import starter_models_ensure
 from classifier.models import Classification, ModelVersion
 from classifier.services.promotion import model_promote, promotion_regressions
 from classifier.services.shadow import shadow_run, shadow_start

@@ -25,10 +25,10 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
+from benchmarks.loads import starter_models_ensure
 from catalog.inventory_server import InventoryServer, make_inventory_images
 from catalog.models import Sitemap
 from catalog.services import advertiser_get_or_create
-from classifier.benchmarking import starter_models_ensure
 from config.commands import BaseCommand
 from core.processes import command_name, cpu_seconds, process_tree_depths, pss_kb
 

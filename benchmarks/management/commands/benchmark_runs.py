@@ -20,12 +20,12 @@ from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 from django.test.utils import override_settings
 
+from benchmarks.loads import background_count, background_load, starter_models_ensure, whole_stack_measure
 from catalog.imaging import sha256_hex
 from catalog.inventory_server import make_inventory_images
 from catalog.models import Advertiser, ImageAsset, Run
 from catalog.services import advertiser_get_or_create, sitemap_get_or_create
 from catalog.services.runs import run_execute, run_start
-from classifier.benchmarking import background_count, background_load, starter_models_ensure, whole_stack_measure
 from config.commands import BaseCommand
 
 COLUMNS = ["pass", "status", "urls", "not_modified", "cache_hits", "downloaded", "failed", "classified",

@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from benchmarks.loads import starter_models_ensure, whole_stack_measure
 from classifier.benchmark import decoder_timings
-from classifier.benchmarking import starter_models_ensure, whole_stack_measure
 from classifier.synth import dealer_photo_jpeg
 from config.commands import BaseCommand
 
