@@ -62,9 +62,9 @@ class Command(BaseCommand):
         from django.test import Client
         from django.test.utils import setup_test_environment
         from django.urls import reverse
-        from reviews.management.commands.benchmark_grid import Command as GridBenchmark
-        from reviews.management.commands.benchmark_grid import _insert
 
+        from benchmarks.management.commands.benchmark_grid import Command as GridBenchmark
+        from benchmarks.management.commands.benchmark_grid import _insert
         from classifier.models import FeatureVector
         from reviews.models import EffectiveTag
         from reviews.similar import TASK, _feature_tensor, forget_indexes, similar_in_sitemap, similarity_head
