@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from catalog.models import Membership, Run
 from classifier.models import ModelHead, ModelVersion, ScopedHead
+from reviews.media_views import signed_media_url
 from reviews.models import ChangeSet, ManualFix
 from tests.factories import (
     ImageAssetFactory,
@@ -105,6 +106,8 @@ def viewer_world():
         "kind": "training",
         "task": "color",
         "name": placement.asset.thumbnail.name,  # the media view: a read, any write method is refused
+        # A signed link of the API (reviews.media_views): a read too
+        "token": signed_media_url(membership.user, placement.asset.thumbnail.name).rsplit("/", 1)[1],
     }
     return membership.user, values
 
