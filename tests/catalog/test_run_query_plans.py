@@ -91,12 +91,16 @@ def test_a_run_reads_the_big_tables_through_indexes_only(images, register_tiny, 
     assert (first.status, first.downloaded, first.classified) == ("succeeded", 12, 12)
     assert (rerun.status, rerun.not_modified, rerun.classified) == ("succeeded", 12, 0)
 
-    # Known and documented (catalog.services.clusters): clustering a Run's new assets reads every asset's pHash.
+    # Known and documented (catalog.services.clusters): clustering a Run's new assets reads every asset's pHash, or
+    # looks pHash pieces up; which one depends on MAX(id), which earlier tests leave high on PostgreSQL. The lookups'
+    # plans are checked where the table is big enough for them (tests/catalog/test_cluster_index.py).
     cluster_load = 'SELECT "catalog_imageasset"."id", "catalog_imageasset"."phash", "catalog_imageasset"."cluster_id"'
     big = [
         sql
         for sql in reads(first_queries) + reads(rerun_queries)
-        if any(table in sql for table in BIG_TABLES) and not sql.startswith(cluster_load)
+        if any(table in sql for table in BIG_TABLES)
+        and not sql.startswith(cluster_load)
+        and "WHERE SUBSTR(phash" not in sql
     ]
     assert len(big) > 10
     scans = {sql: seq_scans(explain(sql)) for sql in big}
